@@ -1,0 +1,73 @@
+"""The `kubedruid` command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(help="Run Apache Druid on Kubernetes with safe TLS changes.", no_args_is_help=True)
+dev = typer.Typer(help="The local control plane (built from Go modules, run as loopback processes).",
+                  no_args_is_help=True)
+app.add_typer(dev, name="dev")
+err = Console(stderr=True)
+
+DirOption = typer.Option(None, "--dir", help="State and log directory (default: $KUBEDRUID_DEV_DIR or "
+                                             "~/.local/state/kubedruid/dev).")
+
+
+def _state_dir(path: Optional[Path]) -> Path:
+    from kubedruid.devcluster.layout import default_state_dir
+
+    return (path or default_state_dir()).resolve()
+
+
+@dev.command("up")
+def dev_up(
+    dir: Optional[Path] = DirOption,
+    pod_ready_delay_ms: Optional[int] = typer.Option(
+        None, help="How long kwok waits before a new pod is Ready (default 1000, kept across runs)."),
+) -> None:
+    """Build (first time only) and start the plane; print `export` lines for `eval "$(kubedruid dev up)"`."""
+    from kubedruid.devcluster import plane
+
+    try:
+        layout = plane.up(_state_dir(dir), pod_ready_delay_ms)
+    except (plane.ComponentError, RuntimeError) as e:
+        typer.echo(f"error: {e}", err=True)  # plain text: paths in the message must not be wrapped
+        raise typer.Exit(1)
+    from kubedruid.devcluster.binaries import plane_binaries
+
+    for line in plane.exports(layout, plane_binaries().k8s):
+        print(line)
+
+
+@dev.command("down")
+def dev_down(dir: Optional[Path] = DirOption) -> None:
+    """Stop every process of the plane (its state stays for the next `up`)."""
+    from kubedruid.devcluster import plane
+
+    stopped = plane.down(_state_dir(dir))
+    err.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+
+
+@dev.command("status")
+def dev_status(dir: Optional[Path] = DirOption) -> None:
+    """Say what runs. Exit code 0 only when every component is running and healthy."""
+    from kubedruid.devcluster import plane
+
+    rows = plane.status(_state_dir(dir))
+    table = Table("component", "pid", "state")
+    for r in rows:
+        state = "[green]healthy[/green]" if r.healthy else ("[yellow]unhealthy[/yellow]" if r.pid else "[red]stopped[/red]")
+        table.add_row(r.name, str(r.pid or "-"), state)
+    Console().print(table)
+    if not all(r.healthy for r in rows):
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,77 @@
+"""Integration fixtures: one real local control plane per test session, a fresh namespace per test."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from lightkube import Client, KubeConfig
+from lightkube.core.exceptions import ApiError
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.core_v1 import Namespace, ServiceAccount
+
+from kubedruid.devcluster import plane as plane_mod
+from kubedruid.devcluster.binaries import plane_binaries
+
+
+@dataclass
+class Plane:
+    state_dir: Path
+    kubeconfig: Path
+    kubectl_bin: Path
+
+    def client(self) -> Client:
+        return Client(KubeConfig.from_file(str(self.kubeconfig)), field_manager="kubedruid-tests")
+
+    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run([str(self.kubectl_bin), f"--kubeconfig={self.kubeconfig}", *args], input=stdin,
+                              capture_output=True, text=True, timeout=120)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {proc.stderr}")
+        return proc
+
+
+@pytest.fixture(scope="session")
+def plane(tmp_path_factory) -> Plane:
+    """The session's control plane. KUBEDRUID_TEST_DEV_DIR reuses (and leaves running) a plane in that directory."""
+    reuse = os.environ.get("KUBEDRUID_TEST_DEV_DIR")
+    state_dir = Path(reuse) if reuse else tmp_path_factory.mktemp("plane", numbered=True)
+    layout = plane_mod.up(state_dir.resolve())
+    yield Plane(layout.state_dir, layout.kubeconfig, plane_binaries().kubectl())
+    if not reuse:
+        plane_mod.down(layout.state_dir)
+
+
+@pytest.fixture(scope="session")
+def kube(plane) -> Client:
+    return plane.client()
+
+
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.2, what: str = "condition"):
+    """Polls `predicate` until it returns a truthy value; returns that value or fails the test naming `what`."""
+    deadline = time.monotonic() + timeout
+    last_error = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except ApiError as e:  # not there yet
+            last_error = e
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}" + (f" (last error: {last_error})" if last_error else ""))
+
+
+@pytest.fixture
+def namespace(kube) -> str:
+    name = f"t-{secrets.token_hex(4)}"
+    kube.create(Namespace(metadata=ObjectMeta(name=name)))
+    # Pods need the namespace's default ServiceAccount, which kube-controller-manager creates.
+    wait_for(lambda: kube.get(ServiceAccount, "default", namespace=name), what=f"ServiceAccount {name}/default")
+    yield name
+    kube.delete(Namespace, name)

@@ -1,0 +1,80 @@
+"""Pure parts of the local plane: component command lines, kwok stages, the plane's PKI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from kubedruid.devcluster import kwok_stages
+from kubedruid.devcluster.layout import COMPONENTS, Binaries, PlaneLayout, Ports, command
+from kubedruid.devcluster.pki import make_plane_pki
+
+LAYOUT = PlaneLayout(Path("/state"), Ports(2379, 2380, 6443, 10257, 10259, 10247, 9403))
+BINS = Binaries(Path("/k8s"), Path("/etcd"), Path("/kwok"), Path("/cm"))
+
+
+def test_every_component_listens_on_loopback_only():
+    for component in COMPONENTS:
+        argv = command(component, LAYOUT, BINS)
+        addresses = [a for a in argv if "-address=" in a or "-urls=" in a]
+        assert addresses, component
+        for arg in addresses:
+            assert "127.0.0.1" in arg and "0.0.0.0" not in arg, (component, arg)
+
+
+def test_apiserver_runs_rbac_with_service_account_keys_and_tls12():
+    argv = command("kube-apiserver", LAYOUT, BINS)
+    assert "--authorization-mode=RBAC" in argv
+    assert "--service-account-key-file=/state/pki/sa.pub" in argv
+    assert "--service-account-signing-key-file=/state/pki/sa.key" in argv
+    assert "--tls-min-version=VersionTLS12" in argv
+
+
+POD_READY = """
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata: {name: pod-ready}
+spec:
+  resourceRef: {apiGroup: v1, kind: Pod}
+  selector:
+    matchExpressions:
+    - {key: '.metadata.deletionTimestamp', operator: DoesNotExist}
+  next: {statusTemplate: 'phase: Running'}
+"""
+POD_DELETE = """
+apiVersion: kwok.x-k8s.io/v1alpha1
+kind: Stage
+metadata: {name: pod-delete}
+spec:
+  resourceRef: {apiGroup: v1, kind: Pod}
+  next: {delete: true}
+"""
+
+
+def test_pod_ready_stage_gets_delay_and_hold_other_stages_unchanged():
+    stages = list(yaml.safe_load_all(kwok_stages.assemble([POD_READY, POD_DELETE], default_delay_ms=1500)))
+    ready, delete = stages
+    assert ready["spec"]["delay"]["durationMilliseconds"] == 1500
+    assert kwok_stages.READY_DELAY_ANNOTATION in ready["spec"]["delay"]["durationFrom"]["jq"]["expression"]
+    exprs = ready["spec"]["selector"]["matchExpressions"]
+    assert exprs[0]["key"] == ".metadata.deletionTimestamp"  # upstream's selector is kept
+    assert {"key": f'.metadata.annotations["{kwok_stages.HOLD_NOT_READY_ANNOTATION}"]',
+            "operator": "DoesNotExist"} in exprs
+    assert delete == yaml.safe_load(POD_DELETE)
+
+
+def test_plane_pki_admin_is_system_masters_and_apiserver_serves_loopback():
+    made = make_plane_pki("10.96.0.1")
+    ca = x509.load_pem_x509_certificate(made.ca.cert_pem)
+    admin = x509.load_pem_x509_certificate(made.admin.cert_pem)
+    server = x509.load_pem_x509_certificate(made.apiserver.cert_pem)
+    assert admin.issuer == ca.subject and server.issuer == ca.subject
+    assert admin.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == "system:masters"
+    assert ExtendedKeyUsageOID.CLIENT_AUTH in admin.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    sans = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "localhost" in sans.get_values_for_type(x509.DNSName)
+    assert {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)} == {"127.0.0.1", "10.96.0.1"}
+    assert b"PRIVATE KEY" in made.service_account_key_pem and b"PUBLIC KEY" in made.service_account_pub_pem
