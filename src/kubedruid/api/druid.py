@@ -1,0 +1,162 @@
+"""The `Druid` custom resource (kubedb.com/v1alpha2), as KubeDB defines it (spec §1)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from kubedruid.api.common import (
+    AGE_COLUMN,
+    Condition,
+    KubeModel,
+    LocalObjectReference,
+    ObjectMeta,
+    OpenModel,
+    PodTemplateSpec,
+    PrinterColumn,
+    Resource,
+    ResourceInfo,
+    SecretReference,
+    TLSConfig,
+)
+
+# Node types in the order KubeDB lists them; PetSet names use the lower-cased key.
+NODE_TYPES = ("coordinators", "overlords", "brokers", "routers", "historicals", "middleManagers")
+MANDATORY_NODE_TYPES = ("coordinators", "brokers", "historicals", "middleManagers")
+DATA_NODE_TYPES = ("historicals", "middleManagers")
+
+DeepStorageType = Literal["s3", "google", "azure", "hdfs"]
+MetadataStorageType = Literal["MySQL", "PostgreSQL"]
+StorageType = Literal["Durable", "Ephemeral"]
+DeletionPolicy = Literal["Halt", "Delete", "WipeOut", "DoNotTerminate"]
+DruidPhase = Literal["Provisioning", "DataRestoring", "Ready", "Critical", "NotReady", "Halted", "Unknown"]
+ServiceAlias = Literal["primary", "standby", "stats", "dashboard", "secondary"]
+
+
+class DruidNode(KubeModel):
+    """One Druid node type: a PetSet of `replicas` pods."""
+
+    replicas: int = Field(1, ge=1, description="Number of pods of this node type.")
+    suffix: str | None = None
+    podTemplate: PodTemplateSpec | None = None
+
+
+class DruidDataNode(DruidNode):
+    """A node type that keeps data (historicals, middleManagers)."""
+
+    storageType: StorageType = "Durable"
+    storage: dict[str, Any] | None = Field(None, description="PersistentVolumeClaim spec (Durable only).")
+    ephemeralStorage: dict[str, Any] | None = Field(None, description="EmptyDir volume source (Ephemeral only).")
+
+
+class DruidClusterTopology(KubeModel):
+    """Node types; coordinators, brokers, historicals and middleManagers are defaulted when absent."""
+
+    coordinators: DruidNode | None = None
+    overlords: DruidNode | None = None
+    brokers: DruidNode | None = None
+    routers: DruidNode | None = None
+    historicals: DruidDataNode | None = None
+    middleManagers: DruidDataNode | None = None
+
+    def nodes(self) -> dict[str, DruidNode]:
+        """The node types that are present, by key, in NODE_TYPES order."""
+        return {key: node for key in NODE_TYPES if (node := getattr(self, key)) is not None}
+
+
+class DeepStorageSpec(KubeModel):
+    type: DeepStorageType
+    configSecret: LocalObjectReference | None = None
+
+
+class MetadataStorage(KubeModel):
+    """Reference to the metadata store (an AppBinding name/namespace) and how to use it."""
+
+    name: str | None = Field(None, min_length=1)
+    namespace: str | None = Field(None, min_length=1)
+    type: MetadataStorageType | None = None
+    createTables: bool | None = None
+    linkedDB: str | None = None
+    externallyManaged: bool | None = None
+    version: str | None = None
+
+
+class ZookeeperRef(KubeModel):
+    name: str | None = Field(None, min_length=1)
+    namespace: str | None = Field(None, min_length=1)
+    pathsBase: str | None = None
+    externallyManaged: bool | None = None
+    version: str | None = None
+
+
+class ConfigurationSpec(KubeModel):
+    secretName: str | None = None
+    inline: dict[str, str] | None = None
+
+
+class HealthCheckSpec(KubeModel):
+    periodSeconds: int = 30
+    timeoutSeconds: int = 10
+    failureThreshold: int = 3
+    disableWriteCheck: bool | None = None
+
+
+class NamedServiceTemplateSpec(OpenModel):
+    alias: ServiceAlias
+    metadata: dict[str, Any] | None = None
+    spec: dict[str, Any] | None = None
+
+
+class AutoOpsSpec(KubeModel):
+    disabled: bool | None = None
+
+
+class DruidSpec(KubeModel):
+    version: str = Field(min_length=1, description="Name of a DruidVersion.")
+    topology: DruidClusterTopology
+    deepStorage: DeepStorageSpec
+    metadataStorage: MetadataStorage | None = None
+    zookeeperRef: ZookeeperRef | None = None
+    enableSSL: bool | None = None
+    tls: TLSConfig | None = None
+    keystoreCredSecret: SecretReference | None = None
+    authSecret: SecretReference | None = None
+    disableSecurity: bool | None = None
+    configuration: ConfigurationSpec | None = None
+    init: dict[str, Any] | None = None
+    serviceTemplates: list[NamedServiceTemplateSpec] | None = None
+    halted: bool | None = None
+    deletionPolicy: DeletionPolicy = "Delete"
+    monitor: dict[str, Any] | None = None
+    healthChecker: HealthCheckSpec = HealthCheckSpec()
+    autoOps: AutoOpsSpec | None = None
+
+
+class DruidStatus(KubeModel):
+    phase: DruidPhase | None = None
+    observedGeneration: int | None = None
+    conditions: list[Condition] | None = None
+
+
+class Druid(Resource):
+    resource: ClassVar[ResourceInfo] = ResourceInfo(
+        group="kubedb.com",
+        version="v1alpha2",
+        kind="Druid",
+        plural="druids",
+        singular="druid",
+        short_names=("dr",),
+        categories=("datastore", "kubedb", "appscode", "all"),
+        columns=(
+            PrinterColumn("Version", ".spec.version"),
+            PrinterColumn("Status", ".status.phase"),
+            AGE_COLUMN,
+        ),
+    )
+
+    apiVersion: str = "kubedb.com/v1alpha2"
+    kind: str = "Druid"
+    metadata: ObjectMeta = ObjectMeta()
+    spec: DruidSpec
+    status: DruidStatus | None = None
