@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from lightkube.resources.core_v1 import Namespace, ServiceAccount
 
 from kubedruid.devcluster import plane as plane_mod
 from kubedruid.devcluster.binaries import plane_binaries
+from kubedruid.devcluster.install import install_kubedruid
 
 
 @dataclass
@@ -41,7 +43,7 @@ def plane(tmp_path_factory) -> Plane:
     """The session's control plane. KUBEDRUID_TEST_DEV_DIR reuses (and leaves running) a plane in that directory."""
     reuse = os.environ.get("KUBEDRUID_TEST_DEV_DIR")
     state_dir = Path(reuse) if reuse else tmp_path_factory.mktemp("plane", numbered=True)
-    layout = plane_mod.up(state_dir.resolve())
+    layout = plane_mod.up(state_dir.resolve(), extra_setup=install_kubedruid)
     yield Plane(layout.state_dir, layout.kubeconfig, plane_binaries().kubectl())
     if not reuse:
         plane_mod.down(layout.state_dir)
@@ -75,3 +77,28 @@ def namespace(kube) -> str:
     wait_for(lambda: kube.get(ServiceAccount, "default", namespace=name), what=f"ServiceAccount {name}/default")
     yield name
     kube.delete(Namespace, name)
+
+
+@pytest.fixture(scope="session")
+def operator(plane, tmp_path_factory):
+    """`kubedruid operator run` as a person starts it, against the session's plane; its log is kept for failures."""
+    log_path = tmp_path_factory.mktemp("operator") / "operator.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([str(Path(sys.executable).parent / "kubedruid"), "operator", "run"],
+                                env={**os.environ, "KUBECONFIG": str(plane.kubeconfig)},
+                                stdout=log, stderr=subprocess.STDOUT)
+    yield OperatorProcess(proc, log_path)
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@dataclass
+class OperatorProcess:
+    proc: subprocess.Popen
+    log: Path
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")

@@ -13,6 +13,8 @@ app = typer.Typer(help="Run Apache Druid on Kubernetes with safe TLS changes.", 
 dev = typer.Typer(help="The local control plane (built from Go modules, run as loopback processes).",
                   no_args_is_help=True)
 app.add_typer(dev, name="dev")
+operator = typer.Typer(help="The kubedruid operator.", no_args_is_help=True)
+app.add_typer(operator, name="operator")
 err = Console(stderr=True)
 
 DirOption = typer.Option(None, "--dir", help="State and log directory (default: $KUBEDRUID_DEV_DIR or "
@@ -35,7 +37,9 @@ def dev_up(
     from kubedruid.devcluster import plane
 
     try:
-        layout = plane.up(_state_dir(dir), pod_ready_delay_ms)
+        from kubedruid.devcluster.install import install_kubedruid
+
+        layout = plane.up(_state_dir(dir), pod_ready_delay_ms, extra_setup=install_kubedruid)
     except (plane.ComponentError, RuntimeError) as e:
         typer.echo(f"error: {e}", err=True)  # plain text: paths in the message must not be wrapped
         raise typer.Exit(1)
@@ -67,6 +71,25 @@ def dev_status(dir: Optional[Path] = DirOption) -> None:
     Console().print(table)
     if not all(r.healthy for r in rows):
         raise typer.Exit(1)
+
+
+@operator.command("run")
+def operator_run(
+    kubeconfig: Optional[Path] = typer.Option(None, envvar="KUBECONFIG", help="Kubeconfig (default: in-cluster)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Run the controllers (provisioner, PetSet, ops-manager) against the cluster until stopped."""
+    import asyncio
+    import logging
+
+    from kubedruid.controllers import operator as op
+
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    for noisy in ("httpx", "httpx2"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    asyncio.run(op.run(str(kubeconfig) if kubeconfig else None))
 
 
 def main() -> None:

@@ -1,0 +1,274 @@
+"""The provisioner: a Druid (kubedb.com/v1alpha2) becomes its dependencies, Secrets, Certificates, configuration,
+Services and PetSets, and its status says how far it got.
+
+Level-triggered: every pass recomputes the desired children from the Druid and what it references, writes only what
+differs, and derives the conditions and the phase from what it observes. A missing input (Secret, DruidVersion,
+Issuer) stops the pass with a condition and an event that name it; the watch on that input starts the next pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets as random_secrets
+
+from pydantic import ValidationError
+
+from kubedruid.api import Druid, apply_defaults, validate_druid
+from kubedruid.druid import tls
+from kubedruid.druid.properties import ClusterConfig, MetadataStore
+from kubedruid.kube import conditions as cond
+from kubedruid.kube.client import Kube
+from kubedruid.specs import cluster, dependencies, names, petset_pods
+from kubedruid.specs import status as st
+
+log = logging.getLogger("kubedruid.provisioner")
+
+FINALIZER = "kubedb.com/druid"
+DRUID_API = names.DRUID_API
+
+
+class Blocked(Exception):
+    """Provisioning cannot go on until an input changes; `reason` and `message` go into the InputValid condition."""
+
+    def __init__(self, reason: str, message: str):
+        super().__init__(message)
+        self.reason, self.message = reason, message
+
+
+def _password() -> str:
+    return random_secrets.token_urlsafe(24)
+
+
+class Provisioner:
+    def __init__(self, kube: Kube):
+        self.kube = kube
+
+    # -- entry point ------------------------------------------------------------------------------------------
+    async def reconcile(self, namespace: str, name: str) -> float | None:
+        raw = await self.kube.get(DRUID_API, "Druid", name, namespace)
+        if raw is None:
+            return None
+        if raw["metadata"].get("deletionTimestamp"):
+            await self._finalize(raw)
+            return None
+        if FINALIZER not in (raw["metadata"].get("finalizers") or []):
+            finalizers = [*(raw["metadata"].get("finalizers") or []), FINALIZER]
+            raw = await self.kube.patch(DRUID_API, "Druid", name, {"metadata": {"finalizers": finalizers}}, namespace)
+
+        conditions = (raw.get("status") or {}).get("conditions") or []
+        paused = cond.get_condition(conditions, st.PAUSED)
+        if paused is not None:
+            if paused.get("status") != "True":  # the ops-manager asks; we acknowledge and then keep our hands off
+                conditions = cond.set_condition(conditions, st.PAUSED, "True", "Paused",
+                                                paused.get("message") or "Paused by an ops request",
+                                                raw["metadata"].get("generation"))
+                await self._write_status(raw, conditions)
+                await self.kube.event(raw, "Normal", "Paused", f"Paused Druid {namespace}/{name}: "
+                                      f"{paused.get('message') or 'an ops request is in progress'}")
+            return None
+
+        generation = raw["metadata"].get("generation")
+        if not cond.is_true(conditions, st.PROVISIONING_STARTED):
+            conditions = cond.set_condition(
+                conditions, st.PROVISIONING_STARTED, "True", "DatabaseProvisioningStartedSuccessfully",
+                f"The KubeDB operator has started the provisioning of Druid: {namespace}/{name}", generation)
+        try:
+            conditions, again = await self._provision(raw, conditions)
+            conditions = cond.remove_condition(conditions, st.INPUT_VALID)
+        except Blocked as b:
+            before = cond.get_condition(conditions, st.INPUT_VALID)
+            conditions = cond.set_condition(conditions, st.INPUT_VALID, "False", b.reason, b.message, generation)
+            if not before or before.get("reason") != b.reason or before.get("message") != b.message:
+                await self.kube.event(raw, "Warning", b.reason, b.message)
+                log.info("druid %s/%s blocked: %s", namespace, name, b.message)
+            again = None
+        await self._write_status(raw, conditions)
+        return again
+
+    async def _write_status(self, raw: dict, conditions: list[dict]) -> None:
+        status = raw.get("status") or {}
+        new = {"phase": st.phase(conditions), "observedGeneration": raw["metadata"].get("generation"),
+               "conditions": conditions}
+        if any(status.get(k) != v for k, v in new.items()):
+            await self.kube.patch(DRUID_API, "Druid", raw["metadata"]["name"], {"status": new},
+                                  raw["metadata"]["namespace"], status=True)
+
+    # -- the pass -----------------------------------------------------------------------------------------------
+    async def _provision(self, raw: dict, conditions: list[dict]) -> tuple[list[dict], float | None]:
+        namespace, name = raw["metadata"]["namespace"], raw["metadata"]["name"]
+        generation = raw["metadata"].get("generation")
+        try:
+            db = apply_defaults(Druid.model_validate(raw))
+        except ValidationError as e:
+            raise Blocked("InvalidSpec", f"spec is invalid: {e.errors()[0].get('msg')}") from None
+        problems = validate_druid(db)
+        if problems:
+            raise Blocked("InvalidSpec", "; ".join(problems))
+
+        version = await self.kube.get("catalog.kubedb.com/v1alpha1", "DruidVersion", db.spec.version)
+        if version is None:
+            raise Blocked("VersionNotFound", f"DruidVersion {db.spec.version!r} does not exist; "
+                          "`kubectl get druidversions` lists the supported versions")
+        deep_storage = await self._deep_storage_properties(db)
+        zookeeper, metadata, metadata_secret, deps_ready = await self._dependencies(raw, db)
+        conditions = cond.set_condition(
+            conditions, st.DEPENDENCY_READY, "True" if deps_ready else "False",
+            "DatabaseDependencyReady" if deps_ready else "DatabaseDependencyNotReady",
+            "Metadata storage and ZooKeeper are ready" if deps_ready
+            else "Waiting for the metadata storage and ZooKeeper to be ready", generation)
+
+        if db.spec.authSecret and not db.spec.disableSecurity:
+            await self._ensure_secret_once(raw, db.spec.authSecret.name, "kubernetes.io/basic-auth",
+                                           lambda: {"username": "admin", "password": _password()})
+        if db.spec.enableSSL:
+            await self._ensure_tls_inputs(raw, db)
+
+        inputs = cluster.Inputs(
+            cluster=ClusterConfig(
+                zookeeper=zookeeper, zookeeper_base=db.spec.zookeeperRef.pathsBase or "/druid",
+                metadata=metadata, deep_storage_type=db.spec.deepStorage.type,
+                deep_storage_properties=deep_storage, tls=bool(db.spec.enableSSL),
+                security=not db.spec.disableSecurity,
+                has_overlords=db.spec.topology.overlords is not None,
+                has_routers=db.spec.topology.routers is not None),
+            image=version["spec"]["db"]["image"],
+            run_as_user=((version["spec"].get("securityContext") or {}).get("runAsUser")) or 1000,
+            metadata_secret=metadata_secret, uid=raw["metadata"]["uid"])
+
+        if db.spec.enableSSL:
+            for certificate in cluster.certificates(db, inputs):
+                await self.kube.ensure(certificate)
+            await self._require_certificate_secrets(db)
+
+        await self.kube.ensure(cluster.config_secret(db, inputs))
+        for service in cluster.services(db, inputs):
+            await self.kube.ensure(service)
+        petsets = [cluster.petset(db, n, inputs) for n in cluster.nodes(db)]
+        for ps in petsets:
+            await self.kube.ensure(ps)
+
+        replicas_ready, accepting = await self._observe(db, petsets)
+        conditions = st.health_conditions(conditions, generation, replicas_ready=replicas_ready and deps_ready,
+                                          accepting=accepting, namespace=namespace, name=name)
+        return conditions, None
+
+    # -- inputs ---------------------------------------------------------------------------------------------------
+    async def _deep_storage_properties(self, db: Druid) -> dict[str, str]:
+        ref = db.spec.deepStorage.configSecret
+        if not ref or not ref.name:
+            return {}
+        secret = await self.kube.get("v1", "Secret", ref.name, db.metadata.namespace)
+        if secret is None:
+            raise Blocked("DeepStorageSecretNotFound",
+                          f"deep storage config Secret {db.metadata.namespace}/{ref.name} "
+                          f"(spec.deepStorage.configSecret) does not exist")
+        import base64
+
+        return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+
+    async def _dependencies(self, raw: dict, db: Druid) -> tuple[str, MetadataStore, str, bool]:
+        ns = db.metadata.namespace
+        zk, ms = db.spec.zookeeperRef, db.spec.metadataStorage
+        zk_host = f"{zk.name}.{zk.namespace or ns}.svc.{names.CLUSTER_DOMAIN}:{dependencies.ZOOKEEPER_PORT}"
+        ms_type = ms.type or "MySQL"
+        ms_host = f"{ms.name}.{ms.namespace or ns}.svc.{names.CLUSTER_DOMAIN}"
+        metadata = MetadataStore(type=ms_type, host=ms_host, port=dependencies.PORTS[ms_type],
+                                 database=ms.linkedDB or "druid",
+                                 user="postgres" if ms_type == "PostgreSQL" else "root",
+                                 create_tables=ms.createTables is not False)
+        metadata_secret = dependencies.metadata_secret_name(ms.name)
+        ready = True
+        if not zk.externallyManaged:
+            for obj in dependencies.zookeeper(raw, zk.name, zk.version or "3.7.2"):
+                await self.kube.ensure(obj)
+            ready &= await self._statefulset_ready(zk.name, ns)
+        if not ms.externallyManaged:
+            await self._ensure_secret_once(raw, metadata_secret, "kubernetes.io/basic-auth",
+                                           lambda: {"username": metadata.user, "password": _password()})
+            for obj in dependencies.metadata_store(raw, ms.name, ms_type, ms.version or "8.0.35", metadata.database):
+                await self.kube.ensure(obj)
+            ready &= await self._statefulset_ready(ms.name, ns)
+        elif await self.kube.get("v1", "Secret", metadata_secret, ms.namespace or ns) is None:
+            raise Blocked("MetadataStorageSecretNotFound",
+                          f"externally managed metadata storage {ms.namespace or ns}/{ms.name}: its credentials "
+                          f"Secret {metadata_secret} (keys username, password) does not exist")
+        return zk_host, metadata, metadata_secret, ready
+
+    async def _statefulset_ready(self, name: str, namespace: str) -> bool:
+        sts = await self.kube.get("apps/v1", "StatefulSet", name, namespace)
+        return bool(sts) and ((sts.get("status") or {}).get("readyReplicas") or 0) >= 1
+
+    async def _ensure_secret_once(self, owner: dict, name: str, type_: str, make_data) -> None:
+        """Random credentials: created once, never rewritten (a running database keeps its password)."""
+        if await self.kube.get("v1", "Secret", name, owner["metadata"]["namespace"]) is not None:
+            return
+        meta = {"name": name, "namespace": owner["metadata"]["namespace"],
+                "labels": names.offshoot_labels(owner["metadata"]["name"]),
+                "ownerReferences": [names.owner_reference(owner)]}
+        await self.kube.create({"apiVersion": "v1", "kind": "Secret", "type": type_, "metadata": meta,
+                                "stringData": make_data()})
+
+    async def _ensure_tls_inputs(self, raw: dict, db: Druid) -> None:
+        password = _password()
+        await self._ensure_secret_once(raw, db.spec.keystoreCredSecret.name, "Opaque",
+                                       lambda: {tls.KEYSTORE_PASSWORD_KEY: password,
+                                                tls.TRUSTSTORE_PASSWORD_KEY: password})
+        if not (db.spec.tls and db.spec.tls.issuerRef):
+            raise Blocked("IssuerRefMissing", "spec.enableSSL is true but spec.tls.issuerRef is not set: name the "
+                          "cert-manager Issuer or ClusterIssuer that signs the Druid's certificates")
+        refs = [c.issuerRef or db.spec.tls.issuerRef for c in db.spec.tls.certificates or []]
+        for kind, issuer_name in sorted({(r.kind, r.name) for r in [db.spec.tls.issuerRef, *refs]}):
+            if kind not in ("Issuer", "ClusterIssuer"):
+                raise Blocked("IssuerKindInvalid", f"issuerRef kind {kind!r} is not Issuer or ClusterIssuer")
+            ns = db.metadata.namespace if kind == "Issuer" else None
+            if await self.kube.get("cert-manager.io/v1", kind, issuer_name, ns) is None:
+                where = f"{db.metadata.namespace}/{issuer_name}" if ns else issuer_name
+                raise Blocked("IssuerNotFound", f"{kind} {where} (spec.tls.issuerRef) does not exist")
+
+    async def _require_certificate_secrets(self, db: Druid) -> None:
+        for c in db.spec.tls.certificates or []:
+            secret = await self.kube.get("v1", "Secret", c.secretName, db.metadata.namespace)
+            if secret is None or "keystore.jks" not in (secret.get("data") or {}):
+                raise Blocked("WaitingForCertificates", f"waiting for cert-manager to issue Secret {c.secretName} "
+                              f"(Certificate {db.metadata.name}-{c.alias}-cert)")
+
+    # -- observation ------------------------------------------------------------------------------------------
+    async def _observe(self, db: Druid, petsets: list[dict]) -> tuple[bool, bool]:
+        """All replicas ready, and the query nodes ready: read from the PetSets' status, never by calling pod IPs."""
+        ready_by_node = {}
+        for ps in petsets:
+            live = await self.kube.get("apps.k8s.appscode.com/v1", "PetSet", ps["metadata"]["name"],
+                                       db.metadata.namespace)
+            status = (live or {}).get("status") or {}
+            want = ps["spec"]["replicas"]
+            ready_by_node[ps["spec"]["selector"]["matchLabels"][names.ROLE_LABEL]] = (
+                (status.get("readyReplicas") or 0) >= want and status.get("observedGeneration") ==
+                (live or {}).get("metadata", {}).get("generation"))
+        replicas_ready = all(ready_by_node.values())
+        accepting = all(ready_by_node.get(n.key, False) for n in cluster.query_nodes(db))
+        return replicas_ready, accepting
+
+    # -- deletion ---------------------------------------------------------------------------------------------
+    async def _finalize(self, raw: dict) -> None:
+        """deletionPolicy: Delete removes the Druid's data (PVCs) and keeps its credentials Secrets; WipeOut removes
+        those too; Halt keeps PVCs and Secrets. Everything else goes with the Druid through owner references."""
+        namespace, name = raw["metadata"]["namespace"], raw["metadata"]["name"]
+        policy = (raw.get("spec") or {}).get("deletionPolicy") or "Delete"
+        if policy == "DoNotTerminate":
+            # Admission refuses the deletion; if it got through anyway (webhook down), keep the object and say so.
+            return
+        selector = names.selector_labels(name)
+        if policy in ("Delete", "WipeOut"):
+            for labels in (selector, {dependencies.DEPENDENCY_LABEL: name}):
+                for pvc in await self.kube.list("v1", "PersistentVolumeClaim", namespace, labels=labels):
+                    await self.kube.delete("v1", "PersistentVolumeClaim", pvc["metadata"]["name"], namespace)
+        keep_secrets = policy != "WipeOut"
+        if keep_secrets:
+            for secret in await self.kube.list("v1", "Secret", namespace, labels=selector):
+                refs = secret["metadata"].get("ownerReferences") or []
+                kept = [r for r in refs if r.get("uid") != raw["metadata"]["uid"]]
+                if len(kept) != len(refs) and secret.get("type") != "kubernetes.io/tls":
+                    await self.kube.patch("v1", "Secret", secret["metadata"]["name"],
+                                          {"metadata": {"ownerReferences": kept or None}}, namespace)
+        finalizers = [f for f in raw["metadata"].get("finalizers") or [] if f != FINALIZER]
+        await self.kube.patch(DRUID_API, "Druid", name, {"metadata": {"finalizers": finalizers or None}}, namespace)

@@ -1,0 +1,1 @@
+"""Druid knowledge, pure: node types, ports, runtime properties, TLS material locations, restart order."""

@@ -1,0 +1,189 @@
+"""Druid runtime properties, rendered from a small description of the cluster. Pure: no I/O, no Kubernetes.
+
+The upstream `apache/druid` image reads `DRUID_CONFIG_COMMON` (common.runtime.properties) and
+`DRUID_CONFIG_<service>` (the node's runtime.properties); per-pod values (`druid.host`) come as `druid_*` environment
+variables, which its entrypoint appends (see specs/petsets.py). Passwords never appear here: they are Druid password
+providers that read environment variables filled from Secrets.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from . import tls
+from .nodes import BROKERS, COORDINATORS, HISTORICALS, MIDDLE_MANAGERS, OVERLORDS, ROUTERS, NodeType
+
+ADMIN_PASSWORD_ENV = "DRUID_ADMIN_PASSWORD"
+METADATA_PASSWORD_ENV = "DRUID_METADATA_STORAGE_PASSWORD"
+
+DEEP_STORAGE_EXTENSIONS = {
+    "s3": "druid-s3-extensions",
+    "google": "druid-google-extensions",
+    "azure": "druid-azure-extensions",
+    "hdfs": "druid-hdfs-storage",
+}
+METADATA_EXTENSIONS = {"MySQL": "mysql-metadata-storage", "PostgreSQL": "postgresql-metadata-storage"}
+
+
+@dataclass(frozen=True)
+class MetadataStore:
+    type: str  # MySQL | PostgreSQL
+    host: str
+    port: int
+    database: str
+    user: str
+    create_tables: bool = True
+
+    def connect_uri(self) -> str:
+        if self.type == "PostgreSQL":
+            return f"jdbc:postgresql://{self.host}:{self.port}/{self.database}"
+        return f"jdbc:mysql://{self.host}:{self.port}/{self.database}?createDatabaseIfNotExist=true"
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """What the properties depend on; built from a Druid object by specs/config.py."""
+
+    zookeeper: str  # host:port[,host:port]
+    zookeeper_base: str
+    metadata: MetadataStore
+    deep_storage_type: str
+    deep_storage_properties: dict[str, str] = field(default_factory=dict)  # the user's deep-storage Secret
+    tls: bool = False
+    security: bool = True  # druid-basic-security with the admin password from the auth Secret
+    has_overlords: bool = True
+    has_routers: bool = False
+
+
+def _extensions(c: ClusterConfig) -> list[str]:
+    ext = ["druid-datasketches", "druid-kafka-indexing-service", "druid-multi-stage-query"]
+    if c.security:
+        ext.append("druid-basic-security")
+    if c.tls:
+        ext.append("simple-client-sslcontext")  # without it every internal HTTPS call fails
+    ext.append(METADATA_EXTENSIONS[c.metadata.type])
+    ext.append(DEEP_STORAGE_EXTENSIONS[c.deep_storage_type])
+    return ext
+
+
+def _env_password(variable: str) -> str:
+    return json.dumps({"type": "environment", "variable": variable}, separators=(",", ":"))
+
+
+def _security() -> dict[str, str]:
+    password = _env_password(ADMIN_PASSWORD_ENV)
+    return {
+        "druid.auth.authenticatorChain": '["basic"]',
+        "druid.auth.authenticator.basic.type": "basic",
+        "druid.auth.authenticator.basic.initialAdminPassword": password,
+        "druid.auth.authenticator.basic.initialInternalClientPassword": password,
+        "druid.auth.authenticator.basic.credentialsValidator.type": "metadata",
+        "druid.auth.authenticator.basic.skipOnFailure": "false",
+        "druid.auth.authenticator.basic.authorizerName": "basic",
+        "druid.auth.authorizers": '["basic"]',
+        "druid.auth.authorizer.basic.type": "basic",
+        "druid.escalator.type": "basic",
+        "druid.escalator.internalClientUsername": "druid_system",
+        "druid.escalator.internalClientPassword": password,
+        "druid.escalator.authorizerName": "basic",
+    }
+
+
+def tls_properties() -> dict[str, str]:
+    """Server keystore, client truststore, plaintext off, hostname validation on (the announced druid.host is the
+    pod's FQDN, which the certificate carries), TLS 1.2 and 1.3 only."""
+    password = _env_password(tls.KEYSTORE_PASSWORD_ENV)
+    return {
+        "druid.enablePlaintextPort": "false",
+        "druid.enableTlsPort": "true",
+        "druid.server.https.keyStorePath": tls.KEYSTORE_PATH,
+        "druid.server.https.keyStoreType": tls.KEYSTORE_TYPE,
+        "druid.server.https.keyStorePassword": password,
+        "druid.server.https.certAlias": tls.CERT_ALIAS,
+        "druid.server.https.includeProtocols": '["TLSv1.2","TLSv1.3"]',
+        "druid.client.https.protocol": "TLSv1.2",
+        "druid.client.https.trustStorePath": tls.TRUSTSTORE_PATH,
+        "druid.client.https.trustStoreType": tls.KEYSTORE_TYPE,
+        "druid.client.https.trustStorePassword": password,
+        "druid.client.https.validateHostnames": "true",
+    }
+
+
+def common_properties(c: ClusterConfig) -> dict[str, str]:
+    props = {
+        "druid.extensions.loadList": json.dumps(_extensions(c), separators=(",", ":")),
+        "druid.startup.logging.logProperties": "false",  # it would print every property, passwords' providers too
+        "druid.zk.service.host": c.zookeeper,
+        "druid.zk.paths.base": c.zookeeper_base,
+        "druid.metadata.storage.type": "postgresql" if c.metadata.type == "PostgreSQL" else "mysql",
+        "druid.metadata.storage.connector.connectURI": c.metadata.connect_uri(),
+        "druid.metadata.storage.connector.user": c.metadata.user,
+        "druid.metadata.storage.connector.password": _env_password(METADATA_PASSWORD_ENV),
+        "druid.metadata.storage.connector.createTables": str(c.metadata.create_tables).lower(),
+        "druid.storage.type": c.deep_storage_type,
+        "druid.indexer.logs.type": "file",
+        "druid.indexer.logs.directory": "/druid/data/indexing-logs",
+        "druid.selectors.indexing.serviceName": "druid/overlord",
+        "druid.selectors.coordinator.serviceName": "druid/coordinator",
+        "druid.emitter": "noop",
+        "druid.sql.enable": "true",
+    }
+    props.update(c.deep_storage_properties)
+    if c.security:
+        props.update(_security())
+    if c.tls:
+        props.update(tls_properties())
+    return props
+
+
+def node_properties(node: NodeType, c: ClusterConfig) -> dict[str, str]:
+    props = {
+        "druid.service": f"druid/{node.service}",
+        "druid.plaintextPort": str(node.plain_port),
+        "druid.tlsPort": str(node.tls_port),
+    }
+    if node is COORDINATORS:
+        props |= {"druid.coordinator.startDelay": "PT10S", "druid.coordinator.period": "PT5S"}
+        if not c.has_overlords:  # the coordinator acts as overlord
+            props |= {"druid.coordinator.asOverlord.enabled": "true",
+                      "druid.coordinator.asOverlord.overlordService": "druid/overlord",
+                      "druid.indexer.storage.type": "metadata", "druid.indexer.runner.type": "remote"}
+    elif node is OVERLORDS:
+        props |= {"druid.indexer.queue.startDelay": "PT5S", "druid.indexer.storage.type": "metadata",
+                  "druid.indexer.runner.type": "remote"}
+    elif node is BROKERS:
+        props |= {"druid.broker.http.numConnections": "5", "druid.server.http.numThreads": "40",
+                  "druid.processing.buffer.sizeBytes": "50000000", "druid.processing.numMergeBuffers": "2",
+                  "druid.processing.numThreads": "1"}
+    elif node is ROUTERS:
+        props |= {"druid.router.defaultBrokerServiceName": "druid/broker",
+                  "druid.router.coordinatorServiceName": "druid/coordinator",
+                  "druid.router.managementProxy.enabled": "true"}
+    elif node is HISTORICALS:
+        props |= {"druid.segmentCache.locations": json.dumps([{"path": HISTORICALS.data_volume[1], "maxSize": "1g"}],
+                                                              separators=(",", ":")),
+                  "druid.server.maxSize": "1g", "druid.processing.buffer.sizeBytes": "50000000",
+                  "druid.processing.numMergeBuffers": "2", "druid.processing.numThreads": "1"}
+    elif node is MIDDLE_MANAGERS:
+        props |= {"druid.worker.capacity": "2", "druid.indexer.task.baseTaskDir": MIDDLE_MANAGERS.data_volume[1],
+                  "druid.indexer.fork.property.druid.processing.buffer.sizeBytes": "25000000",
+                  "druid.indexer.fork.property.druid.processing.numThreads": "1",
+                  "druid.indexer.fork.property.druid.processing.numMergeBuffers": "2"}
+    return props
+
+
+def render(props: dict[str, str]) -> str:
+    """A .properties file: sorted, one `key=value` per line."""
+    return "".join(f"{k}={props[k]}\n" for k in sorted(props))
+
+
+def parse(text: str) -> dict[str, str]:
+    """The inverse of render for simple files (no continuation lines); comments and blanks are skipped."""
+    out = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith(("#", "!")) and "=" in line:
+            k, v = line.split("=", 1)
+            out[k.strip()] = v.strip()
+    return out

@@ -1,0 +1,269 @@
+"""The desired children of a Druid: Services, the configuration Secret, PetSets and cert-manager Certificates.
+Pure: a function of the (defaulted) Druid, its DruidVersion and the inputs the provisioner read."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+from kubedruid.api import Druid
+from kubedruid.druid import properties, tls
+from kubedruid.druid.nodes import BY_KEY, PROVISION_ORDER, ROUTERS, NodeType
+from kubedruid.druid.properties import ADMIN_PASSWORD_ENV, METADATA_PASSWORD_ENV, ClusterConfig
+
+from . import names
+
+CONFIG_MOUNT = "/tmp/config/operator-config"  # KubeDB's operator-config-volume mount
+DEFAULT_RESOURCES = {"requests": {"cpu": "500m", "memory": "1024Mi"}, "limits": {"memory": "1024Mi"}}
+MIDDLE_MANAGER_RESOURCES = {"requests": {"cpu": "500m", "memory": "2560Mi"}, "limits": {"memory": "2560Mi"}}
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What the provisioner looked up for the builders."""
+
+    cluster: ClusterConfig
+    image: str
+    run_as_user: int
+    metadata_secret: str  # Secret with the metadata store's password (key `password`)
+    uid: str  # the Druid's UID (config Secret name, owner references)
+
+
+def nodes(db: Druid) -> list[NodeType]:
+    present = db.spec.topology.nodes()
+    return [n for n in PROVISION_ORDER if n.key in present]
+
+
+def tls_enabled(db: Druid) -> bool:
+    return bool(db.spec.enableSSL)
+
+
+def _meta(name: str, db: Druid, inputs: Inputs, labels: dict | None = None) -> dict:
+    druid_ref = {"apiVersion": names.DRUID_API, "kind": "Druid", "name": db.metadata.name, "uid": inputs.uid,
+                 "controller": True, "blockOwnerDeletion": True}
+    return {"name": name, "namespace": db.metadata.namespace,
+            "labels": labels or names.offshoot_labels(db.metadata.name, db.metadata.labels),
+            "ownerReferences": [druid_ref]}
+
+
+def services(db: Druid, inputs: Inputs) -> list[dict]:
+    name, secure = db.metadata.name, tls_enabled(db)
+    present = nodes(db)
+    governing = {
+        "apiVersion": "v1", "kind": "Service", "metadata": _meta(names.governing_service(name), db, inputs),
+        "spec": {"clusterIP": "None", "publishNotReadyAddresses": True,
+                 "selector": names.selector_labels(name),
+                 "ports": [{"name": n.petset_suffix, "port": n.port(secure), "targetPort": n.port(secure),
+                            "protocol": "TCP"} for n in present]},
+    }
+    out = [governing]
+    for n in present:
+        if not n.has_primary_service:
+            continue
+        out.append({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": _meta(names.primary_service(name, n), db, inputs,
+                              {**names.offshoot_labels(name, db.metadata.labels), names.ROLE_LABEL: n.key}),
+            "spec": {"type": "ClusterIP", "selector": names.node_labels(name, n),
+                     "ports": [{"name": n.port_name(secure), "port": n.port(secure), "targetPort": n.port(secure),
+                                "protocol": "TCP"}]},
+        })
+    return out
+
+
+def config_files(db: Druid, inputs: Inputs) -> dict[str, str]:
+    """common.runtime.properties and <node>.properties; the user's configuration (inline) wins."""
+    inline = (db.spec.configuration.inline if db.spec.configuration else None) or {}
+    common = properties.common_properties(inputs.cluster)
+    common.update(properties.parse(inline.get("common.runtime.properties", "")))
+    files = {"common.runtime.properties": properties.render(common)}
+    for n in nodes(db):
+        props = properties.node_properties(n, inputs.cluster)
+        props.update(properties.parse(inline.get(f"{n.key}.properties", "")))
+        files[f"{n.key}.properties"] = properties.render(props)
+    return files
+
+
+def config_secret(db: Druid, inputs: Inputs) -> dict:
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": _meta(names.config_secret(db.metadata.name, inputs.uid), db, inputs),
+            "stringData": config_files(db, inputs)}
+
+
+def _probe(n: NodeType, secure: bool) -> dict:
+    get = {"path": "/status/health", "port": n.port(secure), "scheme": "HTTPS" if secure else "HTTP"}
+    if secure:
+        # Druid 35+ (Jetty 12) answers 400 when Host is not a name in its certificate; the kubelet would send the
+        # pod IP. `localhost` is one of the certificate's SANs.
+        get["httpHeaders"] = [{"name": "Host", "value": "localhost"}]
+    return {"httpGet": get, "initialDelaySeconds": 10, "periodSeconds": 10, "timeoutSeconds": 5,
+            "failureThreshold": 3}
+
+
+def _env(db: Druid, n: NodeType, inputs: Inputs) -> list[dict]:
+    name, ns = db.metadata.name, db.metadata.namespace
+    env = [
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "DRUID_SET_HOST", "value": "0"},  # we announce the pod's FQDN, not its IP (hostname validation)
+        {"name": "druid_host", "value": f"$(POD_NAME).{names.governing_service(name)}.{ns}.svc.{names.CLUSTER_DOMAIN}"},
+        {"name": "DRUID_CONFIG_COMMON", "value": f"{CONFIG_MOUNT}/common.runtime.properties"},
+        {"name": f"DRUID_CONFIG_{n.service}", "value": f"{CONFIG_MOUNT}/{n.key}.properties"},
+        {"name": METADATA_PASSWORD_ENV,
+         "valueFrom": {"secretKeyRef": {"name": inputs.metadata_secret, "key": "password"}}},
+    ]
+    if inputs.cluster.security and db.spec.authSecret and db.spec.authSecret.name:
+        env.append({"name": ADMIN_PASSWORD_ENV,
+                    "valueFrom": {"secretKeyRef": {"name": db.spec.authSecret.name, "key": "password"}}})
+    if tls_enabled(db):
+        env.append({"name": tls.KEYSTORE_PASSWORD_ENV, "valueFrom": {"secretKeyRef": {
+            "name": db.spec.keystoreCredSecret.name, "key": tls.KEYSTORE_PASSWORD_KEY}}})
+    return env
+
+
+def server_cert_secret(db: Druid) -> str | None:
+    for c in (db.spec.tls.certificates if db.spec.tls else None) or []:
+        if c.alias == tls.SERVER_ALIAS:
+            return c.secretName
+    return None
+
+
+def _merge_user_template(spec: dict, user: dict | None) -> None:
+    """The user's podTemplate.spec: container fields by name (theirs win), extra volumes, scheduling fields."""
+    if not user:
+        return
+    ours = {c["name"]: c for c in spec["containers"]}
+    for c in user.get("containers") or []:
+        if c.get("name") in ours:
+            target = ours[c["name"]]
+            for k, v in c.items():
+                if k in ("env", "volumeMounts"):
+                    target[k] = target.get(k, []) + copy.deepcopy(v)
+                elif k != "name":
+                    target[k] = copy.deepcopy(v)
+        else:
+            spec["containers"].append(copy.deepcopy(c))
+    spec["volumes"] = spec.get("volumes", []) + copy.deepcopy(user.get("volumes") or [])
+    for k, v in user.items():
+        if k not in ("containers", "volumes", "initContainers"):
+            spec[k] = copy.deepcopy(v)
+    if user.get("initContainers"):
+        spec["initContainers"] = copy.deepcopy(user["initContainers"])
+
+
+def petset(db: Druid, n: NodeType, inputs: Inputs) -> dict:
+    name, secure = db.metadata.name, tls_enabled(db)
+    node = db.spec.topology.nodes()[n.key]
+    labels = names.node_labels(name, n)
+    mounts = [{"name": "operator-config-volume", "mountPath": CONFIG_MOUNT, "readOnly": True}]
+    volumes = [{"name": "operator-config-volume",
+                "secret": {"secretName": names.config_secret(name, inputs.uid)}}]
+    claim_templates = []
+    if n.data_volume:
+        vol_name, path = n.data_volume
+        mounts.append({"name": vol_name, "mountPath": path})
+        if getattr(node, "storageType", "Durable") == "Durable":
+            claim_templates.append({"metadata": {"name": vol_name}, "spec": copy.deepcopy(node.storage)})
+        else:
+            volumes.append({"name": vol_name, "emptyDir": copy.deepcopy(getattr(node, "ephemeralStorage", None) or {})})
+    if secure:
+        mounts.append({"name": "server-certs", "mountPath": tls.CERT_DIR, "readOnly": True})
+        volumes.append({"name": "server-certs", "secret": {"secretName": server_cert_secret(db)}})
+    container = {
+        "name": "druid", "image": inputs.image, "args": [n.service],
+        "ports": [{"name": n.port_name(secure), "containerPort": n.port(secure), "protocol": "TCP"}],
+        "env": _env(db, n, inputs), "volumeMounts": mounts,
+        "readinessProbe": _probe(n, secure),
+        "resources": copy.deepcopy(MIDDLE_MANAGER_RESOURCES if n.key == "middleManagers" else DEFAULT_RESOURCES),
+        "securityContext": {"runAsUser": inputs.run_as_user, "runAsNonRoot": True, "allowPrivilegeEscalation": False,
+                            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}},
+    }
+    pod_spec = {"containers": [container], "volumes": volumes,
+                "securityContext": {"fsGroup": inputs.run_as_user}}
+    user = node.podTemplate.model_dump(exclude_none=True) if node.podTemplate else {}
+    _merge_user_template(pod_spec, user.get("spec"))
+    pod_meta = user.get("metadata") or {}
+    controller_meta = user.get("controller") or {}
+    meta = _meta(names.petset_name(name, n), db, inputs,
+                 {**names.offshoot_labels(name, db.metadata.labels), names.ROLE_LABEL: n.key,
+                  **(controller_meta.get("labels") or {})})
+    if controller_meta.get("annotations"):
+        meta["annotations"] = controller_meta["annotations"]
+    return {
+        "apiVersion": "apps.k8s.appscode.com/v1", "kind": "PetSet", "metadata": meta,
+        "spec": {
+            "replicas": node.replicas, "serviceName": names.governing_service(name),
+            "podManagementPolicy": "Parallel",
+            "selector": {"matchLabels": labels},
+            "updateStrategy": {"type": "OnDelete"},
+            "template": {"metadata": {"labels": {**names.offshoot_labels(name, db.metadata.labels),
+                                                 names.ROLE_LABEL: n.key, **(pod_meta.get("labels") or {})},
+                                      **({"annotations": pod_meta["annotations"]} if pod_meta.get("annotations") else {})},
+                         "spec": pod_spec},
+            "volumeClaimTemplates": claim_templates,
+        },
+    }
+
+
+def certificate_dns_names(db: Druid) -> list[str]:
+    """Real DNS names only (KubeDB puts host:port strings here; we do not): the governing Service's wildcard and
+    names, every per-pod FQDN, each primary Service, localhost."""
+    name, ns, domain = db.metadata.name, db.metadata.namespace, names.CLUSTER_DOMAIN
+    gov = names.governing_service(name)
+    dns = [f"*.{gov}.{ns}.svc.{domain}", f"*.{gov}.{ns}.svc", f"*.{gov}.{ns}",
+           f"{gov}.{ns}.svc.{domain}", f"{gov}.{ns}.svc", gov]
+    for n in nodes(db):
+        replicas = db.spec.topology.nodes()[n.key].replicas
+        dns += [names.pod_fqdn(name, ns, f"{names.petset_name(name, n)}-{i}") for i in range(replicas)]
+    for n in nodes(db):
+        if n.has_primary_service:
+            svc = names.primary_service(name, n)
+            dns += [f"{svc}.{ns}.svc.{domain}", f"{svc}.{ns}.svc", f"{svc}.{ns}", svc]
+    dns.append("localhost")
+    return list(dict.fromkeys(dns))
+
+
+def certificates(db: Druid, inputs: Inputs) -> list[dict]:
+    """cert-manager Certificates for the server and client aliases, with JKS and PKCS#12 keystores protected by the
+    keystore-credential Secret's password."""
+    name, ns = db.metadata.name, db.metadata.namespace
+    if not (db.spec.tls and db.spec.tls.issuerRef):
+        return []
+    out = []
+    password_ref = {"name": db.spec.keystoreCredSecret.name, "key": tls.KEYSTORE_PASSWORD_KEY}
+    for c in db.spec.tls.certificates or []:
+        issuer = c.issuerRef or db.spec.tls.issuerRef
+        server = c.alias == tls.SERVER_ALIAS
+        spec = {
+            "secretName": c.secretName,
+            "commonName": f"{names.governing_service(name)}.{ns}.svc",
+            "dnsNames": list(dict.fromkeys(certificate_dns_names(db) + (c.dnsNames or []))),
+            "ipAddresses": list(dict.fromkeys(["127.0.0.1"] + (c.ipAddresses or []))),
+            "issuerRef": {"group": issuer.apiGroup or "cert-manager.io", "kind": issuer.kind, "name": issuer.name},
+            "usages": ["digital signature", "key encipherment", "server auth", "client auth"] if server
+            else ["digital signature", "key encipherment", "client auth"],
+            "renewBefore": c.renewBefore or tls.CERT_RENEW_BEFORE,
+            "keystores": {"jks": {"create": True, "passwordSecretRef": password_ref, "alias": tls.CERT_ALIAS},
+                          "pkcs12": {"create": True, "passwordSecretRef": password_ref, "profile": "Modern2023"}},
+            "secretTemplate": {"labels": names.offshoot_labels(name, db.metadata.labels)},
+        }
+        if len(spec["commonName"]) > 64:  # cert-manager refuses longer ones (X.509 ub-common-name); SANs suffice
+            del spec["commonName"]
+        if c.subject:
+            spec["subject"] = c.subject.model_dump(exclude_none=True)
+        if c.duration:
+            spec["duration"] = c.duration
+        if c.uris:
+            spec["uris"] = c.uris
+        if c.emailAddresses:
+            spec["emailAddresses"] = c.emailAddresses
+        if c.privateKey and c.privateKey.encoding:
+            spec["privateKey"] = {"encoding": c.privateKey.encoding}
+        out.append({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+                    "metadata": _meta(f"{name}-{c.alias}-cert", db, inputs), "spec": spec})
+    return out
+
+
+def query_nodes(db: Druid) -> list[NodeType]:
+    """Nodes that accept client queries: routers when there are any, else brokers."""
+    present = {n.key for n in nodes(db)}
+    return [ROUTERS] if ROUTERS.key in present else [BY_KEY["brokers"]]

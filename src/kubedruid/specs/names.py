@@ -1,0 +1,54 @@
+"""Object names and labels of a Druid's children, as KubeDB names them (spec §2.1, §2.2). Pure."""
+
+from __future__ import annotations
+
+from kubedruid.druid.nodes import NodeType
+
+CLUSTER_DOMAIN = "cluster.local"
+ROLE_LABEL = "kubedb.com/role"
+DRUID_API = "kubedb.com/v1alpha2"
+
+
+def selector_labels(db: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "druids.kubedb.com", "app.kubernetes.io/instance": db,
+            "app.kubernetes.io/managed-by": "kubedb.com"}
+
+
+def offshoot_labels(db: str, user_labels: dict[str, str] | None = None) -> dict[str, str]:
+    # The Druid's own labels travel to its children, except KubeDB's reserved ones.
+    user = {k: v for k, v in (user_labels or {}).items() if "kubedb.com" not in k}
+    return {**user, **selector_labels(db), "app.kubernetes.io/component": "database"}
+
+
+def node_labels(db: str, node: NodeType) -> dict[str, str]:
+    return {**selector_labels(db), ROLE_LABEL: node.key}
+
+
+def petset_name(db: str, node: NodeType) -> str:
+    return f"{db}-{node.petset_suffix}"
+
+
+def governing_service(db: str) -> str:
+    return f"{db}-pods"
+
+
+def primary_service(db: str, node: NodeType) -> str:
+    return f"{db}-{node.petset_suffix}"
+
+
+def pod_fqdn(db: str, namespace: str, pod: str) -> str:
+    return f"{pod}.{governing_service(db)}.{namespace}.svc.{CLUSTER_DOMAIN}"
+
+
+def config_secret(db: str, uid: str) -> str:
+    """KubeDB's ConfigSecretName: <db>-<last six characters of the Druid's UID>."""
+    return f"{db}-{uid[-6:]}"
+
+
+def owner_reference(druid: dict) -> dict:
+    return {"apiVersion": DRUID_API, "kind": "Druid", "name": druid["metadata"]["name"],
+            "uid": druid["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
+
+
+def zookeeper_service(db: str) -> str:
+    return f"{db}-zk"

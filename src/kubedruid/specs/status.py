@@ -1,0 +1,60 @@
+"""A Druid's status conditions and the phase KubeDB derives from them (spec §1.6). Pure."""
+
+from __future__ import annotations
+
+from kubedruid.kube.conditions import get_condition, set_condition
+
+PROVISIONING_STARTED = "ProvisioningStarted"
+DEPENDENCY_READY = "DatabaseDependencyReady"
+REPLICA_READY = "ReplicaReady"
+ACCEPTING_CONNECTION = "AcceptingConnection"
+READY = "Ready"
+PROVISIONED = "Provisioned"
+PAUSED = "Paused"
+HALTED = "Halted"
+HEALTH_CHECK_PAUSED = "HealthCheckPaused"
+# Why provisioning cannot go on (missing Secret, unknown version, missing Issuer, ...); removed once it can.
+INPUT_VALID = "InputValid"
+
+
+def _status(conditions, type_) -> str | None:
+    c = get_condition(conditions, type_)
+    return c.get("status") if c else None
+
+
+def phase(conditions: list[dict] | None) -> str:
+    """KubeDB's pkg/phase: Paused does not influence the phase."""
+    if _status(conditions, HEALTH_CHECK_PAUSED) == "True":
+        return "Unknown"
+    result = "Provisioning"
+    if _status(conditions, HALTED) == "True":
+        return "Halted"
+    if _status(conditions, PROVISIONED) == "True":
+        if _status(conditions, ACCEPTING_CONNECTION) == "False":
+            return "NotReady"
+        if _status(conditions, REPLICA_READY) == "False" or _status(conditions, READY) == "False":
+            return "Critical"
+        if _status(conditions, READY) == "True":
+            return "Ready"
+    return result
+
+
+def health_conditions(conditions: list[dict] | None, generation: int, *, replicas_ready: bool,
+                      accepting: bool, namespace: str, name: str) -> list[dict]:
+    """ReplicaReady, AcceptingConnection, Ready and (once) Provisioned from what the provisioner observed."""
+    c = set_condition(conditions, REPLICA_READY, "True" if replicas_ready else "False",
+                      "AllReplicasReady" if replicas_ready else "ReplicasNotReady",
+                      "All desired replicas are ready." if replicas_ready else "Not all replicas are ready.",
+                      generation)
+    c = set_condition(c, ACCEPTING_CONNECTION, "True" if accepting else "False",
+                      "DatabaseAcceptingConnectionRequest" if accepting else "DatabaseNotAcceptingConnectionRequest",
+                      f"The Druid: {namespace}/{name} is {'' if accepting else 'not '}accepting client requests",
+                      generation)
+    ready = replicas_ready and accepting
+    c = set_condition(c, READY, "True" if ready else "False",
+                      "ReadinessCheckSucceeded" if ready else "ReadinessCheckFailed",
+                      f"The Druid: {namespace}/{name} is {'' if ready else 'not '}ready.", generation)
+    if ready and _status(c, PROVISIONED) != "True":
+        c = set_condition(c, PROVISIONED, "True", "DatabaseSuccessfullyProvisioned",
+                          f"The Druid: {namespace}/{name} is successfully provisioned.", generation)
+    return c

@@ -1,0 +1,154 @@
+"""The provisioner on the real control plane: KubeDB-docs Druids become Ready, plain and with TLS."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from cryptography import x509
+from cryptography.x509.verification import PolicyBuilder, Store
+from lightkube import codecs
+from lightkube.resources.core_v1 import Pod, Secret, Service
+
+from kubedruid.controllers.provisioner import Provisioner
+from kubedruid.druid import properties
+from kubedruid.kube.client import Kube
+
+from .conftest import wait_for
+from .helpers import Certificate, Druid, PetSet, ca_issuer, condition, deep_storage_secret, druid_manifest, secret_data
+
+pytestmark = pytest.mark.integration
+
+NODE_PETSETS = {"coordinators": "coordinators", "brokers": "brokers", "historicals": "historicals",
+                "middleManagers": "middlemanagers", "routers": "routers"}
+PLAIN_PORTS = {"coordinators": 8081, "brokers": 8082, "historicals": 8083, "middleManagers": 8091, "routers": 8888}
+TLS_PORTS = {"coordinators": 8281, "brokers": 8282, "historicals": 8283, "middleManagers": 8291, "routers": 9088}
+
+
+def _phase(kube, name, ns):
+    return (kube.get(Druid, name, namespace=ns).get("status") or {}).get("phase")
+
+
+def _wait_ready(kube, name, ns, operator, timeout=90):
+    try:
+        wait_for(lambda: _phase(kube, name, ns) == "Ready", timeout=timeout, what=f"Druid {ns}/{name} Ready")
+    except AssertionError:
+        print(operator.log_text()[-4000:])
+        raise
+
+
+def _config(kube, name, ns, uid) -> dict[str, dict[str, str]]:
+    files = secret_data(kube, f"{name}-{uid[-6:]}", ns)
+    return {f: properties.parse(text.decode()) for f, text in files.items()}
+
+
+def test_kubedb_docs_druid_becomes_ready_with_kubedb_names(plane, kube, namespace, operator):
+    deep_storage_secret(kube, namespace)
+    kube.create(codecs.from_dict(druid_manifest("druid-cluster", namespace)))
+    _wait_ready(kube, "druid-cluster", namespace, operator)
+
+    selector = {"app.kubernetes.io/name": "druids.kubedb.com", "app.kubernetes.io/instance": "druid-cluster",
+                "app.kubernetes.io/managed-by": "kubedb.com"}
+    for role, suffix in NODE_PETSETS.items():
+        ps = kube.get(PetSet, f"druid-cluster-{suffix}", namespace=namespace)
+        assert ps.metadata.labels["kubedb.com/role"] == role
+        assert selector.items() <= ps.metadata.labels.items()
+        pod = kube.get(Pod, f"druid-cluster-{suffix}-0", namespace=namespace)
+        assert pod.metadata.labels["kubedb.com/role"] == role
+        assert selector.items() <= pod.metadata.labels.items()
+        container = pod.spec.containers[0]
+        assert [p.containerPort for p in container.ports] == [PLAIN_PORTS[role]]
+        assert container.readinessProbe.httpGet.scheme == "HTTP"
+        assert pod.spec.subdomain == "druid-cluster-pods"
+
+    governing = kube.get(Service, "druid-cluster-pods", namespace=namespace)
+    assert governing.spec.clusterIP == "None"
+    assert sorted(p.port for p in governing.spec.ports) == sorted(PLAIN_PORTS.values())
+    for svc, port in (("coordinators", 8081), ("brokers", 8082), ("routers", 8888)):
+        assert [p.port for p in kube.get(Service, f"druid-cluster-{svc}", namespace=namespace).spec.ports] == [port]
+    auth = kube.get(Secret, "druid-cluster-auth", namespace=namespace)
+    assert auth.type == "kubernetes.io/basic-auth"
+    assert secret_data(kube, "druid-cluster-auth", namespace)["username"] == b"admin"
+
+    druid = kube.get(Druid, "druid-cluster", namespace=namespace)
+    reasons = {c["type"]: c["reason"] for c in druid["status"]["conditions"]}
+    assert reasons == {"ProvisioningStarted": "DatabaseProvisioningStartedSuccessfully",
+                       "DatabaseDependencyReady": "DatabaseDependencyReady", "ReplicaReady": "AllReplicasReady",
+                       "AcceptingConnection": "DatabaseAcceptingConnectionRequest",
+                       "Ready": "ReadinessCheckSucceeded", "Provisioned": "DatabaseSuccessfullyProvisioned"}
+    config = _config(kube, "druid-cluster", namespace, druid.metadata.uid)
+    assert "druid.enableTlsPort" not in config["common.runtime.properties"]
+    assert config["common.runtime.properties"]["druid.storage.bucket"] == "druid"  # from the deep-storage Secret
+
+    table = plane.kubectl("get", "dr", "-n", namespace).stdout.splitlines()
+    assert table[0].split() == ["NAME", "VERSION", "STATUS", "AGE"]
+    assert table[1].split()[:3] == ["druid-cluster", "36.0.0", "Ready"]
+
+
+def test_tls_druid_from_creation_gets_certificates_tls_ports_and_properties(kube, namespace, operator):
+    ca = ca_issuer(kube, namespace, "druid-ca-issuer", "ca")
+    deep_storage_secret(kube, namespace)
+    kube.create(codecs.from_dict(druid_manifest("druid-cluster-tls", namespace, issuer="druid-ca-issuer")))
+    _wait_ready(kube, "druid-cluster-tls", namespace, operator, timeout=120)
+    db, ns = "druid-cluster-tls", namespace
+
+    for alias in ("server", "client"):
+        cert = kube.get(Certificate, f"{db}-{alias}-cert", namespace=ns)
+        assert condition(cert, "Ready")["status"] == "True"
+        files = secret_data(kube, f"{db}-{alias}-cert", ns)
+        assert {"tls.crt", "tls.key", "ca.crt", "keystore.jks", "truststore.jks"} <= files.keys()
+        leaf = x509.load_pem_x509_certificate(files["tls.crt"])
+        policy = PolicyBuilder().store(Store([ca]))
+        if alias == "server":  # the per-pod FQDN that druid.host announces is in the certificate
+            pod_fqdn = f"{db}-brokers-0.{db}-pods.{ns}.svc.cluster.local"
+            policy.build_server_verifier(x509.DNSName(pod_fqdn)).verify(leaf, [])
+        else:
+            policy.build_client_verifier().verify(leaf, [])
+        sans = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert not [d for d in sans.get_values_for_type(x509.DNSName) if ":" in d]
+    cred = secret_data(kube, f"{db}-keystore-cred", ns)
+    assert cred.keys() == {"keystore_password", "truststore_password"} and len(cred["keystore_password"]) >= 24
+
+    for role, suffix in NODE_PETSETS.items():
+        pod = kube.get(Pod, f"{db}-{suffix}-0", namespace=ns)
+        container = pod.spec.containers[0]
+        assert [p.containerPort for p in container.ports] == [TLS_PORTS[role]]
+        assert container.readinessProbe.httpGet.scheme == "HTTPS"
+        mounts = {m.mountPath: m.name for m in container.volumeMounts}
+        assert "/opt/druid/ssl" in mounts
+    governing = kube.get(Service, f"{db}-pods", namespace=ns)
+    assert sorted(p.port for p in governing.spec.ports) == sorted(TLS_PORTS.values())
+    assert [p.port for p in kube.get(Service, f"{db}-routers", namespace=ns).spec.ports] == [9088]
+
+    druid = kube.get(Druid, db, namespace=ns)
+    common = _config(kube, db, ns, druid.metadata.uid)["common.runtime.properties"]
+    assert common["druid.enableTlsPort"] == "true" and common["druid.enablePlaintextPort"] == "false"
+    assert common["druid.server.https.keyStorePath"] == "/opt/druid/ssl/keystore.jks"
+    assert common["druid.client.https.validateHostnames"] == "true"
+    assert "simple-client-sslcontext" in json.loads(common["druid.extensions.loadList"])
+    assert druid["spec"]["enableSSL"] is True
+
+
+def test_second_pass_over_an_unchanged_druid_writes_nothing(plane, kube, namespace, operator):
+    deep_storage_secret(kube, namespace)
+    kube.create(codecs.from_dict(druid_manifest("idem", namespace)))
+    _wait_ready(kube, "idem", namespace, operator)
+
+    async def two_passes() -> int:
+        client = Kube.from_kubeconfig(str(plane.kubeconfig))
+        try:
+            provisioner = Provisioner(client)
+            await provisioner.reconcile(namespace, "idem")  # converge whatever the operator had not yet written
+            client.writes = 0
+            await provisioner.reconcile(namespace, "idem")
+            return client.writes
+        finally:
+            await client.client.close()
+
+    versions_before = {o.metadata.name: o.metadata.resourceVersion
+                       for res in (PetSet, Service, Secret) for o in kube.list(res, namespace=namespace)}
+    assert asyncio.run(two_passes()) == 0
+    versions_after = {o.metadata.name: o.metadata.resourceVersion
+                      for res in (PetSet, Service, Secret) for o in kube.list(res, namespace=namespace)}
+    assert versions_after == versions_before
