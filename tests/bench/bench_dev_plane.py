@@ -24,7 +24,7 @@ def _rss_mib(pid: int) -> float:
 
 def main() -> None:
     dirs = binaries.build("k8s", "etcd", "kwok", "cert-manager")
-    print("cold build times recorded when each set was built:")
+    print("build time recorded when each cached set was built (a cold build only on a fresh machine):")
     total = 0
     for d in dirs:
         seconds = int((d / ".build-seconds").read_text())

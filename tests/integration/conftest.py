@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
@@ -87,7 +88,18 @@ def operator(plane, tmp_path_factory):
         proc = subprocess.Popen([str(Path(sys.executable).parent / "kubedruid"), "operator", "run"],
                                 env={**os.environ, "KUBECONFIG": str(plane.kubeconfig)},
                                 stdout=log, stderr=subprocess.STDOUT)
-    yield OperatorProcess(proc, log_path)
+    running = OperatorProcess(proc, log_path)
+    probe = json.dumps({"apiVersion": "kubedb.com/v1alpha2", "kind": "Druid",
+                        "metadata": {"name": "webhook-probe", "namespace": "default"},
+                        "spec": {"version": "0.0.0-probe", "deepStorage": {"type": "s3"}, "topology": {}}})
+
+    def admission_serving():  # a server-side dry run reaches the webhook, which refuses the unknown version
+        assert proc.poll() is None, f"the operator exited; its log:\n{running.log_text()[-3000:]}"
+        refused = plane.kubectl("create", "--dry-run=server", "-f", "-", stdin=probe, check=False)
+        return refused.returncode != 0 and "0.0.0-probe" in refused.stderr
+
+    wait_for(admission_serving, timeout=60, interval=0.5, what="the operator's admission webhook")
+    yield running
     proc.terminate()
     try:
         proc.wait(timeout=15)

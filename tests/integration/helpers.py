@@ -10,7 +10,7 @@ from lightkube.generic_resource import create_namespaced_resource
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Secret
 
-from kubedruid.devcluster.pki import make_ca
+from kubedruid.certs.pki import make_ca
 
 Druid = create_namespaced_resource("kubedb.com", "v1alpha2", "Druid", "druids")
 Issuer = create_namespaced_resource("cert-manager.io", "v1", "Issuer", "issuers")

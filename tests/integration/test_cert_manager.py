@@ -16,7 +16,7 @@ from lightkube.resources.core_v1 import Secret
 from lightkube.types import PatchType
 
 from kubedruid.devcluster.layout import CERT_MANAGER_NAMESPACE
-from kubedruid.devcluster.pki import make_ca
+from kubedruid.certs.pki import make_ca
 
 from .conftest import wait_for
 

@@ -10,7 +10,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from kubedruid.devcluster import kwok_stages
 from kubedruid.devcluster.layout import COMPONENTS, Binaries, PlaneLayout, Ports, command
-from kubedruid.devcluster.pki import make_plane_pki
+from kubedruid.certs.pki import make_plane_pki
 
 LAYOUT = PlaneLayout(Path("/state"), Ports(2379, 2380, 6443, 10257, 10259, 10247, 9403))
 BINS = Binaries(Path("/k8s"), Path("/etcd"), Path("/kwok"), Path("/cm"))

@@ -76,6 +76,8 @@ def dev_status(dir: Optional[Path] = DirOption) -> None:
 @operator.command("run")
 def operator_run(
     kubeconfig: Optional[Path] = typer.Option(None, envvar="KUBECONFIG", help="Kubeconfig (default: in-cluster)."),
+    webhook_addr: str = typer.Option("127.0.0.1", help="Address the admission webhook server listens on."),
+    webhook_port: int = typer.Option(9443, help="Port of the admission webhook server (0: no webhook)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run the controllers (provisioner, PetSet, ops-manager) against the cluster until stopped."""
@@ -89,7 +91,7 @@ def operator_run(
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     for noisy in ("httpx", "httpx2"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    asyncio.run(op.run(str(kubeconfig) if kubeconfig else None))
+    asyncio.run(op.run(str(kubeconfig) if kubeconfig else None, webhook_addr, webhook_port or None))
 
 
 def main() -> None:

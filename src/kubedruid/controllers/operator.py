@@ -13,10 +13,10 @@ from collections import defaultdict
 import kopf
 
 from kubedruid.kube.client import Kube
-from kubedruid.specs import dependencies, names
+from kubedruid.specs import dependencies
 from kubedruid.specs.petset_pods import POD_NAME_LABEL
 
-from . import petset
+from . import admission, petset
 from .provisioner import Provisioner
 from .runtime import WorkQueue
 
@@ -58,6 +58,9 @@ def build_registry() -> kopf.OperatorRegistry:
         settings.watching.server_timeout = 600
         settings.watching.client_timeout = 660
         settings.persistence.finalizer = "kubedruid.dev/kopf"  # never used: we register no change handlers
+        if memo.get("webhook_port"):
+            settings.admission.server = admission.webhook_server(memo.webhook_addr, memo.webhook_port)
+            settings.admission.managed = admission.WEBHOOK_CONFIGURATION
         kube = Kube.from_kubeconfig(memo.get("kubeconfig"))
         crd = await kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", petset.CRD_NAME)
         enabled = petset.crd_is_ours(crd)
@@ -136,10 +139,12 @@ def build_registry() -> kopf.OperatorRegistry:
         for key in memo.controllers.druids_in(None):
             memo.controllers.druids.add(key)
 
+    admission.register(registry, lambda memo: memo.controllers.kube)
     return registry
 
 
-async def run(kubeconfig: str | None = None, stop_flag: asyncio.Event | None = None,
-              ready_flag: asyncio.Event | None = None) -> None:
-    await kopf.operator(registry=build_registry(), clusterwide=True, standalone=True,
-                        memo=kopf.Memo(kubeconfig=kubeconfig), stop_flag=stop_flag, ready_flag=ready_flag)
+async def run(kubeconfig: str | None = None, webhook_addr: str = "127.0.0.1", webhook_port: int | None = 9443,
+              stop_flag: asyncio.Event | None = None, ready_flag: asyncio.Event | None = None) -> None:
+    memo = kopf.Memo(kubeconfig=kubeconfig, webhook_addr=webhook_addr, webhook_port=webhook_port)
+    await kopf.operator(registry=build_registry(), clusterwide=True, standalone=True, memo=memo,
+                        stop_flag=stop_flag, ready_flag=ready_flag)

@@ -22,7 +22,9 @@ from pathlib import Path
 import yaml
 
 from . import binaries as binaries_mod
-from . import kwok_stages, pki
+from kubedruid.certs import pki
+
+from . import kwok_stages
 from .layout import (
     CERT_MANAGER_NAMESPACE,
     COMPONENTS,

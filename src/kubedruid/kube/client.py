@@ -6,8 +6,9 @@ the desired fields differ from what the apiserver holds, so a resync over unchan
 
 from __future__ import annotations
 
-import base64
 import datetime
+import hashlib
+import json
 import logging
 from typing import Any
 
@@ -22,6 +23,9 @@ from lightkube.types import PatchType
 from .diff import is_subset
 
 FIELD_MANAGER = "kubedruid"
+# The hash of what we last applied: a field we stop setting is absent from `desired`, so only this tells that an
+# apply is due (server-side apply then removes the fields our field manager no longer sets).
+APPLIED_HASH = "kubedruid.dev/applied-hash"
 log = logging.getLogger("kubedruid.kube")
 
 # Custom resources the controllers use; registering them lets `from_dict` and `resource_registry` find them.
@@ -44,14 +48,6 @@ def resource(api_version: str, kind: str):
 
 def as_dict(obj: Any) -> dict:
     return obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
-
-
-def _secret_data_encoded(obj: dict) -> dict:
-    """Secrets are compared and applied with `data` (base64), the form the apiserver returns."""
-    if obj.get("kind") != "Secret" or "stringData" not in obj:
-        return obj
-    data = {k: base64.b64encode(v.encode()).decode() for k, v in obj["stringData"].items()}
-    return {**{k: v for k, v in obj.items() if k != "stringData"}, "data": {**obj.get("data", {}), **data}}
 
 
 def is_not_found(e: Exception) -> bool:
@@ -83,8 +79,10 @@ class Kube:
 
     async def ensure(self, desired: dict) -> bool:
         """Creates or updates `desired` (server-side apply) unless the apiserver already holds it. True if written."""
-        desired = _secret_data_encoded(desired)
         meta = desired["metadata"]
+        digest = hashlib.sha256(json.dumps(desired, sort_keys=True).encode()).hexdigest()[:16]
+        desired = {**desired, "metadata": {**meta, "annotations": {**(meta.get("annotations") or {}),
+                                                                   APPLIED_HASH: digest}}}
         current = await self.get(desired["apiVersion"], desired["kind"], meta["name"], meta.get("namespace"))
         if current is not None and is_subset(desired, current):
             return False

@@ -3,10 +3,18 @@ the apiserver adds (defaults, status, metadata it owns). Pure."""
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 # Metadata the apiserver or other controllers own; desired objects never carry them, and they never force a write.
 _SERVER_METADATA = {"resourceVersion", "uid", "generation", "creationTimestamp", "managedFields", "selfLink"}
+
+
+def _secret_as_stored(secret: dict) -> dict:
+    """The apiserver merges a Secret's stringData into data (base64) and never returns stringData."""
+    data = {**(secret.get("data") or {}),
+            **{k: base64.b64encode(v.encode()).decode() for k, v in secret["stringData"].items()}}
+    return {**{k: v for k, v in secret.items() if k != "stringData"}, "data": data}
 
 
 def is_subset(desired: Any, actual: Any) -> bool:
@@ -15,6 +23,8 @@ def is_subset(desired: Any, actual: Any) -> bool:
     if isinstance(desired, dict):
         if not isinstance(actual, dict):
             return False
+        if desired.get("kind") == "Secret" and isinstance(desired.get("stringData"), dict):
+            desired = _secret_as_stored(desired)
         return all(k in actual and is_subset(v, actual[k]) for k, v in desired.items()
                    if k not in _SERVER_METADATA and v is not None)
     if isinstance(desired, list):

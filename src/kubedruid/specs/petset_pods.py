@@ -17,7 +17,7 @@ def revision(petset: dict) -> str:
     """A stable hash of the pod template: pods whose label differs run an older template."""
     template = petset["spec"].get("template") or {}
     digest = hashlib.sha256(json.dumps(template, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-    return f"{petset['metadata']['name']}-{digest[:10]}"
+    return digest[:10]  # without the PetSet's name, so that long names still fit the 63-character label limit
 
 
 def ordinal(petset_name: str, pod_name: str) -> int | None:

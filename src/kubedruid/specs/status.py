@@ -13,6 +13,8 @@ PROVISIONED = "Provisioned"
 PAUSED = "Paused"
 HALTED = "Halted"
 HEALTH_CHECK_PAUSED = "HealthCheckPaused"
+DATA_RESTORE_STARTED = "DataRestoreStarted"
+DATA_RESTORED = "DataRestored"
 # Why provisioning cannot go on (missing Secret, unknown version, missing Issuer, ...); removed once it can.
 INPUT_VALID = "InputValid"
 
@@ -29,6 +31,10 @@ def phase(conditions: list[dict] | None) -> str:
     result = "Provisioning"
     if _status(conditions, HALTED) == "True":
         return "Halted"
+    if _status(conditions, DATA_RESTORE_STARTED) == "True" and _status(conditions, DATA_RESTORED) is None:
+        return "DataRestoring"
+    if _status(conditions, DATA_RESTORED) == "False":
+        return "NotReady"
     if _status(conditions, PROVISIONED) == "True":
         if _status(conditions, ACCEPTING_CONNECTION) == "False":
             return "NotReady"

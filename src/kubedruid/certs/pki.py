@@ -1,5 +1,5 @@
-"""Throw-away PKI for the local control plane: a CA, the apiserver's serving certificate, an admin client
-certificate (group system:masters) and the service-account signing key. Pure: returns PEM bytes, writes nothing."""
+"""Throw-away PKI: CAs and leaf certificates for the local control plane (apiserver, admin identity,
+service-account key) and the operator's webhook server. Pure: returns PEM bytes, writes nothing."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def make_ca(common_name: str, organization: str | None = None, now: datetime.dat
     return KeyPair(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)), key
 
 
-def _leaf(ca_pair: KeyPair, ca_key, subject: x509.Name, *, server: bool, dns: list[str], ips: list[str]) -> KeyPair:
+def make_leaf(ca_pair: KeyPair, ca_key, subject: x509.Name, *, server: bool, dns: list[str], ips: list[str]) -> KeyPair:
     now = datetime.datetime.now(datetime.timezone.utc)
     ca_cert = x509.load_pem_x509_certificate(ca_pair.cert_pem)
     key = ec.generate_private_key(ec.SECP256R1())
@@ -96,15 +96,21 @@ def _leaf(ca_pair: KeyPair, ca_key, subject: x509.Name, *, server: bool, dns: li
 
 def make_plane_pki(first_service_ip: str) -> PlanePKI:
     ca, ca_key = make_ca("kubedruid-dev-ca")
-    apiserver = _leaf(
+    apiserver = make_leaf(
         ca, ca_key, _name("kube-apiserver"), server=True,
         dns=["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
              "kubernetes.default.svc.cluster.local"],
         ips=["127.0.0.1", first_service_ip],
     )
-    admin = _leaf(ca, ca_key, _name("kubedruid-admin", "system:masters"), server=False, dns=[], ips=[])
+    admin = make_leaf(ca, ca_key, _name("kubedruid-admin", "system:masters"), server=False, dns=[], ips=[])
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     sa_pub = sa_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return PlanePKI(ca, apiserver, admin, _key_pem(sa_key), sa_pub)
+
+
+def make_serving_pair(common_name: str, dns: list[str], ips: list[str]) -> tuple[KeyPair, KeyPair]:
+    """A fresh CA and a server certificate it signed: (ca, leaf)."""
+    ca, ca_key = make_ca(f"{common_name}-ca")
+    return ca, make_leaf(ca, ca_key, _name(common_name), server=True, dns=dns, ips=ips)

@@ -1,0 +1,142 @@
+"""Every admission rule, as a user meets it: `kubectl apply` of a bad object is refused with a message that names
+the field and says what is allowed (CRD schema and CEL in the apiserver; the webhook for lookups)."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from .helpers import druid_manifest
+
+pytestmark = pytest.mark.integration
+
+
+def _druid(**changes):
+    manifest = druid_manifest("bad", "NS")
+    for path, value in changes.items():
+        target = manifest
+        keys = path.split("__")
+        for k in keys[:-1]:
+            target = target.setdefault(k, {})
+        if value is DELETE:
+            target.pop(keys[-1], None)
+        else:
+            target[keys[-1]] = value
+    return manifest
+
+
+DELETE = object()
+VOLUMES = {"spec": {"volumes": [{"name": "main-config-volume", "emptyDir": {}}]}}
+
+
+def _mount(path):
+    return {"spec": {"containers": [{"name": "druid", "volumeMounts": [{"name": "x", "mountPath": path}]}]}}
+
+
+DRUID_CASES = {
+    "version-empty": (_druid(spec__version=""), "spec.version"),
+    "version-unknown (webhook)": (_druid(spec__version="99.0.0"),
+                                  'version not supported: no DruidVersion "99.0.0" exists'),
+    "deep-storage-missing": (_druid(spec__deepStorage=DELETE), "spec.deepStorage: Required value"),
+    "deep-storage-type-missing": (_druid(spec__deepStorage={"configSecret": {"name": "x"}}),
+                                  "spec.deepStorage.type: Required value"),
+    "deep-storage-type-invalid": (_druid(spec__deepStorage={"type": "ftp"}),
+                                  'spec.deepStorage.type: Unsupported value: "ftp"'),
+    "topology-missing": (_druid(spec__topology=DELETE), "spec.topology: Required value"),
+    "replicas-zero": (_druid(spec__topology={"brokers": {"replicas": 0}}),
+                      "spec.topology.brokers.replicas: Invalid value: 0"),
+    "metadata-storage-name-empty": (_druid(spec__metadataStorage={"name": ""}), "spec.metadataStorage.name"),
+    "metadata-storage-namespace-empty": (_druid(spec__metadataStorage={"name": "m", "namespace": ""}),
+                                         "spec.metadataStorage.namespace"),
+    "zookeeper-name-empty": (_druid(spec__zookeeperRef={"name": ""}), "spec.zookeeperRef.name"),
+    "reserved-volume": (_druid(spec__topology={"coordinators": {"podTemplate": VOLUMES}}),
+                        "spec.topology.coordinators.podTemplate.spec.volumes: the volume names"),
+    "reserved-mount-path": (_druid(spec__topology={"brokers": {"podTemplate": _mount("/opt/druid/conf")}}),
+                            "must not mount volumes at"),
+    "historicals-reserved-data-volume": (
+        _druid(spec__topology={"historicals": {"podTemplate": {"spec": {"volumes": [{"name": "data"}]}}}}),
+        "spec.topology.historicals.podTemplate.spec.volumes"),
+    "middlemanagers-reserved-task-dir": (
+        _druid(spec__topology={"middleManagers": {"podTemplate": _mount("/var/druid/task")}}), "/var/druid/task"),
+    "storage-type-invalid": (_druid(spec__topology={"historicals": {"storageType": "Tape"}}),
+                             'spec.topology.historicals.storageType: Unsupported value: "Tape"'),
+    "storage-with-ephemeral": (
+        _druid(spec__topology={"historicals": {"storageType": "Ephemeral", "storage": {"resources": {}}}}),
+        "spec.topology.historicals.storage is not allowed when storageType is Ephemeral"),
+    "ephemeral-storage-with-durable": (
+        _druid(spec__topology={"middleManagers": {"storageType": "Durable", "ephemeralStorage": {}}}),
+        "spec.topology.middleManagers.ephemeralStorage is allowed only when storageType is Ephemeral"),
+    "deletion-policy-invalid": (_druid(spec__deletionPolicy="Sometimes"),
+                                'spec.deletionPolicy: Unsupported value: "Sometimes"'),
+}
+
+
+def _apply(plane, namespace, manifest):
+    manifest = json.loads(json.dumps(manifest).replace('"NS"', json.dumps(namespace)))
+    return plane.kubectl("apply", "-f", "-", stdin=json.dumps(manifest), check=False)
+
+
+@pytest.mark.parametrize("case", DRUID_CASES, ids=list(DRUID_CASES))
+def test_invalid_druid_is_refused_naming_the_field(plane, namespace, operator, case):
+    manifest, expected = DRUID_CASES[case]
+    result = _apply(plane, namespace, manifest)
+    assert result.returncode != 0, f"{case} was accepted"
+    assert expected in result.stderr, result.stderr
+
+
+def test_kubedb_docs_druid_is_accepted_unchanged(plane, namespace, operator):
+    result = _apply(plane, namespace, druid_manifest("druid-cluster", "NS"))
+    assert result.returncode == 0, result.stderr
+
+
+def _ops(**spec):
+    return {"apiVersion": "ops.kubedb.com/v1alpha1", "kind": "DruidOpsRequest",
+            "metadata": {"name": "drops", "namespace": "NS"},
+            "spec": {"type": "ReconfigureTLS", "databaseRef": {"name": "druid-cluster"}, **spec}}
+
+
+ISSUER = {"apiGroup": "cert-manager.io", "kind": "Issuer", "name": "druid-ca-issuer"}
+OPS_CASES = {
+    "type-unknown": (_ops(type="Upgrade", tls={"remove": True}), 'spec.type: Unsupported value: "Upgrade"'),
+    "tls-missing": (_ops(), "spec.tls is required for type ReconfigureTLS"),
+    "tls-empty": (_ops(tls={}), "spec.tls: no reconfiguration is provided in TLS spec"),
+    "remove-and-rotate": (_ops(tls={"remove": True, "rotateCertificates": True}),
+                          "more than 1 field have assigned to spec.reconfigureTLS"),
+    "rotate-and-issuer": (_ops(tls={"rotateCertificates": True, "issuerRef": ISSUER}),
+                          "more than 1 field have assigned to spec.reconfigureTLS"),
+    "apply-invalid": (_ops(tls={"remove": True}, apply="Sometimes"), 'spec.apply: Unsupported value: "Sometimes"'),
+    "timeout-invalid": (_ops(tls={"remove": True}, timeout="5 minutes"), "spec.timeout must be a Go duration"),
+    "database-missing (webhook)": (_ops(tls={"remove": True}, databaseRef={"name": "nope"}),
+                                   "spec.databaseRef NS/nope, is invalid or not found"),
+}
+
+
+@pytest.mark.parametrize("case", OPS_CASES, ids=list(OPS_CASES))
+def test_invalid_ops_request_is_refused_naming_the_field(plane, namespace, operator, case):
+    assert _apply(plane, namespace, druid_manifest("druid-cluster", "NS")).returncode == 0
+    manifest, expected = OPS_CASES[case]
+    result = _apply(plane, namespace, manifest)
+    assert result.returncode != 0, f"{case} was accepted"
+    assert expected.replace("NS", namespace) in result.stderr, result.stderr
+
+
+def test_ops_request_spec_is_immutable(plane, namespace, operator):
+    assert _apply(plane, namespace, druid_manifest("druid-cluster", "NS")).returncode == 0
+    original = _ops(tls={"issuerRef": ISSUER}, timeout="5m")
+    assert _apply(plane, namespace, original).returncode == 0
+    changed = copy.deepcopy(original)
+    changed["spec"]["timeout"] = "10m"
+    result = _apply(plane, namespace, changed)
+    assert result.returncode != 0
+    assert "spec is immutable after creation" in result.stderr
+
+
+def test_do_not_terminate_refuses_deletion_until_the_policy_changes(plane, namespace, operator):
+    assert _apply(plane, namespace, druid_manifest("keep", "NS", deletionPolicy="DoNotTerminate")).returncode == 0
+    refused = plane.kubectl("delete", "dr", "keep", "-n", namespace, "--wait=false", check=False)
+    assert refused.returncode != 0
+    assert "spec.deletionPolicy: DoNotTerminate and cannot be deleted" in refused.stderr
+    plane.kubectl("patch", "dr", "keep", "-n", namespace, "--type=merge", "-p", '{"spec":{"deletionPolicy":"Delete"}}')
+    plane.kubectl("delete", "dr", "keep", "-n", namespace, "--wait=false")
