@@ -1,0 +1,163 @@
+"""A Druid's life on the real control plane: pause and resume, bad inputs that recover, deletion policies, and the
+PetSet controller's StatefulSet semantics."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from lightkube import codecs
+from lightkube.core.exceptions import ApiError
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
+from lightkube.resources.core_v1 import Event, PersistentVolumeClaim, Pod, Secret
+from lightkube.types import PatchType
+
+from .conftest import wait_for
+from .helpers import PetSet, ca_issuer, condition, deep_storage_secret, druid_manifest
+from .helpers import Druid as DruidRes
+from .test_provisioner import _phase, _wait_ready
+
+pytestmark = pytest.mark.integration
+
+
+def _events(kube, namespace, name, reason):
+    return [e for e in kube.list(Event, namespace=namespace)
+            if e.involvedObject.name == name and e.reason == reason]
+
+
+def _gone(kube, res, name, namespace):
+    try:
+        kube.get(res, name, namespace=namespace)
+        return False
+    except ApiError as e:
+        return e.status.code == 404
+
+
+def test_pause_handshake_freezes_children_until_resumed(kube, namespace, operator):
+    deep_storage_secret(kube, namespace)
+    kube.create(codecs.from_dict(druid_manifest("paused", namespace)))
+    _wait_ready(kube, "paused", namespace, operator)
+
+    # What the ops-manager does: ask for a pause with Paused=Unknown; the provisioner acknowledges with True.
+    druid = kube.get(DruidRes, "paused", namespace=namespace)
+    conditions = druid["status"]["conditions"] + [{
+        "type": "Paused", "status": "Unknown", "reason": "Paused", "message": "DruidOpsRequest test is in process",
+        "lastTransitionTime": "2026-01-01T00:00:00Z"}]
+    kube.patch(DruidRes.Status, "paused", {"status": {"conditions": conditions}}, namespace=namespace,
+               patch_type=PatchType.MERGE)
+    wait_for(lambda: (c := condition(kube.get(DruidRes, "paused", namespace=namespace), "Paused"))
+             and c["status"] == "True", what="Paused=True from the provisioner")
+
+    kube.patch(DruidRes, "paused", {"spec": {"topology": {"routers": {"replicas": 2}}}}, namespace=namespace,
+               patch_type=PatchType.MERGE)
+    time.sleep(3)  # give a paused provisioner every chance to (wrongly) act
+    assert kube.get(PetSet, "paused-routers", namespace=namespace)["spec"]["replicas"] == 1
+
+    druid = kube.get(DruidRes, "paused", namespace=namespace)
+    resumed = [c for c in druid["status"]["conditions"] if c["type"] != "Paused"]
+    kube.patch(DruidRes.Status, "paused", {"status": {"conditions": resumed}}, namespace=namespace,
+               patch_type=PatchType.MERGE)
+    wait_for(lambda: kube.get(PetSet, "paused-routers", namespace=namespace)["spec"]["replicas"] == 2,
+             what="the PetSet updated after resume")
+    wait_for(lambda: kube.get(PetSet, "paused-routers", namespace=namespace)["status"].get("readyReplicas") == 2,
+             what="two routers ready")
+    _wait_ready(kube, "paused", namespace, operator)
+
+
+def test_missing_inputs_block_with_a_reason_and_recover_when_fixed(kube, namespace, operator):
+    kube.create(codecs.from_dict(druid_manifest("waiting", namespace, issuer="later-issuer")))
+
+    def blocked(reason):
+        druid = kube.get(DruidRes, "waiting", namespace=namespace)
+        c = condition(druid, "InputValid")
+        return c and c["status"] == "False" and c["reason"] == reason and c
+
+    c = wait_for(lambda: blocked("DeepStorageSecretNotFound"), what="DeepStorageSecretNotFound")
+    assert f"{namespace}/deep-storage-config" in c["message"]
+    assert _phase(kube, "waiting", namespace) == "Provisioning"
+    time.sleep(3)  # no hot loop: the same problem is reported once, not once per retry
+    assert len(_events(kube, namespace, "waiting", "DeepStorageSecretNotFound")) == 1
+
+    deep_storage_secret(kube, namespace)
+    c = wait_for(lambda: blocked("IssuerNotFound"), what="IssuerNotFound after the Secret appeared")
+    assert f"Issuer {namespace}/later-issuer" in c["message"]
+    assert [e.type for e in _events(kube, namespace, "waiting", "IssuerNotFound")] == ["Warning"]
+
+    ca_issuer(kube, namespace, "later-issuer", "later-ca")
+    _wait_ready(kube, "waiting", namespace, operator, timeout=120)
+    assert condition(kube.get(DruidRes, "waiting", namespace=namespace), "InputValid") is None
+
+
+def test_deletion_policies(kube, namespace, operator):
+    deep_storage_secret(kube, namespace)
+    for policy in ("Delete", "WipeOut", "Halt"):
+        kube.create(codecs.from_dict(druid_manifest(policy.lower(), namespace, deletionPolicy=policy)))
+    for policy in ("Delete", "WipeOut", "Halt"):
+        _wait_ready(kube, policy.lower(), namespace, operator)
+        kube.delete(DruidRes, policy.lower(), namespace=namespace)
+    for policy in ("Delete", "WipeOut", "Halt"):
+        wait_for(lambda: _gone(kube, DruidRes, policy.lower(), namespace), what=f"{policy} Druid deleted")
+        wait_for(lambda: _gone(kube, PetSet, f"{policy.lower()}-brokers", namespace), what=f"{policy} PetSets")
+
+    def claims(db):
+        return [c for c in kube.list(PersistentVolumeClaim, namespace=namespace)
+                if c.metadata.labels.get("app.kubernetes.io/instance") == db and not c.metadata.deletionTimestamp]
+
+    wait_for(lambda: not claims("delete") and not claims("wipeout"), what="Delete/WipeOut claims removed")
+    assert {c.metadata.name for c in claims("halt")} == {"data-halt-historicals-0", "base-task-dir-halt-middlemanagers-0"}
+    assert kube.get(Secret, "delete-auth", namespace=namespace)  # Delete keeps the credentials
+    assert kube.get(Secret, "halt-auth", namespace=namespace)
+    wait_for(lambda: _gone(kube, Secret, "wipeout-auth", namespace), what="WipeOut removes the credentials")
+
+
+def test_petset_recreates_deleted_and_evicted_pods(kube, namespace, operator):
+    deep_storage_secret(kube, namespace)
+    kube.create(codecs.from_dict(druid_manifest("pets", namespace)))
+    _wait_ready(kube, "pets", namespace, operator)
+
+    for how in ("delete", "evict"):
+        old = kube.get(Pod, "pets-brokers-0", namespace=namespace).metadata.uid
+        if how == "delete":
+            kube.delete(Pod, "pets-brokers-0", namespace=namespace)
+        else:
+            kube.create(Pod.Eviction(metadata=ObjectMeta(name="pets-brokers-0", namespace=namespace)),
+                        name="pets-brokers-0", namespace=namespace)
+
+        def replaced():
+            pod = kube.get(Pod, "pets-brokers-0", namespace=namespace)
+            ready = any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+            return pod.metadata.uid != old and ready and pod
+
+        pod = wait_for(replaced, what=f"pets-brokers-0 recreated after {how}")
+        assert pod.metadata.ownerReferences[0].kind == "PetSet"
+        assert pod.spec.hostname == "pets-brokers-0" and pod.spec.subdomain == "pets-pods"
+    status = kube.get(PetSet, "pets-brokers", namespace=namespace)["status"]
+    assert status["replicas"] == 1 and status["readyReplicas"] == 1
+    assert status["currentRevision"] == status["updateRevision"]
+
+
+def test_petset_controller_stays_off_when_the_crd_is_not_ours(plane, kube, tmp_path):
+    crd_name = "petsets.apps.k8s.appscode.com"
+    kube.patch(CustomResourceDefinition, crd_name, {"metadata": {"labels": {"app.kubernetes.io/part-of": None}}},
+               patch_type=PatchType.MERGE)
+    log = tmp_path / "operator.log"
+    try:
+        with open(log, "wb") as out:
+            proc = subprocess.Popen([str(Path(sys.executable).parent / "kubedruid"), "operator", "run",
+                                     "--webhook-port", "0"], env={**os.environ, "KUBECONFIG": str(plane.kubeconfig)},
+                                    stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: "PetSet controller stays off" in log.read_text(), timeout=30,
+                     what="the operator to say that its PetSet controller stays off")
+        finally:
+            proc.terminate()
+            proc.wait(timeout=15)
+        assert f"the PetSet CRD {crd_name} is not kubedruid's" in log.read_text()
+    finally:
+        kube.patch(CustomResourceDefinition, crd_name,
+                   {"metadata": {"labels": {"app.kubernetes.io/part-of": "kubedruid"}}}, patch_type=PatchType.MERGE)
