@@ -17,6 +17,7 @@ from kubedruid.specs import dependencies
 from kubedruid.specs.petset_pods import POD_NAME_LABEL
 
 from . import admission, petset
+from .ops.manager import OpsManager
 from .provisioner import Provisioner
 from .runtime import WorkQueue
 
@@ -33,12 +34,18 @@ class Controllers:
         self.kube = kube
         self.provisioner = Provisioner(kube)
         self.druids = WorkQueue("provisioner", lambda key: self.provisioner.reconcile(*key))
+        self.ops_manager = OpsManager(kube, self.provisioner)
+        self.ops = WorkQueue("ops-manager", lambda key: self.ops_manager.reconcile(*key))  # keyed by Druid
         self.petsets = WorkQueue("petset", lambda key: petset.reconcile(self.kube, *key)) if petset_enabled else None
         self.druid_versions: dict[str, dict[str, str]] = defaultdict(dict)  # namespace -> name -> spec.version
         self.deep_storage_secrets: dict[tuple[str, str], set[str]] = defaultdict(set)
 
     def queues(self) -> list[WorkQueue]:
-        return [q for q in (self.druids, self.petsets) if q is not None]
+        return [q for q in (self.druids, self.ops, self.petsets) if q is not None]
+
+    def druid_changed(self, namespace: str, name: str) -> None:
+        self.druids.add((namespace, name))
+        self.ops.add((namespace, name))
 
     def druids_in(self, namespace: str | None) -> list[tuple[str, str]]:
         spaces = [namespace] if namespace else list(self.druid_versions)
@@ -86,7 +93,7 @@ def build_registry() -> kopf.OperatorRegistry:
             c.druid_versions[namespace].pop(name, None)
         else:
             c.druid_versions[namespace][name] = spec.get("version", "")
-        c.druids.add((namespace, name))
+        c.druid_changed(namespace, name)
 
     @kopf.on.event("catalog.kubedb.com", "v1alpha1", "druidversions", registry=registry)
     def version_event(name, memo: kopf.Memo, **_):
@@ -102,14 +109,25 @@ def build_registry() -> kopf.OperatorRegistry:
         if c.petsets is not None:
             c.petsets.add((namespace, name))
         if labels.get(MANAGED_BY) == "kubedb.com" and labels.get(INSTANCE):
-            c.druids.add((namespace, labels[INSTANCE]))
+            c.druid_changed(namespace, labels[INSTANCE])
 
     @kopf.on.event("", "v1", "pods", labels={POD_NAME_LABEL: kopf.PRESENT}, registry=registry)
-    def pod_event(namespace, body, memo: kopf.Memo, **_):
+    def pod_event(namespace, body, labels, memo: kopf.Memo, **_):
         c: Controllers = memo.controllers
         for ref in body["metadata"].get("ownerReferences") or []:
             if ref.get("kind") == "PetSet" and c.petsets is not None:
                 c.petsets.add((namespace, ref["name"]))
+        if labels.get(MANAGED_BY) == "kubedb.com" and labels.get(INSTANCE):
+            c.ops.add((namespace, labels[INSTANCE]))  # a restart waits for this pod
+
+    @kopf.on.event("ops.kubedb.com", "v1alpha1", "druidopsrequests", registry=registry)
+    def ops_event(event, namespace, spec, memo: kopf.Memo, **_):
+        c: Controllers = memo.controllers
+        db = (spec.get("databaseRef") or {}).get("name")
+        if db:
+            c.ops.add((namespace, db))
+            if event["type"] == "DELETED":
+                c.druids.add((namespace, db))  # a deleted op must not leave its Druid paused
 
     @kopf.on.event("apps", "v1", "statefulsets", labels={dependencies.DEPENDENCY_LABEL: kopf.PRESENT}, registry=registry)
     def dependency_event(namespace, labels, memo: kopf.Memo, **_):
@@ -119,7 +137,7 @@ def build_registry() -> kopf.OperatorRegistry:
     def secret_event(namespace, labels, memo: kopf.Memo, **_):
         c: Controllers = memo.controllers
         if labels.get(MANAGED_BY) == "kubedb.com" and labels.get(INSTANCE):
-            c.druids.add((namespace, labels[INSTANCE]))
+            c.druid_changed(namespace, labels[INSTANCE])
         else:  # maybe a Druid's deep-storage Secret or an externally managed store's credentials
             for key in c.druids_in(namespace):
                 c.druids.add(key)
@@ -127,17 +145,17 @@ def build_registry() -> kopf.OperatorRegistry:
     @kopf.on.event("cert-manager.io", "v1", "certificates", labels={MANAGED_BY: "kubedb.com"}, registry=registry)
     def certificate_event(namespace, labels, memo: kopf.Memo, **_):
         if labels.get(INSTANCE):
-            memo.controllers.druids.add((namespace, labels[INSTANCE]))
+            memo.controllers.druid_changed(namespace, labels[INSTANCE])
 
     @kopf.on.event("cert-manager.io", "v1", "issuers", registry=registry)
     def issuer_event(namespace, memo: kopf.Memo, **_):
         for key in memo.controllers.druids_in(namespace):
-            memo.controllers.druids.add(key)
+            memo.controllers.druid_changed(*key)
 
     @kopf.on.event("cert-manager.io", "v1", "clusterissuers", registry=registry)
     def cluster_issuer_event(memo: kopf.Memo, **_):
         for key in memo.controllers.druids_in(None):
-            memo.controllers.druids.add(key)
+            memo.controllers.druid_changed(*key)
 
     admission.register(registry, lambda memo: memo.controllers.kube)
     return registry

@@ -14,6 +14,7 @@ import secrets as random_secrets
 from pydantic import ValidationError
 
 from kubedruid.api import Druid, apply_defaults, validate_druid
+from kubedruid.controllers.ops import plans
 from kubedruid.druid import tls
 from kubedruid.druid.properties import ClusterConfig, MetadataStore
 from kubedruid.kube import conditions as cond
@@ -57,6 +58,12 @@ class Provisioner:
 
         conditions = (raw.get("status") or {}).get("conditions") or []
         paused = cond.get_condition(conditions, st.PAUSED)
+        if paused is not None and await self._pause_is_stale(namespace, paused):
+            # The op that paused the Druid is gone or finished: never leave a Druid paused.
+            conditions = cond.remove_condition(conditions, st.PAUSED)
+            await self.kube.event(raw, "Normal", "Resumed", f"Resumed Druid {namespace}/{name}: "
+                                  f"{paused.get('message')!r} no longer holds")
+            paused = None
         if paused is not None:
             if paused.get("status") != "True":  # the ops-manager asks; we acknowledge and then keep our hands off
                 conditions = cond.set_condition(conditions, st.PAUSED, "True", "Paused",
@@ -85,6 +92,13 @@ class Provisioner:
         await self._write_status(raw, conditions)
         return again
 
+    async def _pause_is_stale(self, namespace: str, paused: dict) -> bool:
+        ops_name = plans.paused_by(paused.get("message"))
+        if ops_name is None:
+            return False  # paused by someone else (a person, another tool): theirs to lift
+        ops = await self.kube.get("ops.kubedb.com/v1alpha1", "DruidOpsRequest", ops_name, namespace)
+        return ops is None or ((ops.get("status") or {}).get("phase") in plans.FINISHED)
+
     async def _write_status(self, raw: dict, conditions: list[dict]) -> None:
         status = raw.get("status") or {}
         new = {"phase": st.phase(conditions), "observedGeneration": raw["metadata"].get("generation"),
@@ -97,6 +111,27 @@ class Provisioner:
     async def _provision(self, raw: dict, conditions: list[dict]) -> tuple[list[dict], float | None]:
         namespace, name = raw["metadata"]["namespace"], raw["metadata"]["name"]
         generation = raw["metadata"].get("generation")
+        db, inputs, deps_ready = await self.prepare(raw)
+        conditions = cond.set_condition(
+            conditions, st.DEPENDENCY_READY, "True" if deps_ready else "False",
+            "DatabaseDependencyReady" if deps_ready else "DatabaseDependencyNotReady",
+            "Metadata storage and ZooKeeper are ready" if deps_ready
+            else "Waiting for the metadata storage and ZooKeeper to be ready", generation)
+        if db.spec.enableSSL:
+            await self.ensure_certificates(db, inputs)
+            await self._require_certificate_secrets(db)
+        else:
+            await self.remove_tls_objects(raw)
+        petsets = await self.apply(db, inputs)
+        replicas_ready, accepting = await self._observe(db, petsets)
+        conditions = st.health_conditions(conditions, generation, replicas_ready=replicas_ready and deps_ready,
+                                          accepting=accepting, namespace=namespace, name=name)
+        return conditions, None
+
+    # -- the steps, also used by the ops-manager on a target spec while the Druid is paused ------------------------
+    async def prepare(self, raw: dict) -> tuple[Druid, cluster.Inputs, bool]:
+        """Validates the Druid, looks up what it references and ensures its dependencies and credentials.
+        Returns the defaulted Druid, the builders' inputs and whether the dependencies are ready."""
         try:
             db = apply_defaults(Druid.model_validate(raw))
         except ValidationError as e:
@@ -111,18 +146,11 @@ class Provisioner:
                           "`kubectl get druidversions` lists the supported versions")
         deep_storage = await self._deep_storage_properties(db)
         zookeeper, metadata, metadata_secret, deps_ready = await self._dependencies(raw, db)
-        conditions = cond.set_condition(
-            conditions, st.DEPENDENCY_READY, "True" if deps_ready else "False",
-            "DatabaseDependencyReady" if deps_ready else "DatabaseDependencyNotReady",
-            "Metadata storage and ZooKeeper are ready" if deps_ready
-            else "Waiting for the metadata storage and ZooKeeper to be ready", generation)
-
         if db.spec.authSecret and not db.spec.disableSecurity:
             await self._ensure_secret_once(raw, db.spec.authSecret.name, "kubernetes.io/basic-auth",
                                            lambda: {"username": "admin", "password": _password()})
         if db.spec.enableSSL:
             await self._ensure_tls_inputs(raw, db)
-
         inputs = cluster.Inputs(
             cluster=ClusterConfig(
                 zookeeper=zookeeper, zookeeper_base=db.spec.zookeeperRef.pathsBase or "/druid",
@@ -134,23 +162,38 @@ class Provisioner:
             image=version["spec"]["db"]["image"],
             run_as_user=((version["spec"].get("securityContext") or {}).get("runAsUser")) or 1000,
             metadata_secret=metadata_secret, uid=raw["metadata"]["uid"])
+        return db, inputs, deps_ready
 
-        if db.spec.enableSSL:
-            for certificate in cluster.certificates(db, inputs):
-                await self.kube.ensure(certificate)
-            await self._require_certificate_secrets(db)
+    async def ensure_certificates(self, db: Druid, inputs: cluster.Inputs) -> list[dict]:
+        certificates = cluster.certificates(db, inputs)
+        for certificate in certificates:
+            await self.kube.ensure(certificate)
+        return certificates
 
+    async def apply(self, db: Druid, inputs: cluster.Inputs) -> list[dict]:
+        """The configuration Secret, the Services and the PetSets; returns the PetSets."""
         await self.kube.ensure(cluster.config_secret(db, inputs))
         for service in cluster.services(db, inputs):
             await self.kube.ensure(service)
         petsets = [cluster.petset(db, n, inputs) for n in cluster.nodes(db)]
         for ps in petsets:
             await self.kube.ensure(ps)
+        return petsets
 
-        replicas_ready, accepting = await self._observe(db, petsets)
-        conditions = st.health_conditions(conditions, generation, replicas_ready=replicas_ready and deps_ready,
-                                          accepting=accepting, namespace=namespace, name=name)
-        return conditions, None
+    async def remove_tls_objects(self, raw: dict) -> None:
+        """A Druid without TLS keeps no Certificates, certificate Secrets or keystore-credential Secret."""
+        namespace, name, uid = raw["metadata"]["namespace"], raw["metadata"]["name"], raw["metadata"]["uid"]
+        owned = lambda o: any(r.get("uid") == uid for r in o["metadata"].get("ownerReferences") or [])  # noqa: E731
+        for certificate in await self.kube.list("cert-manager.io/v1", "Certificate", namespace,
+                                                labels=names.selector_labels(name)):
+            if owned(certificate):
+                await self.kube.delete("cert-manager.io/v1", "Certificate", certificate["metadata"]["name"], namespace)
+                secret = certificate["spec"].get("secretName")
+                if secret:
+                    await self.kube.delete("v1", "Secret", secret, namespace)
+        keystore = await self.kube.get("v1", "Secret", f"{name}-keystore-cred", namespace)
+        if keystore is not None and owned(keystore):
+            await self.kube.delete("v1", "Secret", f"{name}-keystore-cred", namespace)
 
     # -- inputs ---------------------------------------------------------------------------------------------------
     async def _deep_storage_properties(self, db: Druid) -> dict[str, str]:

@@ -1,0 +1,254 @@
+"""The ops-manager: runs DruidOpsRequests (ReconfigureTLS and Restart) one at a time per Druid.
+
+Work is keyed by Druid, so every decision about one database's ops (queueing, skipping, the running op's next step)
+is made by one reconcile at a time. The running op is executed by `Executor`: it pauses the Druid, runs its plan's
+steps (plans.py) — each recorded as a condition and an event — and resumes the Druid. Everything it needs to go on
+after a crash is in the op's status and in the cluster.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+
+from prometheus_client import Counter, Histogram
+
+from kubedruid.kube import conditions as cond
+from kubedruid.kube.client import Kube
+from kubedruid.specs import names
+from kubedruid.specs import status as druid_status
+
+from ..provisioner import Blocked, Provisioner
+from . import plans
+from .steps import Fail, StepContext, Wait, run_step
+
+log = logging.getLogger("kubedruid.ops")
+
+OPS_API = "ops.kubedb.com/v1alpha1"
+DRUID_API = names.DRUID_API
+COMPONENT = "KubeDB Ops-manager Operator"
+
+OPS_TOTAL = Counter("kubedruid_ops_total", "Ops requests that finished", ["type", "phase"])
+OPS_SECONDS = Histogram("kubedruid_ops_duration_seconds", "Ops request duration (Progressing to finished)",
+                        ["type"], buckets=(5, 10, 30, 60, 120, 300, 600, 1800, 3600))
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def _parse_time(text: str | None) -> datetime.datetime | None:
+    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc) if text else None
+
+
+def _phase(o: dict) -> str:
+    return (o.get("status") or {}).get("phase") or ""
+
+
+class OpsManager:
+    def __init__(self, kube: Kube, provisioner: Provisioner):
+        self.kube, self.provisioner = kube, provisioner
+
+    async def reconcile(self, namespace: str, db: str) -> float | None:
+        all_ops = await self.kube.list(OPS_API, "DruidOpsRequest", namespace)
+        ops = [o for o in all_ops if (o["spec"].get("databaseRef") or {}).get("name") == db
+               and _phase(o) not in plans.FINISHED]
+        if not ops:
+            return None
+        decision = plans.queue(ops)
+        by_name = {o["metadata"]["name"]: o for o in ops}
+        for name, newer in decision.skip.items():
+            await self._skip(by_name[name], newer)
+        for name in decision.waiting:
+            await self._mark_pending(by_name[name], reason_running=decision.run)
+        if decision.run is None:
+            return None
+        return await self._advance(by_name[decision.run])
+
+    # -- queueing ---------------------------------------------------------------------------------------------
+    async def _set_status(self, ops: dict, phase: str, conditions: list[dict]) -> dict:
+        status = ops.get("status") or {}
+        if status.get("phase") == phase and status.get("conditions") == conditions:
+            return ops
+        patch = {"status": {"phase": phase, "conditions": conditions,
+                            "observedGeneration": ops["metadata"].get("generation")}}
+        out = await self.kube.patch(OPS_API, "DruidOpsRequest", ops["metadata"]["name"], patch,
+                                    ops["metadata"]["namespace"], status=True)
+        ops["status"] = out.get("status") or patch["status"]
+        return out
+
+    async def _event(self, ops: dict, type_: str, reason: str, message: str) -> None:
+        await self.kube.event(ops, type_, reason, message, component=COMPONENT)
+
+    async def _skip(self, ops: dict, newer: str) -> None:
+        ns = ops["metadata"]["namespace"]
+        msg = (f"skipped as {ns}/{newer} is the most updated DruidOpsRequest of type {ops['spec']['type']} "
+               f"at {_now().strftime('%Y-%m-%dT%H:%M:%SZ')}")
+        conditions = cond.set_condition((ops.get("status") or {}).get("conditions"), "Skipped", "True", "Skipped",
+                                        msg, ops["metadata"].get("generation"))
+        await self._set_status(ops, "Skipped", conditions)
+        await self._event(ops, "Normal", "Skipped", msg)
+        OPS_TOTAL.labels(ops["spec"]["type"], "Skipped").inc()
+
+    async def _mark_pending(self, ops: dict, reason_running: str | None) -> None:
+        if _phase(ops) == "Pending":
+            return
+        await self._set_status(ops, "Pending", (ops.get("status") or {}).get("conditions") or [])
+        if reason_running:
+            ns = ops["metadata"]["namespace"]
+            await self._event(ops, "Normal", "Pending",
+                              f"Skipping DruidOpsRequest {ns}/{ops['metadata']['name']}, concurrent DruidOpsRequest "
+                              f"{ns}/{reason_running} is not allowed for same database, will run after it")
+
+    # -- the running op ---------------------------------------------------------------------------------------
+    async def _advance(self, ops: dict) -> float | None:
+        ns, name = ops["metadata"]["namespace"], ops["metadata"]["name"]
+        db_name = ops["spec"]["databaseRef"]["name"]
+        druid = await self.kube.get(DRUID_API, "Druid", db_name, ns)
+
+        if _phase(ops) != "Progressing":
+            if _phase(ops) == "":
+                ops = await self._set_status(ops, "Pending", [])
+            problem = await self._preflight(ops, druid)
+            if problem:
+                return await self._fail(ops, druid, "PreflightFailed", problem, resume=False)
+            if not self._may_start(ops, druid):
+                return None  # the Druid's next status change enqueues us again
+            first_type, first_msg, _ = plans.OP_MESSAGES[ops["spec"]["type"]]
+            conditions = cond.set_condition([], first_type, "True", first_type, first_msg,
+                                            ops["metadata"].get("generation"))
+            ops = await self._set_status(ops, "Progressing", conditions)
+            await self._event(ops, "Normal", "Starting", f"Start processing for DruidOpsRequest: {ns}/{name}")
+
+        if druid is None or druid["metadata"].get("deletionTimestamp"):
+            return await self._fail(ops, druid, "DatabaseNotFound",
+                                    f"Druid {ns}/{db_name} was deleted while the ops request was running", resume=False)
+
+        if not await self._paused(ops, druid):
+            return None  # the provisioner's acknowledgement (a Druid status change) enqueues us again
+
+        kind, plan = plans.op_kind(ops), plans.PLANS[plans.op_kind(ops)]
+        if not any(cond.get_condition(ops["status"]["conditions"], s) for s in plan):  # first pass after the pause
+            await self._event(ops, "Normal", "Successful", f"Successfully paused Druid database: {ns}/{db_name} "
+                              f"for DruidOpsRequest: {name}")
+        ctx = StepContext(kube=self.kube, provisioner=self.provisioner, ops=ops, druid=druid, kind=kind,
+                          timeout_s=plans.parse_duration(ops["spec"].get("timeout")), event=self._event,
+                          set_conditions=lambda c: self._set_status(ops, "Progressing", c))
+        for step in plan:
+            try:
+                result = await run_step(step, ctx)
+            except Fail as f:
+                return await self._fail(ctx.ops, druid, f.step, f.message, resume=True)
+            except Blocked as b:
+                return await self._fail(ctx.ops, druid, step, b.message, resume=True)
+            if isinstance(result, Wait):
+                return result.after
+        return await self._succeed(ctx.ops, druid)
+
+    async def _preflight(self, ops: dict, druid: dict | None) -> str | None:
+        """Checks that make an op fail before it pauses anything."""
+        ns, db = ops["metadata"]["namespace"], ops["spec"]["databaseRef"]["name"]
+        if ops["spec"]["type"] not in plans.SUPPORTED_TYPES:
+            return f"ops request type {ops['spec']['type']} is not supported by kubedruid (supported: " \
+                   f"{', '.join(plans.SUPPORTED_TYPES)})"
+        if druid is None:
+            return f"spec.databaseRef {ns}/{db}, is invalid or not found"
+        if druid["metadata"].get("deletionTimestamp"):
+            return f"Druid {ns}/{db} is being deleted"
+        if ops["spec"]["type"] != "ReconfigureTLS":
+            return None
+        kind = plans.op_kind(ops)
+        if kind in ("rotate", "remove") and not druid["spec"].get("enableSSL"):
+            what = "rotateCertificates" if kind == "rotate" else "remove"
+            return f"spec.tls.{what}: Druid {ns}/{db} has no TLS (spec.enableSSL is not true)"
+        target = plans.target_spec(druid["spec"], ops)
+        if target.get("enableSSL"):
+            refs = [(target.get("tls") or {}).get("issuerRef")] + [
+                c.get("issuerRef") for c in (target.get("tls") or {}).get("certificates") or []]
+            for ref in [r for r in refs if r]:
+                kind_, name_ = ref.get("kind"), ref.get("name")
+                if kind_ not in ("Issuer", "ClusterIssuer"):
+                    return f"spec.tls.issuerRef.kind {kind_!r} is not Issuer or ClusterIssuer"
+                issuer = await self.kube.get("cert-manager.io/v1", kind_, name_, ns if kind_ == "Issuer" else None)
+                if issuer is None:
+                    return f"{kind_} {name_} (spec.tls.issuerRef) does not exist"
+                if not cond.is_true((issuer.get("status") or {}).get("conditions"), "Ready"):
+                    return f"{kind_} {name_} (spec.tls.issuerRef) is not Ready"
+            if not (target.get("tls") or {}).get("issuerRef"):
+                return "spec.tls.issuerRef is required to add TLS"
+        return None
+
+    def _may_start(self, ops: dict, druid: dict) -> bool:
+        """apply: IfReady waits for phase Ready; Always waits only for the Druid to have been provisioned."""
+        status = druid.get("status") or {}
+        if ops["spec"].get("apply", "IfReady") == "Always":
+            return cond.is_true(status.get("conditions"), druid_status.PROVISIONED)
+        return status.get("phase") == "Ready"
+
+    async def _paused(self, ops: dict, druid: dict) -> bool:
+        """Asks for the pause (Paused=Unknown) and reports whether the provisioner acknowledged it (Paused=True)."""
+        ns, name, db = ops["metadata"]["namespace"], ops["metadata"]["name"], druid["metadata"]["name"]
+        conditions = (druid.get("status") or {}).get("conditions") or []
+        paused = cond.get_condition(conditions, druid_status.PAUSED)
+        message = plans.pause_message(name)
+        if paused is None:
+            await self._event(ops, "Normal", "Starting", f"Pausing Druid databse: {ns}/{db}")
+            new = cond.set_condition(conditions, druid_status.PAUSED, "Unknown", "Paused", message,
+                                     druid["metadata"].get("generation"))
+            await self.kube.patch(DRUID_API, "Druid", db, {"status": {"conditions": new}}, ns, status=True)
+            return False
+        if paused.get("message") != message:
+            return False  # paused for another op; it must finish first
+        if paused.get("status") != "True":
+            return False
+        return True
+
+    async def _resume(self, ops: dict, druid: dict | None) -> None:
+        if druid is None:
+            return
+        ns, db = druid["metadata"]["namespace"], druid["metadata"]["name"]
+        fresh = await self.kube.get(DRUID_API, "Druid", db, ns)
+        if fresh is None:
+            return
+        conditions = (fresh.get("status") or {}).get("conditions") or []
+        paused = cond.get_condition(conditions, druid_status.PAUSED)
+        if paused is None or paused.get("message") != plans.pause_message(ops["metadata"]["name"]):
+            return
+        await self._event(ops, "Normal", "Starting", f"Resuming Druid database: {ns}/{db}")
+        await self.kube.patch(DRUID_API, "Druid", db,
+                              {"status": {"conditions": cond.remove_condition(conditions, druid_status.PAUSED)}},
+                              ns, status=True)
+        await self._event(ops, "Normal", "Successful", f"Successfully resumed Druid database: {ns}/{db} for "
+                          f"DruidOpsRequest: {ops['metadata']['name']}")
+
+    async def _succeed(self, ops: dict, druid: dict) -> None:
+        await self._resume(ops, druid)
+        _, _, closing = plans.OP_MESSAGES[ops["spec"]["type"]]
+        conditions = cond.set_condition(ops["status"]["conditions"], plans.SUCCESSFUL, "True", plans.SUCCESSFUL,
+                                        closing, ops["metadata"].get("generation"))
+        await self._set_status(ops, "Successful", conditions)
+        await self._event(ops, "Normal", "Successful", closing)
+        self._record(ops, "Successful")
+        return None
+
+    async def _fail(self, ops: dict, druid: dict | None, step: str, message: str, resume: bool) -> None:
+        conditions = (ops.get("status") or {}).get("conditions") or []
+        conditions = cond.set_condition(conditions, step, "False", "Failed", message,
+                                        ops["metadata"].get("generation"))
+        conditions = cond.set_condition(conditions, "Failed", "True", "Failed", message,
+                                        ops["metadata"].get("generation"))
+        if resume:
+            await self._resume(ops, druid)
+        await self._set_status(ops, "Failed", conditions)
+        await self._event(ops, "Warning", "Failed", f"Fail to be ready DruidOpsRequest: \"{ops['metadata']['name']}\". "
+                          f"Reason: {message}")
+        log.info("ops request %s/%s failed: %s", ops["metadata"]["namespace"], ops["metadata"]["name"], message)
+        self._record(ops, "Failed")
+        return None
+
+    def _record(self, ops: dict, phase: str) -> None:
+        OPS_TOTAL.labels(ops["spec"]["type"], phase).inc()
+        first = ((ops.get("status") or {}).get("conditions") or [{}])[0]
+        started = _parse_time(first.get("lastTransitionTime"))
+        if started:
+            OPS_SECONDS.labels(ops["spec"]["type"]).observe((_now() - started).total_seconds())

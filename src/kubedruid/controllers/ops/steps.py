@@ -1,0 +1,271 @@
+"""The steps of the ops plans. Each step is re-entrant: it reads what is already done from the op's conditions and
+from the cluster, does the next thing, and returns Done, or Wait (for an event, or for the step's deadline)."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from lightkube.core.exceptions import ApiError
+
+from kubedruid.api import Druid, apply_defaults
+from kubedruid.kube import conditions as cond
+from kubedruid.kube.client import Kube
+from kubedruid.specs import names, petset_pods
+
+from ..provisioner import Provisioner
+from . import plans
+
+
+@dataclass
+class Wait:
+    after: float | None  # seconds until the step's deadline (the reconcile is re-run then), or None: an event will
+
+
+class Fail(Exception):
+    def __init__(self, step: str, message: str):
+        super().__init__(message)
+        self.step, self.message = step, message
+
+
+@dataclass
+class StepContext:
+    kube: Kube
+    provisioner: Provisioner
+    ops: dict
+    druid: dict
+    kind: str
+    timeout_s: float
+    event: Callable[..., Awaitable[None]]
+    set_conditions: Callable[[list[dict]], Awaitable[dict]]
+
+    @property
+    def conditions(self) -> list[dict]:
+        return (self.ops.get("status") or {}).get("conditions") or []
+
+    def condition(self, type_: str) -> dict | None:
+        return cond.get_condition(self.conditions, type_)
+
+    def done(self, type_: str) -> bool:
+        return cond.is_true(self.conditions, type_)
+
+    async def record(self, type_: str, status: str, message: str, reason: str | None = None,
+                     event: bool = False) -> None:
+        """Sets a condition on the op (and, when it turns True, an event with KubeDB's reason)."""
+        before = self.condition(type_)
+        reason = type_ if reason is None else reason
+        new = cond.set_condition(self.conditions, type_, status, reason, message, self.ops["metadata"].get("generation"))
+        if new != self.conditions:
+            self.ops = await self.set_conditions(new)
+        if event and status == "True" and (before is None or before.get("status") != "True"):
+            await self.event(self.ops, "Normal", reason or message, message)
+
+    def deadline(self, type_: str) -> float:
+        """Seconds left before the step recorded as `type_` (False since it started) times out."""
+        c = self.condition(type_)
+        started = c.get("lastTransitionTime") if c else None
+        if not started:
+            return self.timeout_s
+        t0 = datetime.datetime.strptime(started, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+        elapsed = (datetime.datetime.now(datetime.timezone.utc) - t0).total_seconds()
+        return self.timeout_s - elapsed
+
+    def wait_or_fail(self, type_: str, what: str) -> Wait:
+        left = self.deadline(type_)
+        if left <= 0:
+            raise Fail(type_, f"{type_}: timed out after {self.timeout_s:g}s waiting for {what}")
+        return Wait(after=left + 0.5)
+
+    def target(self) -> dict:
+        return {**self.druid, "spec": plans.target_spec(self.druid["spec"], self.ops)}
+
+
+async def run_step(step: str, ctx: StepContext) -> Wait | None:
+    return await STEPS[step](ctx)
+
+
+def _certificate_names(druid_spec: dict, db: str) -> list[str]:
+    certs = ((druid_spec.get("tls") or {}).get("certificates")) or [{"alias": "server"}, {"alias": "client"}]
+    return [f"{db}-{c['alias']}-cert" for c in certs]
+
+
+def _ready_for_generation(cert: dict) -> bool:
+    ready = cond.get_condition((cert.get("status") or {}).get("conditions"), "Ready")
+    return bool(ready) and ready.get("status") == "True" and \
+        ready.get("observedGeneration") == cert["metadata"].get("generation")
+
+
+def _issuing(cert: dict) -> bool:
+    return cond.get_condition((cert.get("status") or {}).get("conditions"), "Issuing") is not None
+
+
+async def certificate_synced(ctx: StepContext) -> Wait | None:
+    step = plans.CERTIFICATE_SYNCED
+    if ctx.done(step):
+        return None
+    if ctx.condition(step) is None:
+        await ctx.record(step, "False", "Syncing certificates")
+    target = ctx.target()
+    db, inputs, _ = await ctx.provisioner.prepare(target)
+    certificates = await ctx.provisioner.ensure_certificates(db, inputs)
+    ns = ctx.druid["metadata"]["namespace"]
+    live = [await ctx.kube.get("cert-manager.io/v1", "Certificate", c["metadata"]["name"], ns) for c in certificates]
+    checks = (("GetCertificate", "get certificate", lambda c: c is not None),
+              ("CheckReadyCondition", "check ready condition", lambda c: c is not None and _ready_for_generation(c)),
+              ("IssuingCondition", "issuing condition", lambda c: c is not None and not _issuing(c)))
+    for type_, text, ok in checks:
+        if not all(ok(c) for c in live):
+            return ctx.wait_or_fail(step, f"cert-manager to issue {', '.join(c['metadata']['name'] for c in certificates)}"
+                                    f" ({text})")
+        if not ctx.done(type_):
+            msg = f"{text}; ConditionStatus:True"
+            await ctx.record(type_, "True", msg, reason="")
+            for _ in certificates:  # KubeDB records one event per certificate
+                await ctx.event(ctx.ops, "Normal", msg, msg)
+    for c in certificates:
+        secret = await ctx.kube.get("v1", "Secret", c["spec"]["secretName"], ns)
+        if secret is None or "keystore.jks" not in (secret.get("data") or {}):
+            return ctx.wait_or_fail(step, f"Secret {c['spec']['secretName']} with the keystores")
+    await ctx.record(step, "True", plans.STEP_CONDITIONS[step][1], event=True)
+    return None
+
+
+def _requested_revisions(message: str) -> dict[str, int]:
+    out = {}
+    for part in message.split(":", 1)[-1].split(","):
+        if "@" in part:
+            name, rev = part.strip().rsplit("@", 1)
+            out[name] = int(rev)
+    return out
+
+
+async def issue_certificates(ctx: StepContext) -> Wait | None:
+    """Rotate: make cert-manager re-issue every certificate (what `cmctl renew` does: the Issuing condition)."""
+    step = plans.ISSUE_CERTIFICATES
+    if ctx.done(step):
+        return None
+    ns, db = ctx.druid["metadata"]["namespace"], ctx.druid["metadata"]["name"]
+    names_ = _certificate_names(ctx.druid["spec"], db)
+    if ctx.condition(step) is None:  # remember each certificate's revision before the re-issue
+        revisions = []
+        for n in names_:
+            cert = await ctx.kube.get("cert-manager.io/v1", "Certificate", n, ns)
+            if cert is None:
+                raise Fail(step, f"Certificate {ns}/{n} does not exist; add TLS first")
+            revisions.append(f"{n}@{(cert.get('status') or {}).get('revision') or 0}")
+        await ctx.record(step, "False", "requested re-issue: " + ",".join(revisions))
+    requested = _requested_revisions(ctx.condition(step)["message"])
+    pending = []
+    for n, revision in requested.items():
+        cert = await ctx.kube.get("cert-manager.io/v1", "Certificate", n, ns)
+        if cert is None:
+            raise Fail(step, f"Certificate {ns}/{n} was deleted during the rotation")
+        status = cert.get("status") or {}
+        if (status.get("revision") or 0) > revision and _ready_for_generation(cert) and not _issuing(cert):
+            continue
+        pending.append(n)
+        if (status.get("revision") or 0) <= revision and not _issuing(cert):
+            conditions = cond.set_condition(status.get("conditions"), "Issuing", "True", "RotateCertificate",
+                                            "Rotating Certificate for KubeDB", cert["metadata"].get("generation"))
+            await ctx.kube.patch("cert-manager.io/v1", "Certificate", n, {"status": {"conditions": conditions}}, ns,
+                                 status=True)
+    if pending:
+        return ctx.wait_or_fail(step, f"cert-manager to re-issue {', '.join(pending)}")
+    await ctx.record(step, "True", plans.STEP_CONDITIONS[step][1], event=True)
+    return None
+
+
+async def update_petsets(ctx: StepContext) -> Wait | None:
+    step = plans.UPDATE_PETSETS
+    if ctx.done(step):
+        return None
+    if ctx.condition(step) is None:
+        await ctx.record(step, "False", "Updating the Druid and its PetSets")
+    ns, name = ctx.druid["metadata"]["namespace"], ctx.druid["metadata"]["name"]
+    target = plans.target_spec(ctx.druid["spec"], ctx.ops)
+    if target != ctx.druid["spec"]:
+        removed = {k: None for k in ctx.druid["spec"] if k not in target}
+        ctx.druid = await ctx.kube.patch(names.DRUID_API, "Druid", name, {"spec": {**target, **removed}}, ns)
+    db, inputs, _ = await ctx.provisioner.prepare(ctx.druid)
+    petsets = await ctx.provisioner.apply(db, inputs)
+    for ps in petsets:
+        live = await ctx.kube.get("apps.k8s.appscode.com/v1", "PetSet", ps["metadata"]["name"], ns)
+        if not live or (live.get("status") or {}).get("observedGeneration") != live["metadata"].get("generation"):
+            return ctx.wait_or_fail(step, f"PetSet {ps['metadata']['name']} to observe its new template")
+    await ctx.record(step, "True", plans.STEP_CONDITIONS[step][1], event=True)
+    return None
+
+
+async def restart_nodes(ctx: StepContext) -> Wait | None:
+    """One pod at a time in Druid's order: evict (PodDisruptionBudgets apply), wait until its replacement is Ready."""
+    step = plans.RESTART_NODES
+    if ctx.done(step):
+        return None
+    if ctx.condition(step) is None:
+        await ctx.record(step, "False", "Restarting nodes")
+    ns, name = ctx.druid["metadata"]["namespace"], ctx.druid["metadata"]["name"]
+    db = apply_defaults(Druid.model_validate(ctx.druid))
+    replicas = {key: node.replicas for key, node in db.spec.topology.nodes().items()}
+    for pod_name in plans.restart_pods(name, replicas):
+        get_t, evict_t, check_t = plans.pod_condition_types(pod_name)
+        if ctx.done(check_t):
+            continue
+        pod = await ctx.kube.get("v1", "Pod", pod_name, ns)
+        if not ctx.done(get_t):
+            if pod is None:
+                return ctx.wait_or_fail(step, f"pod {pod_name} to exist")
+            await ctx.record(get_t, "True", plans.pod_message("get pod", pod_name), reason="", event=False)
+            await ctx.event(ctx.ops, "Normal", plans.pod_message("get pod", pod_name),
+                            plans.pod_message("get pod", pod_name))
+        evicted = ctx.condition(evict_t)
+        if evicted is None:
+            await ctx.record(evict_t, "False", plans.pod_message("evict pod", pod_name, "False", pod["metadata"]["uid"]),
+                             reason="")
+            evicted = ctx.condition(evict_t)
+        old_uid = plans.recorded_uid(evicted["message"])
+        if evicted["status"] != "True":
+            if pod is not None and pod["metadata"]["uid"] == old_uid and not pod["metadata"].get("deletionTimestamp"):
+                try:
+                    await ctx.kube.client.create(_eviction(pod_name, ns), name=pod_name, namespace=ns)
+                except ApiError as e:
+                    if e.status.code == 429:  # a PodDisruptionBudget forbids it now; try again shortly
+                        return Wait(after=2.0) if ctx.deadline(step) > 0 else ctx.wait_or_fail(
+                            evict_t, f"a PodDisruptionBudget to allow evicting {pod_name}")
+                    if e.status.code != 404:
+                        raise
+            msg = plans.pod_message("evict pod", pod_name, uid=old_uid)
+            await ctx.record(evict_t, "True", msg, reason="")
+            await ctx.event(ctx.ops, "Normal", plans.pod_message("evict pod", pod_name),
+                            plans.pod_message("evict pod", pod_name))
+        if ctx.condition(check_t) is None:
+            await ctx.record(check_t, "False", plans.pod_message("check pod running", pod_name, "False"), reason="")
+        if pod is not None and pod["metadata"]["uid"] != old_uid and petset_pods.is_ready(pod):
+            await ctx.record(check_t, "True", plans.pod_message("check pod running", pod_name), reason="")
+            await ctx.event(ctx.ops, "Normal", plans.pod_message("check pod running", pod_name),
+                            plans.pod_message("check pod running", pod_name))
+            continue
+        return ctx.wait_or_fail(check_t, f"pod {pod_name} to be Ready again after its eviction")
+    await ctx.record(step, "True", plans.STEP_CONDITIONS[step][1], event=True)
+    return None
+
+
+def _eviction(pod: str, namespace: str):
+    from lightkube.models.meta_v1 import ObjectMeta
+    from lightkube.resources.core_v1 import Pod
+
+    return Pod.Eviction(metadata=ObjectMeta(name=pod, namespace=namespace))
+
+
+async def remove_tls_objects(ctx: StepContext) -> Wait | None:
+    await ctx.provisioner.remove_tls_objects(ctx.druid)
+    return None
+
+
+STEPS: dict[str, Callable[[StepContext], Awaitable[Wait | None]]] = {
+    plans.CERTIFICATE_SYNCED: certificate_synced,
+    plans.ISSUE_CERTIFICATES: issue_certificates,
+    plans.UPDATE_PETSETS: update_petsets,
+    plans.RESTART_NODES: restart_nodes,
+    plans.REMOVE_TLS_OBJECTS: remove_tls_objects,
+}
