@@ -80,37 +80,52 @@ def namespace(kube) -> str:
     kube.delete(Namespace, name)
 
 
-@pytest.fixture(scope="session")
-def operator(plane, tmp_path_factory):
-    """`kubedruid operator run` as a person starts it, against the session's plane; its log is kept for failures."""
-    log_path = tmp_path_factory.mktemp("operator") / "operator.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([str(Path(sys.executable).parent / "kubedruid"), "operator", "run"],
-                                env={**os.environ, "KUBECONFIG": str(plane.kubeconfig)},
-                                stdout=log, stderr=subprocess.STDOUT)
-    running = OperatorProcess(proc, log_path)
-    probe = json.dumps({"apiVersion": "kubedb.com/v1alpha2", "kind": "Druid",
-                        "metadata": {"name": "webhook-probe", "namespace": "default"},
-                        "spec": {"version": "0.0.0-probe", "deepStorage": {"type": "s3"}, "topology": {}}})
-
-    def admission_serving():  # a server-side dry run reaches the webhook, which refuses the unknown version
-        assert proc.poll() is None, f"the operator exited; its log:\n{running.log_text()[-3000:]}"
-        refused = plane.kubectl("create", "--dry-run=server", "-f", "-", stdin=probe, check=False)
-        return refused.returncode != 0 and "0.0.0-probe" in refused.stderr
-
-    wait_for(admission_serving, timeout=60, interval=0.5, what="the operator's admission webhook")
-    yield running
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
 @dataclass
 class OperatorProcess:
-    proc: subprocess.Popen
+    """`kubedruid operator run` as a person starts it; its log is kept for failures."""
+
+    plane: Plane
     log: Path
+    proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen([str(Path(sys.executable).parent / "kubedruid"), "operator", "run"],
+                                         env={**os.environ, "KUBECONFIG": str(self.plane.kubeconfig)},
+                                         stdout=log, stderr=subprocess.STDOUT)
+        self.wait_serving()
+
+    def wait_serving(self) -> None:
+        probe = json.dumps({"apiVersion": "kubedb.com/v1alpha2", "kind": "Druid",
+                            "metadata": {"name": "webhook-probe", "namespace": "default"},
+                            "spec": {"version": "0.0.0-probe", "deepStorage": {"type": "s3"}, "topology": {}}})
+
+        def admission_serving():  # a server-side dry run reaches the webhook, which refuses the unknown version
+            assert self.proc.poll() is None, f"the operator exited; its log:\n{self.log_text()[-3000:]}"
+            refused = self.plane.kubectl("create", "--dry-run=server", "-f", "-", stdin=probe, check=False)
+            return refused.returncode != 0 and "0.0.0-probe" in refused.stderr
+
+        wait_for(admission_serving, timeout=60, interval=0.5, what="the operator's admission webhook")
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, as when a node dies."""
+        self.proc.kill()
+        self.proc.wait(timeout=15)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
+
+
+@pytest.fixture(scope="session")
+def operator(plane, tmp_path_factory):
+    running = OperatorProcess(plane, tmp_path_factory.mktemp("operator") / "operator.log")
+    running.start()
+    yield running
+    running.stop()

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable
 
+from lightkube.core.exceptions import ApiError
 from prometheus_client import Counter, Histogram
 
 log = logging.getLogger("kubedruid.runtime")
@@ -68,6 +69,13 @@ class WorkQueue:
     def idle(self) -> bool:
         return not self._queued and not self._active
 
+    def _failed(self, key: Hashable) -> float:
+        RECONCILE_ERRORS.labels(self.name).inc()
+        n = self._failures[key] = self._failures.get(key, 0) + 1
+        again = min(0.5 * 2 ** (n - 1), self.max_backoff_s)
+        log.exception("%s: reconcile of %s failed (attempt %d), retrying in %.1f s", self.name, key, n, again)
+        return again
+
     async def _worker(self) -> None:
         while True:
             key = await self._queue.get()
@@ -81,11 +89,13 @@ class WorkQueue:
                 self._failures.pop(key, None)
             except asyncio.CancelledError:
                 raise
+            except ApiError as e:
+                if e.status.code == 403 and "being terminated" in (e.status.message or ""):
+                    log.debug("%s: %s: its namespace is being deleted", self.name, key)  # nothing left to converge
+                else:
+                    again = self._failed(key)
             except Exception:  # noqa: BLE001 - a controller must survive any reconcile error
-                RECONCILE_ERRORS.labels(self.name).inc()
-                n = self._failures[key] = self._failures.get(key, 0) + 1
-                again = min(0.5 * 2 ** (n - 1), self.max_backoff_s)
-                log.exception("%s: reconcile of %s failed (attempt %d), retrying in %.1f s", self.name, key, n, again)
+                again = self._failed(key)
             finally:
                 RECONCILE_SECONDS.labels(self.name).observe(time.monotonic() - started)
                 self._active.discard(key)

@@ -23,6 +23,7 @@ from lightkube.types import PatchType
 from .diff import is_subset
 
 FIELD_MANAGER = "kubedruid"
+REPORTING_CONTROLLER = "kubedruid.dev/operator"
 # The hash of what we last applied: a field we stop setting is absent from `desired`, so only this tells that an
 # apply is due (server-side apply then removes the fields our field manager no longer sets).
 APPLIED_HASH = "kubedruid.dev/applied-hash"
@@ -123,9 +124,10 @@ class Kube:
             involvedObject={"apiVersion": involved["apiVersion"], "kind": involved["kind"], "name": meta["name"],
                             "namespace": meta.get("namespace"), "uid": meta.get("uid"),
                             "resourceVersion": meta.get("resourceVersion")},
-            type=type_, reason=reason, message=message, source={"component": component},
-            reportingComponent=component, reportingInstance=component,
-            firstTimestamp=now, lastTimestamp=now, count=1,
+            type=type_, reason=reason[:128], message=message[:1024], source={"component": component},
+            # eventTime (microseconds) orders events that share a second; it requires the reporting fields.
+            eventTime=now, action=reason[:128], reportingComponent=REPORTING_CONTROLLER,
+            reportingInstance=REPORTING_CONTROLLER,
         )
         try:
             await self.client.create(ev)

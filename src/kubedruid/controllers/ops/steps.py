@@ -85,9 +85,10 @@ async def run_step(step: str, ctx: StepContext) -> Wait | None:
     return await STEPS[step](ctx)
 
 
-def _certificate_names(druid_spec: dict, db: str) -> list[str]:
-    certs = ((druid_spec.get("tls") or {}).get("certificates")) or [{"alias": "server"}, {"alias": "client"}]
-    return [f"{db}-{c['alias']}-cert" for c in certs]
+def _certificate_names(druid: dict) -> list[str]:
+    """Every Certificate of the Druid: the defaulted list (server and client) plus any other alias the user named."""
+    db = apply_defaults(Druid.model_validate(druid))
+    return [f"{db.metadata.name}-{c.alias}-cert" for c in (db.spec.tls.certificates if db.spec.tls else None) or []]
 
 
 def _ready_for_generation(cert: dict) -> bool:
@@ -146,7 +147,7 @@ async def issue_certificates(ctx: StepContext) -> Wait | None:
     if ctx.done(step):
         return None
     ns, db = ctx.druid["metadata"]["namespace"], ctx.druid["metadata"]["name"]
-    names_ = _certificate_names(ctx.druid["spec"], db)
+    names_ = _certificate_names(ctx.druid)
     if ctx.condition(step) is None:  # remember each certificate's revision before the re-issue
         revisions = []
         for n in names_:

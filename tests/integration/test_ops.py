@@ -1,0 +1,308 @@
+"""The ops-manager on the real control plane with the real cert-manager: KubeDB's reconfigure-TLS guide, queueing,
+apply, timeouts and a crash in the middle of a restart."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import threading
+
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+from cryptography.x509.verification import PolicyBuilder, Store
+from lightkube import codecs
+from lightkube.generic_resource import create_namespaced_resource
+from lightkube.resources.core_v1 import Event, Pod, Secret, Service
+from lightkube.types import PatchType
+
+from kubedruid.druid import properties
+
+from .conftest import wait_for
+from .helpers import Certificate, ca_issuer, condition, deep_storage_secret, druid_manifest, secret_data
+from .helpers import Druid as DruidRes
+from .test_provisioner import PLAIN_PORTS, TLS_PORTS, _wait_ready
+
+pytestmark = pytest.mark.integration
+
+Ops = create_namespaced_resource("ops.kubedb.com", "v1alpha1", "DruidOpsRequest", "druidopsrequests")
+RESTART_ORDER = ["historicals", "middlemanagers", "brokers", "routers", "coordinators"]
+
+
+def _ops(kube, name, ns, db, **spec):
+    body = {"apiVersion": "ops.kubedb.com/v1alpha1", "kind": "DruidOpsRequest",
+            "metadata": {"name": name, "namespace": ns}, "spec": {"databaseRef": {"name": db}, **spec}}
+    kube.create(codecs.from_dict(body))
+
+
+def _phase(kube, name, ns):
+    return (kube.get(Ops, name, namespace=ns).get("status") or {}).get("phase")
+
+
+def _wait_phase(kube, name, ns, phase, operator, timeout=120):
+    try:
+        wait_for(lambda: _phase(kube, name, ns) in {phase, "Failed"}, timeout=timeout,
+                 what=f"DruidOpsRequest {name} {phase}")
+    finally:
+        if _phase(kube, name, ns) != phase:
+            print(json.dumps(kube.get(Ops, name, namespace=ns).get("status"), indent=1))
+            print(operator.log_text()[-3000:])
+    assert _phase(kube, name, ns) == phase
+    return kube.get(Ops, name, namespace=ns)
+
+
+def _events(kube, ns, name) -> list:
+    events = [e for e in kube.list(Event, namespace=ns) if e.involvedObject.name == name]
+    return sorted(events, key=lambda e: e.eventTime or e.firstTimestamp)
+
+
+def _leaf(kube, secret, ns) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(secret_data(kube, secret, ns)["tls.crt"])
+
+
+def _pod_uids(kube, ns, db) -> dict[str, str]:
+    return {p.metadata.name: p.metadata.uid for p in kube.list(Pod, namespace=ns)
+            if p.metadata.labels.get("app.kubernetes.io/instance") == db and "kubedb.com/role" in p.metadata.labels}
+
+
+def _expected_pods(db):
+    return [f"{db}-{role}-0" for role in RESTART_ORDER]
+
+
+def _assert_guide_conditions(ops, db, with_certificates: bool):
+    types = [c["type"] for c in ops["status"]["conditions"]]
+    expected = ["ReconfigureTLS"]
+    if with_certificates:
+        expected += ["CertificateSynced", "GetCertificate", "CheckReadyCondition", "IssuingCondition"]
+    expected += ["UpdatePetSets", "RestartNodes"]
+    for pod in _expected_pods(db):
+        expected += [f"GetPod--{pod}", f"EvictPod--{pod}", f"CheckPodRunning--{pod}"]
+    expected.append("Successful")
+    assert [t for t in types if t != "IssueCertificatesSucceeded"] == expected
+    by_type = {c["type"]: c for c in ops["status"]["conditions"]}
+    assert all(c["status"] == "True" for c in by_type.values())
+    assert by_type["ReconfigureTLS"]["message"] == "Druid ops-request has started to reconfigure tls for druid nodes"
+    assert by_type["UpdatePetSets"]["message"] == "successfully reconciled the Druid with tls configuration"
+    assert by_type["RestartNodes"]["message"] == "Successfully restarted all nodes"
+    assert by_type["Successful"]["message"] == "Successfully completed reconfigureTLS for druid."
+    if with_certificates:
+        assert by_type["CertificateSynced"]["message"] == "Successfully synced all certificates"
+        assert by_type["GetCertificate"]["message"] == "get certificate; ConditionStatus:True"
+    pod = _expected_pods(db)[0]
+    assert by_type[f"GetPod--{pod}"]["message"] == f"get pod; ConditionStatus:True; PodName:{pod}"
+    assert by_type[f"CheckPodRunning--{pod}"]["message"] == f"check pod running; ConditionStatus:True; PodName:{pod}"
+
+
+def _assert_guide_events(kube, ns, name, db):
+    events = _events(kube, ns, name)
+    assert events and all(e.type == "Normal" for e in events), [(e.type, e.reason) for e in events]
+    messages = [e.message for e in events]
+    in_order = [f"Start processing for DruidOpsRequest: {ns}/{name}",
+                f"Pausing Druid databse: {ns}/{db}",
+                f"Successfully paused Druid database: {ns}/{db} for DruidOpsRequest: {name}",
+                "successfully reconciled the Druid with tls configuration",
+                f"evict pod; ConditionStatus:True; PodName:{db}-historicals-0",
+                "Successfully restarted all nodes",
+                f"Resuming Druid database: {ns}/{db}",
+                f"Successfully resumed Druid database: {ns}/{db} for DruidOpsRequest: {name}"]
+    positions = [messages.index(m) for m in in_order]
+    assert positions == sorted(positions), list(zip(in_order, positions))
+
+
+def _assert_restarted_in_order(kube, ns, db, before: dict[str, str]):
+    after = _pod_uids(kube, ns, db)
+    pods = _expected_pods(db)
+    assert all(after[p] != before[p] for p in pods), "every Druid pod is a new pod"
+    created = [kube.get(Pod, p, namespace=ns).metadata.creationTimestamp for p in pods]
+    assert created == sorted(created), list(zip(pods, created))
+
+
+def _common_properties(kube, ns, db) -> dict[str, str]:
+    uid = kube.get(DruidRes, db, namespace=ns).metadata.uid
+    return properties.parse(secret_data(kube, f"{db}-{uid[-6:]}", ns)["common.runtime.properties"].decode())
+
+
+def test_reconfigure_tls_guide_add_rotate_update_issuer_remove(kube, namespace, operator):
+    ns, db = namespace, "druid-cluster"
+    ca = ca_issuer(kube, ns, "druid-ca-issuer", "ca", "kubedb")
+    deep_storage_secret(kube, ns)
+    kube.create(codecs.from_dict(druid_manifest(db, ns)))
+    _wait_ready(kube, db, ns, operator)
+
+    # A. Add TLS
+    before = _pod_uids(kube, ns, db)
+    _ops(kube, "drops-add-tls", ns, db, type="ReconfigureTLS", timeout="5m", apply="IfReady",
+         tls={"issuerRef": {"name": "druid-ca-issuer", "kind": "Issuer", "apiGroup": "cert-manager.io"},
+              "certificates": [{"alias": "client", "subject": {"organizations": ["druid"],
+                                                                "organizationalUnits": ["client"]}}]})
+    ops = _wait_phase(kube, "drops-add-tls", ns, "Successful", operator)
+    _assert_guide_conditions(ops, db, with_certificates=True)
+    _assert_guide_events(kube, ns, "drops-add-tls", db)
+    _assert_restarted_in_order(kube, ns, db, before)
+    server = _leaf(kube, f"{db}-server-cert", ns)
+    fqdn = f"{db}-routers-0.{db}-pods.{ns}.svc.cluster.local"
+    PolicyBuilder().store(Store([ca])).build_server_verifier(x509.DNSName(fqdn)).verify(server, [])
+    client = _leaf(kube, f"{db}-client-cert", ns)
+    assert client.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == "druid"
+    assert client.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)[0].value == "client"
+    common = _common_properties(kube, ns, db)
+    assert common["druid.enableTlsPort"] == "true" and common["druid.enablePlaintextPort"] == "false"
+    assert "simple-client-sslcontext" in common["druid.extensions.loadList"]
+    assert [p.port for p in kube.get(Service, f"{db}-routers", namespace=ns).spec.ports] == [9088]
+    druid = kube.get(DruidRes, db, namespace=ns)
+    assert druid["spec"]["enableSSL"] is True and condition(druid, "Paused") is None
+    assert druid["status"]["phase"] == "Ready"
+
+    # B. Rotate certificates
+    before = _pod_uids(kube, ns, db)
+    _ops(kube, "druid-recon-tls-rotate", ns, db, type="ReconfigureTLS", tls={"rotateCertificates": True})
+    ops = _wait_phase(kube, "druid-recon-tls-rotate", ns, "Successful", operator)
+    _assert_guide_conditions(ops, db, with_certificates=True)
+    rotated = _leaf(kube, f"{db}-server-cert", ns)
+    assert rotated.serial_number != server.serial_number
+    assert rotated.not_valid_after_utc > server.not_valid_after_utc
+    assert _leaf(kube, f"{db}-client-cert", ns).serial_number != client.serial_number
+    _assert_restarted_in_order(kube, ns, db, before)
+
+    # C. Change the issuer
+    new_ca = ca_issuer(kube, ns, "dr-new-issuer", "ca-updated", "kubedb-updated")
+    _ops(kube, "drops-update-issuer", ns, db, type="ReconfigureTLS",
+         tls={"issuerRef": {"name": "dr-new-issuer", "kind": "Issuer", "apiGroup": "cert-manager.io"}})
+    ops = _wait_phase(kube, "drops-update-issuer", ns, "Successful", operator)
+    _assert_guide_conditions(ops, db, with_certificates=True)
+    for alias in ("server", "client"):
+        leaf = _leaf(kube, f"{db}-{alias}-cert", ns)
+        assert leaf.issuer == new_ca.subject
+        assert leaf.issuer.rfc4514_string() == "O=kubedb-updated,CN=ca-updated"
+    PolicyBuilder().store(Store([new_ca])).build_server_verifier(x509.DNSName(fqdn)).verify(
+        _leaf(kube, f"{db}-server-cert", ns), [])
+
+    # D. Remove TLS
+    _ops(kube, "drops-remove", ns, db, type="ReconfigureTLS", tls={"remove": True})
+    ops = _wait_phase(kube, "drops-remove", ns, "Successful", operator)
+    _assert_guide_conditions(ops, db, with_certificates=False)
+    druid = kube.get(DruidRes, db, namespace=ns)
+    assert not druid["spec"].get("enableSSL") and "tls" not in druid["spec"]
+    common = _common_properties(kube, ns, db)
+    assert not [k for k in common if k.startswith(("druid.server.https", "druid.client.https"))]
+    assert "druid.enableTlsPort" not in common
+    for role, suffix in (("routers", "routers"), ("brokers", "brokers")):
+        pod = kube.get(Pod, f"{db}-{suffix}-0", namespace=ns)
+        assert [p.containerPort for p in pod.spec.containers[0].ports] == [PLAIN_PORTS[role]]
+    assert not list(kube.list(Certificate, namespace=ns))
+    remaining = {s.metadata.name for s in kube.list(Secret, namespace=ns)}
+    assert not remaining & {f"{db}-server-cert", f"{db}-client-cert", f"{db}-keystore-cred"}
+    wait_for(lambda: _phase_of(kube, db, ns) == "Ready", what="Druid Ready after remove")
+
+
+def _phase_of(kube, db, ns):
+    return (kube.get(DruidRes, db, namespace=ns).get("status") or {}).get("phase")
+
+
+def _delayed_druid(name, ns, role, delay):
+    """A Druid whose `role` pods take `delay` to become Ready (kwok), so that an op can be watched mid-flight."""
+    return druid_manifest(name, ns, topology={
+        "routers": {"replicas": 1},
+        role: {"podTemplate": {"metadata": {"annotations": {"kubedruid.dev/kwok-ready-delay": delay}}}}})
+
+
+def test_queueing_skip_rule_and_if_ready(kube, namespace, operator):
+    ns, db = namespace, "queued"
+    ca_issuer(kube, ns, "druid-ca-issuer", "ca")
+    deep_storage_secret(kube, ns)
+    kube.create(codecs.from_dict(_delayed_druid(db, ns, "routers", "6s")))
+    # While the Druid provisions (not Ready), three requests arrive; apply: IfReady holds them all.
+    _ops(kube, "restart-old", ns, db, type="Restart", apply="IfReady")
+    _ops(kube, "restart-new", ns, db, type="Restart", apply="IfReady")
+    _ops(kube, "add-tls", ns, db, type="ReconfigureTLS",
+         tls={"issuerRef": {"name": "druid-ca-issuer", "kind": "Issuer"}})
+    old = _wait_phase(kube, "restart-old", ns, "Skipped", operator, timeout=30)
+    assert condition(old, "Skipped")["message"].startswith(
+        f"skipped as {ns}/restart-new is the most updated DruidOpsRequest of type Restart")
+    assert _phase(kube, "restart-new", ns) == "Pending" and _phase(kube, "add-tls", ns) == "Pending"
+
+    first = _wait_phase(kube, "restart-new", ns, "Successful", operator)
+    second = _wait_phase(kube, "add-tls", ns, "Successful", operator)
+    druid = kube.get(DruidRes, db, namespace=ns)
+    ready_at = condition(druid, "Provisioned")["lastTransitionTime"]
+    started = lambda o: o["status"]["conditions"][0]["lastTransitionTime"]  # noqa: E731
+    assert started(first) >= ready_at, "IfReady waited for the Druid to be Ready"
+    assert started(second) >= condition(first, "Successful")["lastTransitionTime"], "one op at a time"
+    assert any(e.reason == "Pending" for e in _events(kube, ns, "add-tls"))
+
+
+def test_apply_always_runs_on_a_druid_that_is_not_ready(kube, namespace, operator):
+    ns, db = namespace, "always"
+    deep_storage_secret(kube, ns)
+    kube.create(codecs.from_dict(_delayed_druid(db, ns, "routers", "20s")))
+    _wait_ready(kube, db, ns, operator, timeout=60)
+    kube.delete(Pod, f"{db}-routers-0", namespace=ns)  # its replacement is Ready only after 20 s
+    wait_for(lambda: _phase_of(kube, db, ns) in ("NotReady", "Critical"), what="Druid not Ready")
+    _ops(kube, "restart-now", ns, db, type="Restart", apply="Always")
+    wait_for(lambda: _phase(kube, "restart-now", ns) == "Progressing", timeout=10, what="Always starts at once")
+    assert _phase_of(kube, db, ns) != "Ready"
+
+
+def test_timeout_fails_the_op_names_the_pod_and_resumes_the_druid(kube, namespace, operator):
+    ns, db = namespace, "stuck"
+    deep_storage_secret(kube, ns)
+    kube.create(codecs.from_dict(druid_manifest(db, ns)))
+    _wait_ready(kube, db, ns, operator)
+    # From now on a new historicals pod never becomes Ready (kwok holds it); the running one stays Ready.
+    kube.patch(DruidRes, db, {"spec": {"topology": {"historicals": {"podTemplate": {"metadata": {
+        "annotations": {"kubedruid.dev/kwok-hold-not-ready": "true"}}}}}}}, namespace=ns, patch_type=PatchType.MERGE)
+    wait_for(lambda: "kubedruid.dev/kwok-hold-not-ready" in json.dumps(
+        kube.get(create_namespaced_resource("apps.k8s.appscode.com", "v1", "PetSet", "petsets"),
+                 f"{db}-historicals", namespace=ns)["spec"]["template"]), what="PetSet template updated")
+    before = _pod_uids(kube, ns, db)
+    _ops(kube, "restart-stuck", ns, db, type="Restart", timeout="5s")
+    ops = _wait_phase(kube, "restart-stuck", ns, "Failed", operator, timeout=60)
+    failed = condition(ops, "Failed")
+    pod = f"{db}-historicals-0"
+    assert f"CheckPodRunning--{pod}" in failed["message"] and "timed out after 5s" in failed["message"]
+    assert condition(ops, f"CheckPodRunning--{pod}")["reason"] == "Failed"
+    after = _pod_uids(kube, ns, db)
+    assert after[f"{db}-middlemanagers-0"] == before[f"{db}-middlemanagers-0"], "nothing more is evicted"
+    wait_for(lambda: condition(kube.get(DruidRes, db, namespace=ns), "Paused") is None, what="Druid resumed")
+    assert any(e.type == "Warning" and e.reason == "Failed" for e in _events(kube, ns, "restart-stuck"))
+
+
+def test_operator_killed_during_restart_each_pod_restarted_exactly_once(plane, kube, namespace, operator):
+    ns, db = namespace, "crashy"
+    ca_issuer(kube, ns, "druid-ca-issuer", "ca")
+    deep_storage_secret(kube, ns)
+    manifest = druid_manifest(db, ns)
+    for role in ("coordinators", "brokers", "historicals", "middleManagers", "routers"):
+        manifest["spec"]["topology"].setdefault(role, {})["podTemplate"] = {
+            "metadata": {"annotations": {"kubedruid.dev/kwok-ready-delay": "2s"}}}
+    manifest["spec"]["topology"]["routers"]["replicas"] = 1
+    kube.create(codecs.from_dict(manifest))
+    _wait_ready(kube, db, ns, operator)
+
+    seen: dict[str, set[str]] = {}
+    stop = threading.Event()
+
+    def watch_pods():  # every pod UID that ever exists during the op
+        watcher = plane.client()
+        for _, pod in watcher.watch(Pod, namespace=ns, labels={"app.kubernetes.io/instance": db}):
+            seen.setdefault(pod.metadata.name, set()).add(pod.metadata.uid)
+            if stop.is_set():
+                return
+
+    thread = threading.Thread(target=watch_pods, daemon=True)
+    thread.start()
+    wait_for(lambda: len(seen) >= 5, what="the pod watch to start")
+    _ops(kube, "add-tls", ns, db, type="ReconfigureTLS",
+         tls={"issuerRef": {"name": "druid-ca-issuer", "kind": "Issuer"}})
+    # Kill the operator once the restart pass is under way (the second pod is being restarted).
+    wait_for(lambda: condition(kube.get(Ops, "add-tls", namespace=ns), f"EvictPod--{db}-middlemanagers-0"),
+             timeout=90, interval=0.05, what="the restart pass to reach the second pod")
+    operator.kill()
+    killed_at = datetime.datetime.now(datetime.timezone.utc)
+    operator.start()
+    ops = _wait_phase(kube, "add-tls", ns, "Successful", operator, timeout=180)
+    stop.set()
+    for pod in _expected_pods(db):
+        assert len(seen[pod]) == 2, f"{pod} had UIDs {seen[pod]}: it must be restarted exactly once"
+    assert condition(ops, "Successful")["lastTransitionTime"] >= killed_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert condition(kube.get(DruidRes, db, namespace=ns), "Paused") is None
