@@ -43,10 +43,10 @@ def test_pause_handshake_freezes_children_until_resumed(kube, namespace, operato
     kube.create(codecs.from_dict(druid_manifest("paused", namespace)))
     _wait_ready(kube, "paused", namespace, operator)
 
-    # What the ops-manager does: ask for a pause with Paused=Unknown; the provisioner acknowledges with True.
+    # Ask for a pause with Paused=Unknown, as the ops-manager does; the provisioner acknowledges with True.
     druid = kube.get(DruidRes, "paused", namespace=namespace)
     conditions = druid["status"]["conditions"] + [{
-        "type": "Paused", "status": "Unknown", "reason": "Paused", "message": "DruidOpsRequest test is in process",
+        "type": "Paused", "status": "Unknown", "reason": "Paused", "message": "maintenance by the platform team",
         "lastTransitionTime": "2026-01-01T00:00:00Z"}]
     kube.patch(DruidRes.Status, "paused", {"status": {"conditions": conditions}}, namespace=namespace,
                patch_type=PatchType.MERGE)
@@ -67,6 +67,21 @@ def test_pause_handshake_freezes_children_until_resumed(kube, namespace, operato
     wait_for(lambda: kube.get(PetSet, "paused-routers", namespace=namespace)["status"].get("readyReplicas") == 2,
              what="two routers ready")
     _wait_ready(kube, "paused", namespace, operator)
+
+
+def test_a_pause_held_by_an_op_that_no_longer_exists_is_lifted(kube, namespace, operator):
+    deep_storage_secret(kube, namespace)
+    kube.create(codecs.from_dict(druid_manifest("orphan", namespace)))
+    _wait_ready(kube, "orphan", namespace, operator)
+    druid = kube.get(DruidRes, "orphan", namespace=namespace)
+    conditions = druid["status"]["conditions"] + [{
+        "type": "Paused", "status": "True", "reason": "Paused", "message": "DruidOpsRequest gone-op is in process",
+        "lastTransitionTime": "2026-01-01T00:00:00Z"}]
+    kube.patch(DruidRes.Status, "orphan", {"status": {"conditions": conditions}}, namespace=namespace,
+               patch_type=PatchType.MERGE)
+    wait_for(lambda: condition(kube.get(DruidRes, "orphan", namespace=namespace), "Paused") is None,
+             what="the stale pause lifted")
+    assert _events(kube, namespace, "orphan", "Resumed")
 
 
 def test_missing_inputs_block_with_a_reason_and_recover_when_fixed(kube, namespace, operator):

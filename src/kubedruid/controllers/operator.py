@@ -52,7 +52,7 @@ class Controllers:
         return [(ns, name) for ns in spaces for name in self.druid_versions.get(ns, {})]
 
 
-def build_registry() -> kopf.OperatorRegistry:
+def build_registry(webhooks: bool = True) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
     @kopf.on.login(registry=registry)
@@ -157,12 +157,13 @@ def build_registry() -> kopf.OperatorRegistry:
         for key in memo.controllers.druids_in(None):
             memo.controllers.druid_changed(*key)
 
-    admission.register(registry, lambda memo: memo.controllers.kube)
+    if webhooks:
+        admission.register(registry, lambda memo: memo.controllers.kube)
     return registry
 
 
 async def run(kubeconfig: str | None = None, webhook_addr: str = "127.0.0.1", webhook_port: int | None = 9443,
               stop_flag: asyncio.Event | None = None, ready_flag: asyncio.Event | None = None) -> None:
     memo = kopf.Memo(kubeconfig=kubeconfig, webhook_addr=webhook_addr, webhook_port=webhook_port)
-    await kopf.operator(registry=build_registry(), clusterwide=True, standalone=True, memo=memo,
+    await kopf.operator(registry=build_registry(webhooks=bool(webhook_port)), clusterwide=True, standalone=True, memo=memo,
                         stop_flag=stop_flag, ready_flag=ready_flag)

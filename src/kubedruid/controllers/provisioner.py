@@ -8,6 +8,7 @@ Issuer) stops the pass with a condition and an event that name it; the watch on 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets as random_secrets
 
@@ -140,12 +141,13 @@ class Provisioner:
         if problems:
             raise Blocked("InvalidSpec", "; ".join(problems))
 
-        version = await self.kube.get("catalog.kubedb.com/v1alpha1", "DruidVersion", db.spec.version)
+        # Independent look-ups and writes run concurrently: an ops request waits on this between two steps.
+        version, deep_storage, (zookeeper, metadata, metadata_secret, deps_ready) = await asyncio.gather(
+            self.kube.get("catalog.kubedb.com/v1alpha1", "DruidVersion", db.spec.version),
+            self._deep_storage_properties(db), self._dependencies(raw, db))
         if version is None:
             raise Blocked("VersionNotFound", f"DruidVersion {db.spec.version!r} does not exist; "
                           "`kubectl get druidversions` lists the supported versions")
-        deep_storage = await self._deep_storage_properties(db)
-        zookeeper, metadata, metadata_secret, deps_ready = await self._dependencies(raw, db)
         if db.spec.authSecret and not db.spec.disableSecurity:
             await self._ensure_secret_once(raw, db.spec.authSecret.name, "kubernetes.io/basic-auth",
                                            lambda: {"username": "admin", "password": _password()})
@@ -166,18 +168,24 @@ class Provisioner:
 
     async def ensure_certificates(self, db: Druid, inputs: cluster.Inputs) -> list[dict]:
         certificates = cluster.certificates(db, inputs)
-        for certificate in certificates:
-            await self.kube.ensure(certificate)
+        await asyncio.gather(*(self.kube.ensure(c) for c in certificates))
+        return certificates
+
+    async def sync_certificates(self, raw: dict) -> list[dict]:
+        """The keystore-credential Secret and the Certificates of `raw` (a Druid, or an op's target spec for it),
+        without touching anything else: what an ops request needs before the PetSets change."""
+        db = apply_defaults(Druid.model_validate(raw))
+        await self._ensure_tls_inputs(raw, db)
+        certificates = cluster.certificates_owned_by(db, raw["metadata"]["uid"])
+        await asyncio.gather(*(self.kube.ensure(c) for c in certificates))
         return certificates
 
     async def apply(self, db: Druid, inputs: cluster.Inputs) -> list[dict]:
-        """The configuration Secret, the Services and the PetSets; returns the PetSets."""
-        await self.kube.ensure(cluster.config_secret(db, inputs))
-        for service in cluster.services(db, inputs):
-            await self.kube.ensure(service)
+        """The configuration Secret, the Services and the PetSets (written concurrently); returns the PetSets."""
         petsets = [cluster.petset(db, n, inputs) for n in cluster.nodes(db)]
-        for ps in petsets:
-            await self.kube.ensure(ps)
+        await asyncio.gather(self.kube.ensure(cluster.config_secret(db, inputs)),
+                             *(self.kube.ensure(s) for s in cluster.services(db, inputs)),
+                             *(self.kube.ensure(ps) for ps in petsets))
         return petsets
 
     async def remove_tls_objects(self, raw: dict) -> None:
@@ -220,21 +228,27 @@ class Provisioner:
                                  user="postgres" if ms_type == "PostgreSQL" else "root",
                                  create_tables=ms.createTables is not False)
         metadata_secret = dependencies.metadata_secret_name(ms.name)
-        ready = True
-        if not zk.externallyManaged:
-            for obj in dependencies.zookeeper(raw, zk.name, zk.version or "3.7.2"):
-                await self.kube.ensure(obj)
-            ready &= await self._statefulset_ready(zk.name, ns)
-        if not ms.externallyManaged:
+
+        async def zookeeper_ready() -> bool:
+            if zk.externallyManaged:
+                return True
+            await asyncio.gather(*(self.kube.ensure(o) for o in dependencies.zookeeper(raw, zk.name, zk.version or "3.7.2")))
+            return await self._statefulset_ready(zk.name, ns)
+
+        async def metadata_ready() -> bool:
+            if ms.externallyManaged:
+                if await self.kube.get("v1", "Secret", metadata_secret, ms.namespace or ns) is None:
+                    raise Blocked("MetadataStorageSecretNotFound",
+                                  f"externally managed metadata storage {ms.namespace or ns}/{ms.name}: its "
+                                  f"credentials Secret {metadata_secret} (keys username, password) does not exist")
+                return True
             await self._ensure_secret_once(raw, metadata_secret, "kubernetes.io/basic-auth",
                                            lambda: {"username": metadata.user, "password": _password()})
-            for obj in dependencies.metadata_store(raw, ms.name, ms_type, ms.version or "8.0.35", metadata.database):
-                await self.kube.ensure(obj)
-            ready &= await self._statefulset_ready(ms.name, ns)
-        elif await self.kube.get("v1", "Secret", metadata_secret, ms.namespace or ns) is None:
-            raise Blocked("MetadataStorageSecretNotFound",
-                          f"externally managed metadata storage {ms.namespace or ns}/{ms.name}: its credentials "
-                          f"Secret {metadata_secret} (keys username, password) does not exist")
+            objects = dependencies.metadata_store(raw, ms.name, ms_type, ms.version or "8.0.35", metadata.database)
+            await asyncio.gather(*(self.kube.ensure(o) for o in objects))
+            return await self._statefulset_ready(ms.name, ns)
+
+        ready = all(await asyncio.gather(zookeeper_ready(), metadata_ready()))
         return zk_host, metadata, metadata_secret, ready
 
     async def _statefulset_ready(self, name: str, namespace: str) -> bool:

@@ -39,7 +39,11 @@ def tls_enabled(db: Druid) -> bool:
 
 
 def _meta(name: str, db: Druid, inputs: Inputs, labels: dict | None = None) -> dict:
-    druid_ref = {"apiVersion": names.DRUID_API, "kind": "Druid", "name": db.metadata.name, "uid": inputs.uid,
+    return _owned_meta(name, db, inputs.uid, labels)
+
+
+def _owned_meta(name: str, db: Druid, uid: str, labels: dict | None = None) -> dict:
+    druid_ref = {"apiVersion": names.DRUID_API, "kind": "Druid", "name": db.metadata.name, "uid": uid,
                  "controller": True, "blockOwnerDeletion": True}
     return {"name": name, "namespace": db.metadata.namespace,
             "labels": labels or names.offshoot_labels(db.metadata.name, db.metadata.labels),
@@ -223,8 +227,12 @@ def certificate_dns_names(db: Druid) -> list[str]:
 
 
 def certificates(db: Druid, inputs: Inputs) -> list[dict]:
+    return certificates_owned_by(db, inputs.uid)
+
+
+def certificates_owned_by(db: Druid, uid: str) -> list[dict]:
     """cert-manager Certificates for the server and client aliases, with JKS and PKCS#12 keystores protected by the
-    keystore-credential Secret's password."""
+    keystore-credential Secret's password. They depend on nothing but the Druid (and its UID, their owner)."""
     name, ns = db.metadata.name, db.metadata.namespace
     if not (db.spec.tls and db.spec.tls.issuerRef):
         return []
@@ -259,7 +267,7 @@ def certificates(db: Druid, inputs: Inputs) -> list[dict]:
         if c.privateKey and c.privateKey.encoding:
             spec["privateKey"] = {"encoding": c.privateKey.encoding}
         out.append({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
-                    "metadata": _meta(f"{name}-{c.alias}-cert", db, inputs), "spec": spec})
+                    "metadata": _owned_meta(f"{name}-{c.alias}-cert", db, uid), "spec": spec})
     return out
 
 

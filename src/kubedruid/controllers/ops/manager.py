@@ -8,6 +8,7 @@ after a crash is in the op's status and in the cluster.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 
@@ -48,6 +49,7 @@ def _phase(o: dict) -> str:
 class OpsManager:
     def __init__(self, kube: Kube, provisioner: Provisioner):
         self.kube, self.provisioner = kube, provisioner
+        self._events: set[asyncio.Task] = set()
 
     async def reconcile(self, namespace: str, db: str) -> float | None:
         all_ops = await self.kube.list(OPS_API, "DruidOpsRequest", namespace)
@@ -78,7 +80,10 @@ class OpsManager:
         return out
 
     async def _event(self, ops: dict, type_: str, reason: str, message: str) -> None:
-        await self.kube.event(ops, type_, reason, message, component=COMPONENT)
+        """Events are posted in the background (in order): an op never waits for its own record-keeping."""
+        task = asyncio.get_running_loop().create_task(self.kube.event(ops, type_, reason, message, component=COMPONENT))
+        self._events.add(task)
+        task.add_done_callback(self._events.discard)
 
     async def _skip(self, ops: dict, newer: str) -> None:
         ns = ops["metadata"]["namespace"]
@@ -125,6 +130,9 @@ class OpsManager:
                                     f"Druid {ns}/{db_name} was deleted while the ops request was running", resume=False)
 
         if not await self._paused(ops, druid):
+            if plans.op_kind(ops) == "update" and ops["spec"]["type"] == "ReconfigureTLS":
+                # Certificates are new objects nothing uses yet: let cert-manager issue them during the handshake.
+                await self.provisioner.sync_certificates({**druid, "spec": plans.target_spec(druid["spec"], ops)})
             return None  # the provisioner's acknowledgement (a Druid status change) enqueues us again
 
         kind, plan = plans.op_kind(ops), plans.PLANS[plans.op_kind(ops)]

@@ -53,13 +53,21 @@ class StepContext:
     async def record(self, type_: str, status: str, message: str, reason: str | None = None,
                      event: bool = False) -> None:
         """Sets a condition on the op (and, when it turns True, an event with KubeDB's reason)."""
-        before = self.condition(type_)
-        reason = type_ if reason is None else reason
-        new = cond.set_condition(self.conditions, type_, status, reason, message, self.ops["metadata"].get("generation"))
+        await self.record_many([(type_, status, message, reason, event)])
+
+    async def record_many(self, entries: list[tuple]) -> None:
+        """Several conditions in one status write: (type, status, message, reason or None, event?)."""
+        new, events = self.conditions, []
+        for type_, status, message, reason, event in entries:
+            before = cond.get_condition(new, type_)
+            reason = type_ if reason is None else reason
+            new = cond.set_condition(new, type_, status, reason, message, self.ops["metadata"].get("generation"))
+            if event and status == "True" and (before is None or before.get("status") != "True"):
+                events.append((reason or message, message))
         if new != self.conditions:
             self.ops = await self.set_conditions(new)
-        if event and status == "True" and (before is None or before.get("status") != "True"):
-            await self.event(self.ops, "Normal", reason or message, message)
+        for reason, message in events:
+            await self.event(self.ops, "Normal", reason, message)
 
     def deadline(self, type_: str) -> float:
         """Seconds left before the step recorded as `type_` (False since it started) times out."""
@@ -107,9 +115,7 @@ async def certificate_synced(ctx: StepContext) -> Wait | None:
         return None
     if ctx.condition(step) is None:
         await ctx.record(step, "False", "Syncing certificates")
-    target = ctx.target()
-    db, inputs, _ = await ctx.provisioner.prepare(target)
-    certificates = await ctx.provisioner.ensure_certificates(db, inputs)
+    certificates = await ctx.provisioner.sync_certificates(ctx.target())
     ns = ctx.druid["metadata"]["namespace"]
     live = [await ctx.kube.get("cert-manager.io/v1", "Certificate", c["metadata"]["name"], ns) for c in certificates]
     checks = (("GetCertificate", "get certificate", lambda c: c is not None),
@@ -189,11 +195,9 @@ async def update_petsets(ctx: StepContext) -> Wait | None:
         removed = {k: None for k in ctx.druid["spec"] if k not in target}
         ctx.druid = await ctx.kube.patch(names.DRUID_API, "Druid", name, {"spec": {**target, **removed}}, ns)
     db, inputs, _ = await ctx.provisioner.prepare(ctx.druid)
-    petsets = await ctx.provisioner.apply(db, inputs)
-    for ps in petsets:
-        live = await ctx.kube.get("apps.k8s.appscode.com/v1", "PetSet", ps["metadata"]["name"], ns)
-        if not live or (live.get("status") or {}).get("observedGeneration") != live["metadata"].get("generation"):
-            return ctx.wait_or_fail(step, f"PetSet {ps['metadata']['name']} to observe its new template")
+    # A pod recreated after an eviction is built from the PetSet as it is then, so no need to wait for the PetSet
+    # controller to observe the new template.
+    await ctx.provisioner.apply(db, inputs)
     await ctx.record(step, "True", plans.STEP_CONDITIONS[step][1], event=True)
     return None
 
@@ -213,17 +217,14 @@ async def restart_nodes(ctx: StepContext) -> Wait | None:
         if ctx.done(check_t):
             continue
         pod = await ctx.kube.get("v1", "Pod", pod_name, ns)
-        if not ctx.done(get_t):
+        if ctx.condition(evict_t) is None:
             if pod is None:
                 return ctx.wait_or_fail(step, f"pod {pod_name} to exist")
-            await ctx.record(get_t, "True", plans.pod_message("get pod", pod_name), reason="", event=False)
-            await ctx.event(ctx.ops, "Normal", plans.pod_message("get pod", pod_name),
-                            plans.pod_message("get pod", pod_name))
+            # The pod's UID is recorded before the eviction: a re-run after a crash evicts only that pod, once.
+            await ctx.record_many([
+                (get_t, "True", plans.pod_message("get pod", pod_name), "", True),
+                (evict_t, "False", plans.pod_message("evict pod", pod_name, "False", pod["metadata"]["uid"]), "", False)])
         evicted = ctx.condition(evict_t)
-        if evicted is None:
-            await ctx.record(evict_t, "False", plans.pod_message("evict pod", pod_name, "False", pod["metadata"]["uid"]),
-                             reason="")
-            evicted = ctx.condition(evict_t)
         old_uid = plans.recorded_uid(evicted["message"])
         if evicted["status"] != "True":
             if pod is not None and pod["metadata"]["uid"] == old_uid and not pod["metadata"].get("deletionTimestamp"):
@@ -235,16 +236,14 @@ async def restart_nodes(ctx: StepContext) -> Wait | None:
                             evict_t, f"a PodDisruptionBudget to allow evicting {pod_name}")
                     if e.status.code != 404:
                         raise
-            msg = plans.pod_message("evict pod", pod_name, uid=old_uid)
-            await ctx.record(evict_t, "True", msg, reason="")
+            await ctx.record_many([
+                (evict_t, "True", plans.pod_message("evict pod", pod_name, uid=old_uid), "", False),
+                (check_t, "False", plans.pod_message("check pod running", pod_name, "False"), "", False)])
             await ctx.event(ctx.ops, "Normal", plans.pod_message("evict pod", pod_name),
                             plans.pod_message("evict pod", pod_name))
-        if ctx.condition(check_t) is None:
-            await ctx.record(check_t, "False", plans.pod_message("check pod running", pod_name, "False"), reason="")
+            pod = await ctx.kube.get("v1", "Pod", pod_name, ns)
         if pod is not None and pod["metadata"]["uid"] != old_uid and petset_pods.is_ready(pod):
-            await ctx.record(check_t, "True", plans.pod_message("check pod running", pod_name), reason="")
-            await ctx.event(ctx.ops, "Normal", plans.pod_message("check pod running", pod_name),
-                            plans.pod_message("check pod running", pod_name))
+            await ctx.record(check_t, "True", plans.pod_message("check pod running", pod_name), reason="", event=True)
             continue
         return ctx.wait_or_fail(check_t, f"pod {pod_name} to be Ready again after its eviction")
     await ctx.record(step, "True", plans.STEP_CONDITIONS[step][1], event=True)
