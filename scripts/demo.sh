@@ -1,50 +1,128 @@
 #!/usr/bin/env bash
-# The kubedruid demo on the local control plane. For now: bring the plane up and show that it is a working
-# Kubernetes (nodes, a scheduled pod, cert-manager issuing a certificate).
+# The kubedruid demo on the local control plane, unattended: plane up, operator running, a CA Issuer, a Druid
+# without TLS reaching Ready (KubeDB's docs manifest, unchanged), then add-TLS with live progress, then the result.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=.venv/bin
+bin=$PWD/.venv/bin
+step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
-echo "==> starting the local control plane (first run builds it from Go modules: 15-25 minutes)"
+step "starting the local control plane (the first run builds it from Go modules: 15-25 minutes)"
 eval "$($bin/kubedruid dev up)"
-$bin/kubedruid dev status
+state=$(dirname "$KUBECONFIG")
+$bin/kubedruid dev status --dir "$state"
 
-echo "==> kubectl version / nodes"
-kubectl version
-kubectl get nodes -o wide
+step "starting the operator (log: $state/logs/operator.log; 'make demo-down' stops it with the plane)"
+if ! pgrep -f "kubedruid operator run --kubeconfig $KUBECONFIG" >/dev/null; then
+  nohup "$bin/kubedruid" operator run --kubeconfig "$KUBECONFIG" >>"$state/logs/operator.log" 2>&1 &
+fi
+probe='{"apiVersion":"kubedb.com/v1alpha2","kind":"Druid","metadata":{"name":"probe","namespace":"default"},
+        "spec":{"version":"0.0.0","deepStorage":{"type":"s3"},"topology":{}}}'
+for _ in $(seq 120); do  # ready once its admission webhook refuses an unknown version
+  echo "$probe" | kubectl create --dry-run=server -f - 2>&1 | grep -q 'version not supported' && break
+  sleep 0.5
+done
 
-echo "==> a pod is scheduled onto a kwok node and becomes Ready"
-kubectl create namespace demo --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-kubectl -n demo delete pod hello --ignore-not-found --wait=false >/dev/null
-kubectl -n demo wait --for=delete pod/hello --timeout=30s >/dev/null 2>&1 || true
-kubectl -n demo run hello --image=busybox --restart=Never >/dev/null
-kubectl -n demo wait --for=condition=Ready pod/hello --timeout=60s
-kubectl -n demo get pod hello -o wide
-
-echo "==> cert-manager issues a certificate from a self-signed issuer"
-kubectl apply -f - <<'YAML' >/dev/null
+step "a fresh 'demo' namespace, a CA and a cert-manager Issuer (as in KubeDB's reconfigure-TLS guide)"
+kubectl delete namespace demo --ignore-not-found --wait=true --timeout=120s >/dev/null
+kubectl create namespace demo
+tmp=$(mktemp -d)
+openssl req -x509 -nodes -days 365 -newkey rsa:2048 -keyout "$tmp/ca.key" -out "$tmp/ca.crt" \
+  -subj "/CN=ca/O=kubedb" 2>/dev/null
+kubectl -n demo create secret tls druid-ca --cert="$tmp/ca.crt" --key="$tmp/ca.key"
+rm -rf "$tmp"
+kubectl apply -f - <<'YAML'
 apiVersion: cert-manager.io/v1
 kind: Issuer
-metadata: {name: selfsigned, namespace: demo}
-spec: {selfSigned: {}}
+metadata: {name: druid-ca-issuer, namespace: demo}
+spec: {ca: {secretName: druid-ca}}
 ---
-apiVersion: cert-manager.io/v1
-kind: Certificate
-metadata: {name: hello, namespace: demo}
-spec:
-  secretName: hello-tls
-  commonName: hello.demo.svc
-  dnsNames: [hello.demo.svc]
-  issuerRef: {name: selfsigned, kind: Issuer}
+apiVersion: v1
+kind: Secret
+metadata: {name: deep-storage-config, namespace: demo}
+stringData:
+  druid.storage.type: "s3"
+  druid.storage.bucket: "druid"
+  druid.storage.baseKey: "druid/segments"
+  druid.s3.accessKey: "minio"
+  druid.s3.secretKey: "minio123"
+  druid.s3.protocol: "http"
+  druid.s3.enablePathStyleAccess: "true"
+  druid.s3.endpoint.signingRegion: "us-east-1"
+  druid.s3.endpoint.url: "http://myminio-hl.demo.svc.cluster.local:9000/"
 YAML
-kubectl -n demo wait --for=condition=Ready certificate/hello --timeout=60s
-kubectl -n demo get certificate hello
+
+step "a Druid without TLS (KubeDB's druid-cluster manifest, unchanged)"
+kubectl apply -f - <<'YAML'
+apiVersion: kubedb.com/v1alpha2
+kind: Druid
+metadata:
+  name: druid-cluster
+  namespace: demo
+spec:
+  version: 36.0.0
+  deepStorage:
+    type: s3
+    configSecret:
+      name: deep-storage-config
+  topology:
+    routers:
+      replicas: 1
+  deletionPolicy: Delete
+YAML
+kubectl -n demo wait --for=jsonpath='{.status.phase}'=Ready dr/druid-cluster --timeout=180s
+kubectl -n demo get dr,petsets,pods,svc
+
+step "add TLS with a DruidOpsRequest (drops-add-tls from the guide)"
+kubectl apply -f - <<'YAML'
+apiVersion: ops.kubedb.com/v1alpha1
+kind: DruidOpsRequest
+metadata:
+  name: drops-add-tls
+  namespace: demo
+spec:
+  type: ReconfigureTLS
+  databaseRef:
+    name: druid-cluster
+  tls:
+    issuerRef:
+      name: druid-ca-issuer
+      kind: Issuer
+      apiGroup: "cert-manager.io"
+    certificates:
+    - alias: client
+      subject:
+        organizations: [druid]
+        organizationalUnits: [client]
+  timeout: 5m
+  apply: IfReady
+YAML
+start=$SECONDS last=""
+while :; do
+  phase=$(kubectl -n demo get drops drops-add-tls -o jsonpath='{.status.phase}')
+  now=$(kubectl -n demo get drops drops-add-tls -o jsonpath='{.status.conditions[-1:].type}')
+  [ "$now" != "$last" ] && printf '  %4ss  %-12s %s\n' "$((SECONDS - start))" "${phase:-Pending}" "$now" && last=$now
+  case $phase in Successful|Failed) break ;; esac
+  [ $((SECONDS - start)) -gt 300 ] && { echo "the op did not finish in 5 minutes" >&2; exit 1; }
+  sleep 0.5
+done
+[ "$phase" = Successful ] || { kubectl -n demo get drops drops-add-tls -o yaml >&2; exit 1; }
+
+step "the result"
+kubectl -n demo get dr,drops,certificates
+echo "server certificate:"
+kubectl -n demo get secret druid-cluster-server-cert -o jsonpath='{.data.tls\.crt}' | base64 -d |
+  openssl x509 -noout -subject -issuer -serial -enddate | sed 's/^/  /'
+echo "TLS properties rendered for every node (common.runtime.properties):"
+uid=$(kubectl -n demo get dr druid-cluster -o jsonpath='{.metadata.uid}')
+kubectl -n demo get secret "druid-cluster-${uid: -6}" -o jsonpath='{.data.common\.runtime\.properties}' | base64 -d |
+  grep -E 'enableTlsPort|enablePlaintextPort|https.keyStorePath|validateHostnames' | sed 's/^/  /'
 
 cat <<EOT
 
-The plane keeps running. Next:
-  eval "\$($bin/kubedruid dev up)"   # KUBECONFIG and PATH (with kubectl) for your shell
-  kubectl get pods -A
-  $bin/kubedruid dev status
-  make demo-down                      # stops every process of the plane
+Done. The plane and the operator keep running. Try next:
+  eval "\$($bin/kubedruid dev up)"          # KUBECONFIG and the built kubectl for your shell
+  kubectl -n demo get drops drops-add-tls -o yaml   # every step as a condition
+  kubectl -n demo get events --sort-by=.lastTimestamp
+  # rotate, change the issuer, remove: docs/user-guide.md
+  make demo-down                             # stop the operator and every process of the plane
 EOT
