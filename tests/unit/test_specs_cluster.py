@@ -456,6 +456,20 @@ def test_user_inline_configuration_wins():
     assert properties.parse(files["routers.properties"]).get("druid.server.http.numThreads") != "60"
 
 
+def test_user_config_secret_wins_over_ours_and_inline_wins_over_the_secret():
+    import dataclasses
+
+    db = druid(manifest(configuration={"secretName": "my-config",
+                                       "inline": {"common.runtime.properties": "druid.emitter=logging\n"}}))
+    user = {"common.runtime.properties": "druid.emitter=http\ndruid.sql.enable=false\n",
+            "historicals.properties": "druid.server.maxSize=10g\n"}
+    files = cluster.config_files(db, dataclasses.replace(inputs(db), user_config=user))
+    common = properties.parse(files["common.runtime.properties"])
+    assert common["druid.emitter"] == "logging"  # inline beats the Secret
+    assert common["druid.sql.enable"] == "false"  # the Secret beats ours
+    assert properties.parse(files["historicals.properties"])["druid.server.maxSize"] == "10g"
+
+
 # --- cert-manager Certificates -----------------------------------------------------------------------------------
 
 

@@ -94,5 +94,9 @@ def operator_run(
     asyncio.run(op.run(str(kubeconfig) if kubeconfig else None, webhook_addr, webhook_port or None))
 
 
+from kubedruid.cli.commands import register as _register_commands  # noqa: E402  (tls, status, ops)
+_register_commands(app)
+
+
 def main() -> None:
     app()

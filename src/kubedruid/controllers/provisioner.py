@@ -9,6 +9,7 @@ Issuer) stops the pass with a condition and an event that name it; the watch on 
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import secrets as random_secrets
 
@@ -142,9 +143,9 @@ class Provisioner:
             raise Blocked("InvalidSpec", "; ".join(problems))
 
         # Independent look-ups and writes run concurrently: an ops request waits on this between two steps.
-        version, deep_storage, (zookeeper, metadata, metadata_secret, deps_ready) = await asyncio.gather(
+        version, deep_storage, user_config, (zookeeper, metadata, metadata_secret, deps_ready) = await asyncio.gather(
             self.kube.get("catalog.kubedb.com/v1alpha1", "DruidVersion", db.spec.version),
-            self._deep_storage_properties(db), self._dependencies(raw, db))
+            self._deep_storage_properties(db), self._user_config(db), self._dependencies(raw, db))
         if version is None:
             raise Blocked("VersionNotFound", f"DruidVersion {db.spec.version!r} does not exist; "
                           "`kubectl get druidversions` lists the supported versions")
@@ -163,7 +164,7 @@ class Provisioner:
                 has_routers=db.spec.topology.routers is not None),
             image=version["spec"]["db"]["image"],
             run_as_user=((version["spec"].get("securityContext") or {}).get("runAsUser")) or 1000,
-            metadata_secret=metadata_secret, uid=raw["metadata"]["uid"])
+            metadata_secret=metadata_secret, uid=raw["metadata"]["uid"], user_config=user_config)
         return db, inputs, deps_ready
 
     async def ensure_certificates(self, db: Druid, inputs: cluster.Inputs) -> list[dict]:
@@ -213,8 +214,16 @@ class Provisioner:
             raise Blocked("DeepStorageSecretNotFound",
                           f"deep storage config Secret {db.metadata.namespace}/{ref.name} "
                           f"(spec.deepStorage.configSecret) does not exist")
-        import base64
+        return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
 
+    async def _user_config(self, db: Druid) -> dict[str, str]:
+        name = db.spec.configuration.secretName if db.spec.configuration else None
+        if not name:
+            return {}
+        secret = await self.kube.get("v1", "Secret", name, db.metadata.namespace)
+        if secret is None:
+            raise Blocked("ConfigSecretNotFound", f"configuration Secret {db.metadata.namespace}/{name} "
+                          "(spec.configuration.secretName) does not exist")
         return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
 
     async def _dependencies(self, raw: dict, db: Druid) -> tuple[str, MetadataStore, str, bool]:

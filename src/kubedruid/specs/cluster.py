@@ -4,7 +4,7 @@ Pure: a function of the (defaulted) Druid, its DruidVersion and the inputs the p
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from kubedruid.api import Druid
 from kubedruid.druid import properties, tls
@@ -27,6 +27,7 @@ class Inputs:
     run_as_user: int
     metadata_secret: str  # Secret with the metadata store's password (key `password`)
     uid: str  # the Druid's UID (config Secret name, owner references)
+    user_config: dict[str, str] = field(default_factory=dict)  # files of spec.configuration.secretName
 
 
 def nodes(db: Druid) -> list[NodeType]:
@@ -76,14 +77,17 @@ def services(db: Druid, inputs: Inputs) -> list[dict]:
 
 
 def config_files(db: Druid, inputs: Inputs) -> dict[str, str]:
-    """common.runtime.properties and <node>.properties; the user's configuration (inline) wins."""
+    """common.runtime.properties and <node>.properties. The user's configuration wins: first the files of
+    spec.configuration.secretName, then spec.configuration.inline."""
     inline = (db.spec.configuration.inline if db.spec.configuration else None) or {}
-    common = properties.common_properties(inputs.cluster)
-    common.update(properties.parse(inline.get("common.runtime.properties", "")))
+
+    def user(file: str) -> dict[str, str]:
+        return {**properties.parse(inputs.user_config.get(file, "")), **properties.parse(inline.get(file, ""))}
+
+    common = {**properties.common_properties(inputs.cluster), **user("common.runtime.properties")}
     files = {"common.runtime.properties": properties.render(common)}
     for n in nodes(db):
-        props = properties.node_properties(n, inputs.cluster)
-        props.update(properties.parse(inline.get(f"{n.key}.properties", "")))
+        props = {**properties.node_properties(n, inputs.cluster), **user(f"{n.key}.properties")}
         files[f"{n.key}.properties"] = properties.render(props)
     return files
 

@@ -1,0 +1,147 @@
+"""`--wait`: follow one DruidOpsRequest through a lightkube watch until it is finished, showing the current step (the
+newest condition), the pod being restarted and the elapsed time — a rich Live panel on a terminal, one plain line
+per change otherwise."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from lightkube.core.exceptions import ApiError
+from lightkube.types import OnErrorAction, OnErrorResult
+from rich.console import Console, Group
+from rich.live import Live
+from rich.spinner import Spinner
+from rich.table import Table
+from rich.text import Text
+
+from .common import Ops, conditions, phase
+from .kubeconn import Connection
+from .output import CliError, human_duration
+
+FINISHED = ("Successful", "Failed", "Skipped", "Denied")
+POD_STEPS = ("CheckPodRunning--", "EvictPod--")
+
+
+def _key(c: dict, index: int) -> tuple[str, int]:
+    # lastTransitionTime has a one-second resolution; within a second the later position is the newer condition.
+    return (c.get("lastTransitionTime") or "", index)
+
+
+def _fingerprint(c: dict) -> tuple:
+    return (c.get("status"), c.get("reason"), c.get("message"), c.get("lastTransitionTime"))
+
+
+@dataclass
+class Tracker:
+    """The state a person follows, derived from successive versions of the request."""
+
+    phase: str = ""
+    step: str | None = None
+    pod: str | None = None
+    pod_ready: bool = False
+    message: str = ""
+    _seen: dict[str, tuple] = field(default_factory=dict)
+
+    def update(self, ops: dict) -> bool:
+        """Takes a new version of the request; says whether anything shown changed."""
+        before = self.view()
+        conds = conditions(ops)
+        changed = [(c, i) for i, c in enumerate(conds) if self._seen.get(c.get("type")) != _fingerprint(c)]
+        if changed:
+            self.step = max(changed, key=lambda ci: _key(*ci))[0].get("type")
+        self._seen = {c.get("type"): _fingerprint(c) for c in conds}
+        pod_conds = [(c, i) for i, c in enumerate(conds) if str(c.get("type", "")).startswith(POD_STEPS)]
+        if pod_conds:
+            newest = max(pod_conds, key=lambda ci: _key(*ci))[0]
+            self.pod = newest["type"].split("--", 1)[1]
+            running = next((c for c in conds if c.get("type") == f"CheckPodRunning--{self.pod}"), None)
+            self.pod_ready = bool(running) and running.get("status") == "True"
+        self.phase = phase(ops) or "Pending"
+        final = next((c for c in conds if c.get("type") == self.phase), None)
+        self.message = (final or {}).get("message") or ""
+        return self.view() != before
+
+    def view(self) -> tuple:
+        return (self.phase, self.step, self.pod, self.pod_ready)
+
+    @property
+    def pod_text(self) -> str:
+        if not self.pod:
+            return "-"
+        return f"{self.pod} (ready)" if self.pod_ready else f"{self.pod} (restarting)"
+
+
+class _Panel:
+    """The Live view; rendered again on every refresh, so the elapsed time moves even when nothing else does."""
+
+    def __init__(self, title: str, tracker: Tracker, started: float):
+        self.title, self.tracker, self.started = title, tracker, started
+        self.spinner = Spinner("dots")
+
+    def __rich__(self):
+        t = self.tracker
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="bold")
+        grid.add_column()
+        colour = {"Successful": "green", "Failed": "red", "Skipped": "yellow"}.get(t.phase, "cyan")
+        grid.add_row("request", self.title)
+        grid.add_row("phase", Text(t.phase, style=colour))
+        grid.add_row("step", t.step or "-")
+        grid.add_row("pod", t.pod_text)
+        grid.add_row("elapsed", human_duration(time.monotonic() - self.started))
+        if t.phase in FINISHED:
+            return grid
+        line = Table.grid(padding=(0, 1))
+        line.add_row(self.spinner, Text("waiting (Ctrl-C stops waiting, not the request)", style="dim"))
+        return Group(grid, line)
+
+
+def _retry_transient(e: Exception, count: int) -> OnErrorResult:
+    """The watch survives a few dropped connections (it resumes from the last resourceVersion)."""
+    code = e.status.code if isinstance(e, ApiError) else getattr(getattr(e, "response", None), "status_code", None)
+    if code and code not in (410, 429, 500, 502, 503, 504):
+        return OnErrorResult(OnErrorAction.RAISE)
+    return OnErrorResult(OnErrorAction.RETRY, sleep=min(count, 5)) if count <= 10 else \
+        OnErrorResult(OnErrorAction.RAISE)
+
+
+def follow(conn: Connection, name: str, out: Console, live: bool,
+           watch: Callable | None = None) -> tuple[dict, Tracker, float]:
+    """Watches the request until it is finished; returns its last version, the tracker and the seconds it took."""
+    tracker = Tracker()
+    started = time.monotonic()
+    title = f"{conn.namespace}/{name}"
+    stream = (watch or conn.client.watch)(Ops, namespace=conn.namespace, fields={"metadata.name": name},
+                                          on_error=_retry_transient)
+
+    def events():
+        for kind, obj in stream:
+            if kind == "DELETED":
+                raise CliError(f"DruidOpsRequest {title} was deleted while waiting for it")
+            yield obj.to_dict() if hasattr(obj, "to_dict") else dict(obj)
+
+    last: dict = {}
+    if live:
+        with Live(_Panel(title, tracker, started), console=out, refresh_per_second=8, transient=False):
+            for last in events():
+                tracker.update(last)
+                if tracker.phase in FINISHED:
+                    break
+    else:
+        for last in events():
+            if tracker.update(last):
+                out.print(_plain_line(tracker, time.monotonic() - started), soft_wrap=True)
+            if tracker.phase in FINISHED:
+                break
+    return last, tracker, time.monotonic() - started
+
+
+def _plain_line(t: Tracker, elapsed: float) -> str:
+    line = f"[{human_duration(elapsed):>5}] {t.phase:<11}"
+    if t.step:
+        line += f" step: {t.step}"
+    if t.pod:
+        line += f"  pod: {t.pod_text}"
+    return line.rstrip()
