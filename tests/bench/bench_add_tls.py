@@ -97,7 +97,7 @@ def main() -> None:
     kubeconfig = str(layout.kubeconfig)
     log = open(state / "bench-operator.log", "wb")
     operator = subprocess.Popen([str(Path(sys.executable).parent / "kubedruid"), "operator", "run",
-                                 "--webhook-port", "0"], env={**os.environ, "KUBECONFIG": kubeconfig},
+                                 "--webhook-port", "0", "--probe-port", "0"], env={**os.environ, "KUBECONFIG": kubeconfig},
                                 stdout=log, stderr=subprocess.STDOUT)
     try:
         run(kubeconfig, args.pod_delay)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import time
@@ -87,10 +88,17 @@ class OperatorProcess:
     plane: Plane
     log: Path
     proc: subprocess.Popen | None = None
+    webhook_port: int = 0
+    probe_port: int = 0
 
     def start(self) -> None:
+        # Ports of its own: other operators (a demo, another test session) may run on this machine.
+        self.webhook_port = self.webhook_port or free_port()
+        self.probe_port = self.probe_port or free_port()
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([str(Path(sys.executable).parent / "kubedruid"), "operator", "run"],
+            self.proc = subprocess.Popen([str(Path(sys.executable).parent / "kubedruid"), "operator", "run",
+                                          "--webhook-port", str(self.webhook_port),
+                                          "--probe-port", str(self.probe_port), "--log-format", "json"],
                                          env={**os.environ, "KUBECONFIG": str(self.plane.kubeconfig)},
                                          stdout=log, stderr=subprocess.STDOUT)
         self.wait_serving()
@@ -121,6 +129,12 @@ class OperatorProcess:
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

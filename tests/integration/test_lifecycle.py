@@ -164,7 +164,7 @@ def test_petset_controller_stays_off_when_the_crd_is_not_ours(plane, kube, tmp_p
     try:
         with open(log, "wb") as out:
             proc = subprocess.Popen([str(Path(sys.executable).parent / "kubedruid"), "operator", "run",
-                                     "--webhook-port", "0"], env={**os.environ, "KUBECONFIG": str(plane.kubeconfig)},
+                                     "--webhook-port", "0", "--probe-port", "0"], env={**os.environ, "KUBECONFIG": str(plane.kubeconfig)},
                                     stdout=out, stderr=subprocess.STDOUT)
         try:
             wait_for(lambda: "PetSet controller stays off" in log.read_text(), timeout=30,

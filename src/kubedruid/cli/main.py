@@ -78,6 +78,11 @@ def operator_run(
     kubeconfig: Optional[Path] = typer.Option(None, envvar="KUBECONFIG", help="Kubeconfig (default: in-cluster)."),
     webhook_addr: str = typer.Option("127.0.0.1", help="Address the admission webhook server listens on."),
     webhook_port: int = typer.Option(9443, help="Port of the admission webhook server (0: no webhook)."),
+    probe_addr: str = typer.Option("127.0.0.1", help="Address of /healthz, /readyz and /metrics."),
+    probe_port: int = typer.Option(9808, help="Port of /healthz, /readyz and /metrics (0: none)."),
+    leader_elect: bool = typer.Option(False, help="Act only while holding the kubedruid-operator Lease."),
+    lease_namespace: str = typer.Option("default", envvar="POD_NAMESPACE", help="Namespace of the Lease."),
+    log_format: str = typer.Option("text", help="text, or json (one object per line)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Run the controllers (provisioner, PetSet, ops-manager) against the cluster until stopped."""
@@ -85,17 +90,11 @@ def operator_run(
     import logging
 
     from kubedruid.controllers import operator as op
+    from kubedruid.logs import configure_logging
 
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    for noisy in ("httpx", "httpx2"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    asyncio.run(op.run(str(kubeconfig) if kubeconfig else None, webhook_addr, webhook_port or None))
-
-
-from kubedruid.cli.commands import register as _register_commands  # noqa: E402  (tls, status, ops)
-_register_commands(app)
+    configure_logging(log_format, logging.DEBUG if verbose else logging.INFO)
+    asyncio.run(op.run(str(kubeconfig) if kubeconfig else None, webhook_addr, webhook_port or None, probe_addr,
+                       probe_port or None, leader_elect, lease_namespace))
 
 
 def main() -> None:

@@ -17,6 +17,8 @@ from kubedruid.specs import dependencies
 from kubedruid.specs.petset_pods import POD_NAME_LABEL
 
 from . import admission, petset
+from .leader import LeaderElection
+from .serving import CERTIFICATE_EXPIRY, Probes
 from .ops.manager import OpsManager
 from .provisioner import Provisioner
 from .runtime import WorkQueue
@@ -78,9 +80,13 @@ def build_registry(webhooks: bool = True) -> kopf.OperatorRegistry:
         memo.controllers = Controllers(kube, enabled)
         for q in memo.controllers.queues():
             q.start()
+        if memo.get("probes"):
+            memo.probes.ready = True
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(memo: kopf.Memo, **_):
+        if memo.get("probes"):
+            memo.probes.ready = False
         for q in memo.controllers.queues():
             await q.stop()
         await memo.controllers.kube.client.close()
@@ -143,9 +149,11 @@ def build_registry(webhooks: bool = True) -> kopf.OperatorRegistry:
                 c.druids.add(key)
 
     @kopf.on.event("cert-manager.io", "v1", "certificates", labels={MANAGED_BY: "kubedb.com"}, registry=registry)
-    def certificate_event(namespace, labels, memo: kopf.Memo, **_):
+    def certificate_event(event, name, namespace, labels, status, memo: kopf.Memo, **_):
         if labels.get(INSTANCE):
             memo.controllers.druid_changed(namespace, labels[INSTANCE])
+            CERTIFICATE_EXPIRY.observe(namespace, labels[INSTANCE], name, status.get("notAfter"),
+                                       deleted=event["type"] == "DELETED")
 
     @kopf.on.event("cert-manager.io", "v1", "issuers", registry=registry)
     def issuer_event(namespace, memo: kopf.Memo, **_):
@@ -163,7 +171,39 @@ def build_registry(webhooks: bool = True) -> kopf.OperatorRegistry:
 
 
 async def run(kubeconfig: str | None = None, webhook_addr: str = "127.0.0.1", webhook_port: int | None = 9443,
+              probe_addr: str = "127.0.0.1", probe_port: int | None = 9808, leader_elect: bool = False,
+              lease_namespace: str = "default", identity: str | None = None,
               stop_flag: asyncio.Event | None = None, ready_flag: asyncio.Event | None = None) -> None:
-    memo = kopf.Memo(kubeconfig=kubeconfig, webhook_addr=webhook_addr, webhook_port=webhook_port)
-    await kopf.operator(registry=build_registry(webhooks=bool(webhook_port)), clusterwide=True, standalone=True, memo=memo,
-                        stop_flag=stop_flag, ready_flag=ready_flag)
+    """Runs every controller until stopped (SIGTERM/SIGINT, `stop_flag`, or — with leader election — a lost
+    Lease). Health, readiness and metrics are served on `probe_addr:probe_port`."""
+    import os
+    import socket
+
+    stop = stop_flag or asyncio.Event()
+    probes = Probes()
+    runner = await probes.serve(probe_addr, probe_port) if probe_port else None
+    election, keeper = None, None
+    try:
+        if leader_elect:
+            identity = identity or f"{socket.gethostname()}_{os.getpid()}"
+            election = LeaderElection(Kube.from_kubeconfig(kubeconfig), lease_namespace, "kubedruid-operator", identity)
+            await election.acquire()
+            lost = asyncio.Event()
+            keeper = asyncio.create_task(election.keep(lost))
+            asyncio.create_task(_set_when(lost, stop))
+        memo = kopf.Memo(kubeconfig=kubeconfig, webhook_addr=webhook_addr, webhook_port=webhook_port, probes=probes)
+        await kopf.operator(registry=build_registry(webhooks=bool(webhook_port)), clusterwide=True, standalone=True,
+                            memo=memo, stop_flag=stop, ready_flag=ready_flag)
+    finally:
+        if keeper:
+            keeper.cancel()
+        if election:
+            await election.release()
+            await election.kube.client.close()
+        if runner:
+            await runner.cleanup()
+
+
+async def _set_when(source: asyncio.Event, target: asyncio.Event) -> None:
+    await source.wait()
+    target.set()
