@@ -17,9 +17,9 @@ $(BIN)/kubedruid: pyproject.toml
 
 venv: $(BIN)/kubedruid
 
-# Builds kube-apiserver & co., etcd, kwok and cert-manager once per pinned version (cached in ~/.cache/kubedruid).
+# Builds kube-apiserver & co., etcd, kwok, cert-manager and helm once per pinned version (cached in ~/.cache/kubedruid).
 tools:
-	tools/build.sh k8s etcd kwok cert-manager >/dev/null
+	tools/build.sh k8s etcd kwok cert-manager helm >/dev/null
 
 test: venv tools
 	$(BIN)/python -m pytest -ra tests/unit tests/integration

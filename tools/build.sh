@@ -42,8 +42,8 @@ build_set() {
       go build -C "$here/cert-manager" -trimpath \
         -ldflags "-s -w -X github.com/cert-manager/cert-manager/pkg/util.AppVersion=$v" -o "$out.tmp/cert-manager-controller" . ;;
     helm)
-      local v; v=$(mod_version helm helm.sh/helm/v3)
-      go build -C "$here/helm" -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$v" -o "$out.tmp/helm" helm.sh/helm/v3/cmd/helm ;;
+      local v; v=$(mod_version helm helm.sh/helm/v4)
+      go build -C "$here/helm" -trimpath -ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=$v" -o "$out.tmp/helm" helm.sh/helm/v4/cmd/helm ;;
     *) echo "unknown set: $set" >&2; exit 2 ;;
   esac
   echo "$((SECONDS - start))" > "$out.tmp/.build-seconds"

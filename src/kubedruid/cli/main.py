@@ -43,9 +43,9 @@ def dev_up(
     except (plane.ComponentError, RuntimeError) as e:
         typer.echo(f"error: {e}", err=True)  # plain text: paths in the message must not be wrapped
         raise typer.Exit(1)
-    from kubedruid.devcluster.binaries import plane_binaries
+    from kubedruid.devcluster.binaries import build, plane_binaries
 
-    for line in plane.exports(layout, plane_binaries().k8s):
+    for line in plane.exports(layout, plane_binaries().k8s, build("helm")):
         print(line)
 
 
@@ -78,6 +78,8 @@ def operator_run(
     kubeconfig: Optional[Path] = typer.Option(None, envvar="KUBECONFIG", help="Kubeconfig (default: in-cluster)."),
     webhook_addr: str = typer.Option("127.0.0.1", help="Address the admission webhook server listens on."),
     webhook_port: int = typer.Option(9443, help="Port of the admission webhook server (0: no webhook)."),
+    webhook_host: Optional[str] = typer.Option(None, help="Name the apiserver calls the webhook by (in a cluster: "
+                                                          "the operator's Service); default: --webhook-addr."),
     probe_addr: str = typer.Option("127.0.0.1", help="Address of /healthz, /readyz and /metrics."),
     probe_port: int = typer.Option(9808, help="Port of /healthz, /readyz and /metrics (0: none)."),
     leader_elect: bool = typer.Option(False, help="Act only while holding the kubedruid-operator Lease."),
@@ -88,13 +90,20 @@ def operator_run(
     """Run the controllers (provisioner, PetSet, ops-manager) against the cluster until stopped."""
     import asyncio
     import logging
+    import os
 
     from kubedruid.controllers import operator as op
     from kubedruid.logs import configure_logging
 
     configure_logging(log_format, logging.DEBUG if verbose else logging.INFO)
+    if kubeconfig:
+        os.environ["KUBECONFIG"] = str(kubeconfig)  # kopf's own login reads the same file
     asyncio.run(op.run(str(kubeconfig) if kubeconfig else None, webhook_addr, webhook_port or None, probe_addr,
-                       probe_port or None, leader_elect, lease_namespace))
+                       probe_port or None, leader_elect, lease_namespace, webhook_host=webhook_host))
+
+
+from kubedruid.cli.commands import register as _register_commands  # noqa: E402  (tls, status, ops)
+_register_commands(app)
 
 
 def main() -> None:

@@ -68,7 +68,8 @@ def build_registry(webhooks: bool = True) -> kopf.OperatorRegistry:
         settings.watching.client_timeout = 660
         settings.persistence.finalizer = "kubedruid.dev/kopf"  # never used: we register no change handlers
         if memo.get("webhook_port"):
-            settings.admission.server = admission.webhook_server(memo.webhook_addr, memo.webhook_port)
+            settings.admission.server = admission.webhook_server(memo.webhook_addr, memo.webhook_port,
+                                                                 memo.get("webhook_host"))
             settings.admission.managed = admission.WEBHOOK_CONFIGURATION
         kube = Kube.from_kubeconfig(memo.get("kubeconfig"))
         crd = await kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", petset.CRD_NAME)
@@ -172,7 +173,7 @@ def build_registry(webhooks: bool = True) -> kopf.OperatorRegistry:
 
 async def run(kubeconfig: str | None = None, webhook_addr: str = "127.0.0.1", webhook_port: int | None = 9443,
               probe_addr: str = "127.0.0.1", probe_port: int | None = 9808, leader_elect: bool = False,
-              lease_namespace: str = "default", identity: str | None = None,
+              lease_namespace: str = "default", identity: str | None = None, webhook_host: str | None = None,
               stop_flag: asyncio.Event | None = None, ready_flag: asyncio.Event | None = None) -> None:
     """Runs every controller until stopped (SIGTERM/SIGINT, `stop_flag`, or — with leader election — a lost
     Lease). Health, readiness and metrics are served on `probe_addr:probe_port`."""
@@ -191,7 +192,8 @@ async def run(kubeconfig: str | None = None, webhook_addr: str = "127.0.0.1", we
             lost = asyncio.Event()
             keeper = asyncio.create_task(election.keep(lost))
             asyncio.create_task(_set_when(lost, stop))
-        memo = kopf.Memo(kubeconfig=kubeconfig, webhook_addr=webhook_addr, webhook_port=webhook_port, probes=probes)
+        memo = kopf.Memo(kubeconfig=kubeconfig, webhook_addr=webhook_addr, webhook_port=webhook_port,
+                         webhook_host=webhook_host, probes=probes)
         await kopf.operator(registry=build_registry(webhooks=bool(webhook_port)), clusterwide=True, standalone=True,
                             memo=memo, stop_flag=stop, ready_flag=ready_flag)
     finally:

@@ -17,6 +17,7 @@ def install_kubedruid(layout: PlaneLayout, bins: Binaries) -> None:
             *(f"--filename={f}" for f in crds))
     names = [f.stem for f in crds]
     kubectl(layout, bins, "wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{n}" for n in names))
-    for folder in ("versions", "admission"):
+    # The same manifests the Helm chart installs (static templates, so they apply without Helm too).
+    for path in (DEPLOY / "versions", DEPLOY / "helm/kubedruid/templates/admission-deletion-policy.yaml"):
         kubectl(layout, bins, "apply", "--server-side", "--force-conflicts", "--field-manager=kubedruid-dev",
-                f"--filename={DEPLOY / folder}")
+                f"--filename={path}")

@@ -1,0 +1,109 @@
+"""The Helm chart: lint-clean, its manifests apply to the real apiserver, and its RBAC is enough for the operator to
+provision a Druid and add TLS to it while running under the chart's ServiceAccount identity."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from lightkube import codecs
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.core_v1 import Namespace
+
+from kubedruid.devcluster.binaries import build
+
+from .conftest import free_port, wait_for
+from .helpers import ca_issuer, deep_storage_secret, druid_manifest
+from .test_ops import _ops, _wait_phase
+from .test_provisioner import _wait_ready
+
+pytestmark = pytest.mark.integration
+
+CHART = Path(__file__).resolve().parents[2] / "deploy" / "helm" / "kubedruid"
+
+
+@pytest.fixture(scope="module")
+def helm() -> str:
+    return str(build("helm")[0] / "helm")
+
+
+def test_helm_lint_is_clean(helm):
+    result = subprocess.run([helm, "lint", str(CHART), "--strict"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 chart(s) linted, 0 chart(s) failed" in result.stdout
+
+
+@pytest.fixture
+def installed(plane, kube, helm):
+    """The chart, rendered by helm and applied to the plane in a namespace of its own."""
+    ns = "kubedruid-system"
+    kube.apply(Namespace(metadata=ObjectMeta(name=ns)))
+    rendered = subprocess.run([helm, "template", "kubedruid", str(CHART), "--namespace", ns, "--include-crds"],
+                              capture_output=True, text=True, check=True).stdout
+    plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=rendered)
+    return ns, [d for d in yaml.safe_load_all(rendered) if d]
+
+
+def test_chart_manifests_apply_and_the_deployment_becomes_available(kube, installed):
+    ns, docs = installed
+    kinds = {d["kind"] for d in docs}
+    assert {"CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+            "Deployment", "Service", "DruidVersion", "ValidatingAdmissionPolicy"} <= kinds
+    wait_for(lambda: (kube.get(Deployment, "kubedruid", namespace=ns).status.availableReplicas or 0) >= 1,
+             timeout=60, what="the operator Deployment available (kwok runs its pods)")
+
+
+def _service_account_kubeconfig(plane, ns: str, path: Path) -> Path:
+    token = plane.kubectl("create", "token", "kubedruid", "-n", ns, "--duration=1h").stdout.strip()
+    admin = yaml.safe_load(plane.kubeconfig.read_text())
+    path.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "clusters": admin["clusters"],
+        "users": [{"name": "kubedruid-sa", "user": {"token": token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": admin["clusters"][0]["name"], "user": "kubedruid-sa"}}],
+        "current-context": "sa"}))
+    path.chmod(0o600)
+    return path
+
+
+def test_operator_under_the_chart_service_account_adds_tls(plane, kube, namespace, operator, installed, tmp_path):
+    ns_operator, _ = installed
+    sa_kubeconfig = _service_account_kubeconfig(plane, ns_operator, tmp_path / "sa.kubeconfig")
+    who = json.loads(plane.kubectl(f"--kubeconfig={sa_kubeconfig}", "auth", "whoami", "-o", "json").stdout)
+    assert who["status"]["userInfo"]["username"] == f"system:serviceaccount:{ns_operator}:kubedruid"
+
+    operator.stop()  # only the ServiceAccount's operator acts during this test
+    sa_log = tmp_path / "sa-operator.log"
+    port = free_port()
+    with open(sa_log, "wb") as out:
+        sa_operator = subprocess.Popen(
+            [str(Path(sys.executable).parent / "kubedruid"), "operator", "run", "--kubeconfig", str(sa_kubeconfig),
+             "--leader-elect", "--lease-namespace", ns_operator, "--webhook-port", str(free_port()),
+             "--probe-port", str(port), "--log-format", "json"], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        ca_issuer(kube, namespace, "druid-ca-issuer", "ca")
+        deep_storage_secret(kube, namespace)
+        kube.create(codecs.from_dict(druid_manifest("rbac", namespace)))
+        _wait_ready(kube, "rbac", namespace, OperatorLog(sa_log))
+        _ops(kube, "add-tls", namespace, "rbac", type="ReconfigureTLS",
+             tls={"issuerRef": {"name": "druid-ca-issuer", "kind": "Issuer"}})
+        _wait_phase(kube, "add-tls", namespace, "Successful", OperatorLog(sa_log))
+        log = sa_log.read_text()
+        assert "Forbidden" not in log and "forbidden" not in log, log[-3000:]
+    finally:
+        sa_operator.terminate()
+        sa_operator.wait(timeout=20)
+        operator.start()
+
+
+class OperatorLog:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def log_text(self) -> str:
+        return self.path.read_text(errors="replace")
+
