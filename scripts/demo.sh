@@ -13,12 +13,14 @@ $bin/kubedruid dev status --dir "$state"
 
 step "starting the operator (log: $state/logs/operator.log; 'make demo-down' stops it with the plane)"
 if ! pgrep -f "kubedruid operator run --kubeconfig $KUBECONFIG" >/dev/null; then
-  nohup "$bin/kubedruid" operator run --kubeconfig "$KUBECONFIG" >>"$state/logs/operator.log" 2>&1 &
+  nohup "$bin/kubedruid" operator run --kubeconfig "$KUBECONFIG" --probe-port 0 >>"$state/logs/operator.log" 2>&1 &
 fi
 probe='{"apiVersion":"kubedb.com/v1alpha2","kind":"Druid","metadata":{"name":"probe","namespace":"default"},
         "spec":{"version":"0.0.0","deepStorage":{"type":"s3"},"topology":{}}}'
-for _ in $(seq 120); do  # ready once its admission webhook refuses an unknown version
-  echo "$probe" | kubectl create --dry-run=server -f - 2>&1 | grep -q 'version not supported' && break
+for i in $(seq 120); do  # ready once its admission webhook refuses an unknown version
+  out=$(echo "$probe" | kubectl create --dry-run=server -f - 2>&1 || true)
+  grep -q 'version not supported' <<<"$out" && break
+  [ "$i" = 120 ] && { echo "the operator did not start; see $state/logs/operator.log" >&2; exit 1; }
   sleep 0.5
 done
 

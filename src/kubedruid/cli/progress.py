@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
 
 from lightkube.core.exceptions import ApiError
 from lightkube.types import OnErrorAction, OnErrorResult
@@ -107,14 +106,13 @@ def _retry_transient(e: Exception, count: int) -> OnErrorResult:
         OnErrorResult(OnErrorAction.RAISE)
 
 
-def follow(conn: Connection, name: str, out: Console, live: bool,
-           watch: Callable | None = None) -> tuple[dict, Tracker, float]:
+def follow(conn: Connection, name: str, out: Console, live: bool) -> tuple[dict, Tracker, float]:
     """Watches the request until it is finished; returns its last version, the tracker and the seconds it took."""
     tracker = Tracker()
     started = time.monotonic()
     title = f"{conn.namespace}/{name}"
-    stream = (watch or conn.client.watch)(Ops, namespace=conn.namespace, fields={"metadata.name": name},
-                                          on_error=_retry_transient)
+    stream = conn.client.watch(Ops, namespace=conn.namespace, fields={"metadata.name": name},
+                               on_error=_retry_transient)
 
     def events():
         for kind, obj in stream:

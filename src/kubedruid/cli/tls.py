@@ -150,6 +150,12 @@ def _create(conn: Connection, body: dict) -> dict:
     return created.to_dict() if hasattr(created, "to_dict") else dict(created)
 
 
+def _shown(obj: dict) -> dict:
+    """The request as `kubectl get -o` shows it: without managedFields."""
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
+    return {**obj, "metadata": meta}
+
+
 def run(op: str, druid: str, *, issuer: str | None = None, issuer_kind: IssuerKind = IssuerKind.Issuer,
         timeout: str | None, apply: Apply, name: str | None, wait: bool, output: OutputFormat | None,
         namespace: str | None, context: str | None, kubeconfig) -> None:
@@ -165,7 +171,7 @@ def run(op: str, druid: str, *, issuer: str | None = None, issuer_kind: IssuerKi
     out.print(f"druidopsrequest.ops.kubedb.com/{ops_name} created", soft_wrap=True)
     if not wait:
         if output:
-            emit(created, output)
+            emit(_shown(created), output)
         return
     try:
         last, tracker, took = progress.follow(conn, ops_name, out, live=out.is_terminal)
@@ -173,7 +179,7 @@ def run(op: str, druid: str, *, issuer: str | None = None, issuer_kind: IssuerKi
         raise CliError(f"stopped waiting; DruidOpsRequest {conn.namespace}/{ops_name} goes on (follow it with "
                        f"`kubedruid ops describe {ops_name} -n {conn.namespace}`)", EXIT_INTERRUPTED) from None
     if output:
-        emit(last, output)
+        emit(_shown(last), output)
     where = f"DruidOpsRequest {conn.namespace}/{ops_name}"
     if tracker.phase == "Successful":
         out.print(f"{where} Successful in {human_duration(took)}: {one_line(tracker.message)}", soft_wrap=True)

@@ -262,15 +262,17 @@ def _stop(layout: PlaneLayout, component: str, grace_s: float = 15.0) -> None:
     layout.pid_file(component).unlink(missing_ok=True)
 
 
+def _signal(pid: int, sig: int) -> None:
+    """The process group when the process leads one (components we started), else the process alone."""
+    try:
+        os.killpg(pid, sig) if os.getpgid(pid) == pid else os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def _terminate(pids: list[int], grace_s: float) -> None:
     for pid in pids:
-        try:
-            os.killpg(pid, signal.SIGTERM)
-        except (ProcessLookupError, PermissionError):
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+        _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline and any(_cmdline(p) for p in pids):
         for p in pids:  # reap our own children so that they do not linger as zombies
@@ -281,10 +283,7 @@ def _terminate(pids: list[int], grace_s: float) -> None:
         time.sleep(0.1)
     for pid in pids:
         if _cmdline(pid):
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+            _signal(pid, signal.SIGKILL)
 
 
 def plane_processes(state_dir: Path) -> list[int]:
@@ -308,9 +307,9 @@ def down(state_dir: Path) -> list[str]:
             if _running_pid(layout, component) is not None:
                 stopped.append(component)
             _stop(layout, component)
-    strays = plane_processes(state_dir)
+    strays = plane_processes(state_dir)  # e.g. an operator started with this plane's kubeconfig
     if strays:
-        _terminate(strays, 5.0)
+        _terminate(strays, 15.0)
     return stopped
 
 

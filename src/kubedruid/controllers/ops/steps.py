@@ -18,6 +18,9 @@ from ..provisioner import Provisioner
 from . import plans
 
 
+RESYNC_S = 30.0
+
+
 @dataclass
 class Wait:
     after: float | None  # seconds until the step's deadline (the reconcile is re-run then), or None: an event will
@@ -83,7 +86,8 @@ class StepContext:
         left = self.deadline(type_)
         if left <= 0:
             raise Fail(type_, f"{type_}: timed out after {self.timeout_s:g}s waiting for {what}")
-        return Wait(after=left + 0.5)
+        # Events wake the step; the deadline, or a resync at most every 30 s (a lost watch event), re-runs it anyway.
+        return Wait(after=min(left + 0.5, RESYNC_S))
 
     def target(self) -> dict:
         return {**self.druid, "spec": plans.target_spec(self.druid["spec"], self.ops)}
