@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export GOTOOLCHAIN := local
 
-.PHONY: venv tools test test-unit test-integration demo demo-down bench clean
+.PHONY: venv tools test test-unit test-integration test-druid demo demo-down bench clean
 
 $(BIN)/kubedruid: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Python 3.11 is required)" >&2; exit 1; }
@@ -21,8 +21,12 @@ venv: $(BIN)/kubedruid
 tools:
 	tools/build.sh k8s etcd kwok cert-manager helm >/dev/null
 
+# Everything: unit, integration (real control plane) and the real-Druid tier (JVMs from Maven Central), one run.
 test: venv tools
-	$(BIN)/python -m pytest -ra tests/unit tests/integration
+	$(BIN)/python -m pytest -ra -m "druid or not druid" tests/unit tests/integration tests/druid
+
+test-druid: venv tools
+	$(BIN)/python -m pytest -ra -m druid tests/druid
 
 test-unit: venv
 	$(BIN)/python -m pytest -ra tests/unit
@@ -37,7 +41,8 @@ demo-down: venv
 	$(BIN)/kubedruid dev down
 
 bench: venv tools
-	$(BIN)/python tests/bench/bench_dev_plane.py
+	$(BIN)/python -m tests.bench.bench_dev_plane
+	$(BIN)/python -m tests.bench.bench_add_tls
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -1,7 +1,7 @@
 """Benchmark of the local control plane: cold build time (as recorded by tools/build.sh), warm `dev up` time from
 stopped processes, and the memory (RSS) of the running plane. Prints figures; asserts nothing.
 
-    .venv/bin/python tests/bench/bench_dev_plane.py
+    .venv/bin/python -m tests.bench.bench_dev_plane
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from kubedruid.druid import properties
 from .conftest import wait_for
 from .helpers import Certificate, ca_issuer, condition, deep_storage_secret, druid_manifest, secret_data
 from .helpers import Druid as DruidRes
-from .test_provisioner import PLAIN_PORTS, TLS_PORTS, _wait_ready
+from .test_provisioner import PLAIN_PORTS, _wait_ready
 
 pytestmark = pytest.mark.integration
 

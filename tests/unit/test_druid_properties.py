@@ -262,3 +262,11 @@ _values = st.from_regex(r"[!-\[\]-~]([ -\[\]-~]{0,40}[!-\[\]-~])?", fullmatch=Tr
 @given(st.dictionaries(_keys, _values, max_size=20))
 def test_parse_render_roundtrip_property(props):
     assert properties.parse(properties.render(props)) == props
+
+
+def test_multi_stage_query_is_loaded_as_an_extension_only_before_druid_35():
+    def load_list(version):
+        return json.loads(properties.common_properties(config(druid_version=version))["druid.extensions.loadList"])
+
+    assert "druid-multi-stage-query" in load_list("31.0.0")
+    assert "druid-multi-stage-query" not in load_list("36.0.0")

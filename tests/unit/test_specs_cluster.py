@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from kubedruid.api import Druid, apply_defaults
 from kubedruid.druid import properties
 from kubedruid.druid.properties import ClusterConfig, MetadataStore
-from kubedruid.specs import cluster, names, petset_pods
+from kubedruid.specs import cluster, petset_pods
 
 UID = "3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f"
 NS = "demo"

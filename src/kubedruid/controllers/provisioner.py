@@ -18,10 +18,10 @@ from pydantic import ValidationError
 from kubedruid.api import Druid, apply_defaults, validate_druid
 from kubedruid.controllers.ops import plans
 from kubedruid.druid import tls
-from kubedruid.druid.properties import ClusterConfig, MetadataStore
+from kubedruid.druid.properties import MetadataStore
 from kubedruid.kube import conditions as cond
 from kubedruid.kube.client import Kube
-from kubedruid.specs import cluster, dependencies, names, petset_pods
+from kubedruid.specs import cluster, dependencies, names
 from kubedruid.specs import status as st
 
 log = logging.getLogger("kubedruid.provisioner")
@@ -155,13 +155,8 @@ class Provisioner:
         if db.spec.enableSSL:
             await self._ensure_tls_inputs(raw, db)
         inputs = cluster.Inputs(
-            cluster=ClusterConfig(
-                zookeeper=zookeeper, zookeeper_base=db.spec.zookeeperRef.pathsBase or "/druid",
-                metadata=metadata, deep_storage_type=db.spec.deepStorage.type,
-                deep_storage_properties=deep_storage, tls=bool(db.spec.enableSSL),
-                security=not db.spec.disableSecurity,
-                has_overlords=db.spec.topology.overlords is not None,
-                has_routers=db.spec.topology.routers is not None),
+            cluster=cluster.cluster_config(db, zookeeper=zookeeper, metadata=metadata, deep_storage=deep_storage,
+                                           druid_version=version["spec"].get("version") or db.spec.version),
             image=version["spec"]["db"]["image"],
             run_as_user=((version["spec"].get("securityContext") or {}).get("runAsUser")) or 1000,
             metadata_secret=metadata_secret, uid=raw["metadata"]["uid"], user_config=user_config)

@@ -54,10 +54,20 @@ class ClusterConfig:
     security: bool = True  # druid-basic-security with the admin password from the auth Secret
     has_overlords: bool = True
     has_routers: bool = False
+    druid_version: str = "36.0.0"
+
+
+def druid_major(version: str) -> int:
+    try:
+        return int(version.split(".")[0])
+    except ValueError:
+        return 0
 
 
 def _extensions(c: ClusterConfig) -> list[str]:
-    ext = ["druid-datasketches", "druid-kafka-indexing-service", "druid-multi-stage-query"]
+    ext = ["druid-datasketches", "druid-kafka-indexing-service"]
+    if druid_major(c.druid_version) < 35:  # MSQ is part of core since 35 (apache/druid#18394); listing it is deprecated
+        ext.append("druid-multi-stage-query")
     if c.security:
         ext.append("druid-basic-security")
     if c.tls:

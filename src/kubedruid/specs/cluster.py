@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from kubedruid.api import Druid
 from kubedruid.druid import properties, tls
 from kubedruid.druid.nodes import BY_KEY, PROVISION_ORDER, ROUTERS, NodeType
-from kubedruid.druid.properties import ADMIN_PASSWORD_ENV, METADATA_PASSWORD_ENV, ClusterConfig
+from kubedruid.druid.properties import ADMIN_PASSWORD_ENV, METADATA_PASSWORD_ENV, ClusterConfig, MetadataStore
 
 from . import names
 
@@ -28,6 +28,17 @@ class Inputs:
     metadata_secret: str  # Secret with the metadata store's password (key `password`)
     uid: str  # the Druid's UID (config Secret name, owner references)
     user_config: dict[str, str] = field(default_factory=dict)  # files of spec.configuration.secretName
+
+
+def cluster_config(db: Druid, *, zookeeper: str, metadata: MetadataStore, deep_storage: dict[str, str],
+                   druid_version: str) -> ClusterConfig:
+    """What the rendered properties depend on, from the (defaulted) Druid and what its references resolve to."""
+    return ClusterConfig(
+        zookeeper=zookeeper, zookeeper_base=(db.spec.zookeeperRef.pathsBase if db.spec.zookeeperRef else None)
+        or "/druid", metadata=metadata, deep_storage_type=db.spec.deepStorage.type,
+        deep_storage_properties=deep_storage, tls=bool(db.spec.enableSSL), security=not db.spec.disableSecurity,
+        has_overlords=db.spec.topology.overlords is not None, has_routers=db.spec.topology.routers is not None,
+        druid_version=druid_version)
 
 
 def nodes(db: Druid) -> list[NodeType]:

@@ -156,7 +156,7 @@ async def issue_certificates(ctx: StepContext) -> Wait | None:
     step = plans.ISSUE_CERTIFICATES
     if ctx.done(step):
         return None
-    ns, db = ctx.druid["metadata"]["namespace"], ctx.druid["metadata"]["name"]
+    ns = ctx.druid["metadata"]["namespace"]
     names_ = _certificate_names(ctx.druid)
     if ctx.condition(step) is None:  # remember each certificate's revision before the re-issue
         revisions = []
