@@ -176,3 +176,32 @@ def test_petset_controller_stays_off_when_the_crd_is_not_ours(plane, kube, tmp_p
     finally:
         kube.patch(CustomResourceDefinition, crd_name,
                    {"metadata": {"labels": {"app.kubernetes.io/part-of": "kubedruid"}}}, patch_type=PatchType.MERGE)
+
+
+def test_a_druidversion_removed_from_the_catalog_is_reported_and_recovers(kube, namespace, operator):
+    from lightkube.generic_resource import create_global_resource
+
+    from kubedruid.api import shipped_druid_versions
+
+    DruidVersion = create_global_resource("catalog.kubedb.com", "v1alpha1", "DruidVersion", "druidversions")
+    catalog_entry = next(v for v in shipped_druid_versions() if v["metadata"]["name"] == "36.0.0")
+    catalog_entry["metadata"] = {"name": f"36.0.0-{namespace}"}  # an entry of this test's own
+    kube.create(codecs.from_dict(catalog_entry))
+    deep_storage_secret(kube, namespace)
+    kube.create(codecs.from_dict(druid_manifest("cataloged", namespace, version=f"36.0.0-{namespace}")))
+    _wait_ready(kube, "cataloged", namespace, operator)
+
+    kube.delete(DruidVersion, f"36.0.0-{namespace}")
+
+    def reported():
+        c = condition(kube.get(DruidRes, "cataloged", namespace=namespace), "InputValid")
+        return c and c["reason"] == "VersionNotFound" and c
+
+    c = wait_for(reported, what="VersionNotFound")
+    assert f"DruidVersion '36.0.0-{namespace}' does not exist" in c["message"]
+    assert [e.type for e in _events(kube, namespace, "cataloged", "VersionNotFound")] == ["Warning"]
+
+    kube.create(codecs.from_dict(catalog_entry))
+    wait_for(lambda: condition(kube.get(DruidRes, "cataloged", namespace=namespace), "InputValid") is None,
+             what="the Druid to recover once the DruidVersion is back")
+    kube.delete(DruidVersion, f"36.0.0-{namespace}")
