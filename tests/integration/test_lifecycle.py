@@ -151,8 +151,9 @@ def test_petset_recreates_deleted_and_evicted_pods(kube, namespace, operator):
         pod = wait_for(replaced, what=f"pets-brokers-0 recreated after {how}")
         assert pod.metadata.ownerReferences[0].kind == "PetSet"
         assert pod.spec.hostname == "pets-brokers-0" and pod.spec.subdomain == "pets-pods"
-    status = kube.get(PetSet, "pets-brokers", namespace=namespace)["status"]
-    assert status["replicas"] == 1 and status["readyReplicas"] == 1
+    status = wait_for(lambda: (s := kube.get(PetSet, "pets-brokers", namespace=namespace)["status"])
+                      .get("readyReplicas") == 1 and s, what="the PetSet status to count the new pod")
+    assert status["replicas"] == 1
     assert status["currentRevision"] == status["updateRevision"]
 
 

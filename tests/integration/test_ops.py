@@ -219,7 +219,8 @@ def test_queueing_skip_rule_and_if_ready(kube, namespace, operator):
     old = _wait_phase(kube, "restart-old", ns, "Skipped", operator, timeout=30)
     assert condition(old, "Skipped")["message"].startswith(
         f"skipped as {ns}/restart-new is the most updated DruidOpsRequest of type Restart")
-    assert _phase(kube, "restart-new", ns) == "Pending" and _phase(kube, "add-tls", ns) == "Pending"
+    wait_for(lambda: _phase(kube, "restart-new", ns) == "Pending" and _phase(kube, "add-tls", ns) == "Pending"
+             and _phase_of(kube, db, ns) != "Ready", what="both remaining requests Pending while the Druid provisions")
 
     first = _wait_phase(kube, "restart-new", ns, "Successful", operator)
     second = _wait_phase(kube, "add-tls", ns, "Successful", operator)
