@@ -245,7 +245,7 @@ async def restart_nodes(ctx: StepContext) -> Wait | None:
                 (check_t, "False", plans.pod_message("check pod running", pod_name, "False"), "", False)])
             await ctx.event(ctx.ops, "Normal", plans.pod_message("evict pod", pod_name),
                             plans.pod_message("evict pod", pod_name))
-            pod = await ctx.kube.get("v1", "Pod", pod_name, ns)
+            return ctx.wait_or_fail(check_t, f"pod {pod_name} to be Ready again after its eviction")
         if pod is not None and pod["metadata"]["uid"] != old_uid and petset_pods.is_ready(pod):
             await ctx.record(check_t, "True", plans.pod_message("check pod running", pod_name), reason="", event=True)
             continue
