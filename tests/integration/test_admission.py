@@ -36,6 +36,7 @@ def _mount(path):
 
 
 DRUID_CASES = {
+    "name-too-long": (_druid(metadata__name="d" * 46), "metadata.name must be a DNS label of at most 45 characters"),
     "version-empty": (_druid(spec__version=""), "spec.version"),
     "version-unknown (webhook)": (_druid(spec__version="99.0.0"),
                                   'version not supported: no DruidVersion "99.0.0" exists'),

@@ -95,7 +95,7 @@ def node_strategy(data: bool):
 druids = st.fixed_dictionaries(
     {
         "metadata": st.fixed_dictionaries(
-            {}, optional={"name": st.text(alphabet="abz09-_A.", max_size=66) | st.just("a" * 63)}
+            {}, optional={"name": st.text(alphabet="abz09-_A.", max_size=66) | st.just("a" * 45)}
         ),
         "spec": st.fixed_dictionaries(
             {

@@ -40,6 +40,8 @@ def reserved_mount_paths(node_type: str) -> tuple[str, ...]:
 
 
 DNS_LABEL = "^[a-z]([-a-z0-9]*[a-z0-9])?$"
+# Pods are named <db>-middlemanagers-<ordinal> and used as host names (at most 63 characters).
+MAX_DRUID_NAME = 45
 # time.ParseDuration without a sign (a negative timeout means nothing): "0", "90s", "1h30m", "1.5h".
 GO_DURATION = "^(0|(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+)$"
 
@@ -79,7 +81,7 @@ def _cel_list(items: tuple[str, ...]) -> str:
 
 def _name_ok(obj: dict[str, Any]) -> bool:
     name = obj.get("metadata", {}).get("name")
-    return name is None or (len(name) <= 63 and cel_matches(name, DNS_LABEL))
+    return name is None or (len(name) <= MAX_DRUID_NAME and cel_matches(name, DNS_LABEL))
 
 
 def _volumes_rule(node: str) -> Rule:
@@ -150,10 +152,11 @@ DRUID_RULES: tuple[Rule, ...] = (
         path=(),
         cel=(
             "!has(self.metadata.name)"
-            f" || (size(self.metadata.name) <= 63 && self.metadata.name.matches('{DNS_LABEL}'))"
+            f" || (size(self.metadata.name) <= {MAX_DRUID_NAME} && self.metadata.name.matches('{DNS_LABEL}'))"
         ),
         message=(
-            "metadata.name must be a DNS label: at most 63 characters of a-z, 0-9 and '-', "
+            f"metadata.name must be a DNS label of at most {MAX_DRUID_NAME} characters (its pods are named "
+            "<name>-middlemanagers-<n>, which must stay a valid host name) of a-z, 0-9 and '-', "
             "starting with a letter and ending with a letter or digit"
         ),
         check=_name_ok,
