@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 from pydantic import Field
 
@@ -19,17 +19,6 @@ from kubedruid.api.common import (
     TypedLocalObjectReference,
 )
 
-OPS_TYPES = (
-    "UpdateVersion",
-    "HorizontalScaling",
-    "VerticalScaling",
-    "VolumeExpansion",
-    "Restart",
-    "Reconfigure",
-    "ReconfigureTLS",
-    "RotateAuth",
-    "StorageMigration",
-)
 OpsType = Literal[
     "UpdateVersion",
     "HorizontalScaling",
@@ -41,6 +30,7 @@ OpsType = Literal[
     "RotateAuth",
     "StorageMigration",
 ]
+OPS_TYPES: tuple[str, ...] = get_args(OpsType)
 OpsPhase = Literal[
     "Pending", "Progressing", "Successful", "Failed", "Skipped", "WaitingForApproval", "Approved", "Denied"
 ]
