@@ -6,29 +6,8 @@ import yaml
 
 from kubedruid.api import CertificateSpec, Druid, apply_defaults, with_default_certificates
 
-PLAIN = """
-apiVersion: kubedb.com/v1alpha2
-kind: Druid
-metadata: {name: druid-cluster, namespace: demo}
-spec:
-  version: 36.0.0
-  deepStorage: {type: s3, configSecret: {name: deep-storage-config}}
-  topology: {routers: {replicas: 1}}
-  deletionPolicy: Delete
-"""
-TLS = """
-apiVersion: kubedb.com/v1alpha2
-kind: Druid
-metadata: {name: druid-cluster-tls, namespace: demo}
-spec:
-  version: 36.0.0
-  enableSSL: true
-  tls:
-    issuerRef: {apiGroup: cert-manager.io, kind: Issuer, name: druid-ca-issuer}
-  deepStorage: {type: s3, configSecret: {name: deep-storage-config}}
-  topology: {routers: {replicas: 1}}
-  deletionPolicy: Delete
-"""
+from .kubedb_manifests import PLAIN, TLS
+
 DEFAULT_PVC = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
 
 

@@ -12,35 +12,12 @@ from hypothesis import strategies as st
 from kubedruid.api import Druid, apply_defaults, validate_druid, validate_ops_request
 from kubedruid.api.rules import reserved_mount_paths, reserved_volumes, tls_operation_count
 
+from . import kubedb_manifests
+
 VERSIONS = {"28.0.1", "31.0.0", "36.0.0"}
 
-PLAIN = yaml.safe_load(
-    """
-apiVersion: kubedb.com/v1alpha2
-kind: Druid
-metadata: {name: druid-cluster, namespace: demo}
-spec:
-  version: 36.0.0
-  deepStorage: {type: s3, configSecret: {name: deep-storage-config}}
-  topology: {routers: {replicas: 1}}
-  deletionPolicy: Delete
-"""
-)
-TLS = yaml.safe_load(
-    """
-apiVersion: kubedb.com/v1alpha2
-kind: Druid
-metadata: {name: druid-cluster-tls, namespace: demo}
-spec:
-  version: 36.0.0
-  enableSSL: true
-  tls:
-    issuerRef: {apiGroup: cert-manager.io, kind: Issuer, name: druid-ca-issuer}
-  deepStorage: {type: s3, configSecret: {name: deep-storage-config}}
-  topology: {routers: {replicas: 1}}
-  deletionPolicy: Delete
-"""
-)
+PLAIN = yaml.safe_load(kubedb_manifests.PLAIN)
+TLS = yaml.safe_load(kubedb_manifests.TLS)
 
 
 def druid(**spec) -> dict:
