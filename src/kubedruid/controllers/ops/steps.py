@@ -53,6 +53,11 @@ class StepContext:
     def done(self, type_: str) -> bool:
         return cond.is_true(self.conditions, type_)
 
+    async def start(self, type_: str, message: str) -> None:
+        """Records that a step began (status False): its timeout counts from here."""
+        if self.condition(type_) is None:
+            await self.record(type_, "False", message)
+
     async def record(self, type_: str, status: str, message: str, reason: str | None = None,
                      event: bool = False) -> None:
         """Sets a condition on the op (and, when it turns True, an event with KubeDB's reason)."""
@@ -94,6 +99,9 @@ class StepContext:
 
 
 async def run_step(step: str, ctx: StepContext) -> Wait | None:
+    """Runs a plan step unless its condition already records it as done (a re-run after a crash skips it)."""
+    if ctx.done(step):
+        return None
     return await STEPS[step](ctx)
 
 
@@ -115,10 +123,7 @@ def _issuing(cert: dict) -> bool:
 
 async def certificate_synced(ctx: StepContext) -> Wait | None:
     step = plans.CERTIFICATE_SYNCED
-    if ctx.done(step):
-        return None
-    if ctx.condition(step) is None:
-        await ctx.record(step, "False", "Syncing certificates")
+    await ctx.start(step, "Syncing certificates")
     certificates = await ctx.provisioner.sync_certificates(ctx.target())
     ns = ctx.druid["metadata"]["namespace"]
     live = [await ctx.kube.get("cert-manager.io/v1", "Certificate", c["metadata"]["name"], ns) for c in certificates]
@@ -154,8 +159,6 @@ def _requested_revisions(message: str) -> dict[str, int]:
 async def issue_certificates(ctx: StepContext) -> Wait | None:
     """Rotate: make cert-manager re-issue every certificate (what `cmctl renew` does: the Issuing condition)."""
     step = plans.ISSUE_CERTIFICATES
-    if ctx.done(step):
-        return None
     ns = ctx.druid["metadata"]["namespace"]
     names_ = _certificate_names(ctx.druid)
     if ctx.condition(step) is None:  # remember each certificate's revision before the re-issue
@@ -189,10 +192,7 @@ async def issue_certificates(ctx: StepContext) -> Wait | None:
 
 async def update_petsets(ctx: StepContext) -> Wait | None:
     step = plans.UPDATE_PETSETS
-    if ctx.done(step):
-        return None
-    if ctx.condition(step) is None:
-        await ctx.record(step, "False", "Updating the Druid and its PetSets")
+    await ctx.start(step, "Updating the Druid and its PetSets")
     ns, name = ctx.druid["metadata"]["namespace"], ctx.druid["metadata"]["name"]
     target = plans.target_spec(ctx.druid["spec"], ctx.ops)
     if target != ctx.druid["spec"]:
@@ -209,10 +209,7 @@ async def update_petsets(ctx: StepContext) -> Wait | None:
 async def restart_nodes(ctx: StepContext) -> Wait | None:
     """One pod at a time in Druid's order: evict (PodDisruptionBudgets apply), wait until its replacement is Ready."""
     step = plans.RESTART_NODES
-    if ctx.done(step):
-        return None
-    if ctx.condition(step) is None:
-        await ctx.record(step, "False", "Restarting nodes")
+    await ctx.start(step, "Restarting nodes")
     ns, name = ctx.druid["metadata"]["namespace"], ctx.druid["metadata"]["name"]
     db = apply_defaults(Druid.model_validate(ctx.druid))
     replicas = {key: node.replicas for key, node in db.spec.topology.nodes().items()}
