@@ -3,7 +3,7 @@
 # version outside the work tree: ~/.cache/kubedruid/bin/<set>-<hash of go.mod, go.sum, main sources, this script>/.
 # A set whose cache directory is complete is not rebuilt. Prints the cache directory of each set it was asked for.
 #
-#   tools/build.sh [k8s] [etcd] [kwok] [cert-manager] [helm]    (no argument: all sets)
+#   tools/build.sh [k8s] [etcd] [kwok] [cert-manager] [helm] [containerd] [coredns]    (no argument: all sets)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${KUBEDRUID_CACHE:-$HOME/.cache/kubedruid}/bin
@@ -31,7 +31,8 @@ build_set() {
       done
       go build -C "$here/k8s" -trimpath -ldflags "$ld" -o "$out.tmp/" \
         k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-        k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl ;;
+        k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl \
+        k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy ;;
     etcd)
       go build -C "$here/etcd" -trimpath -ldflags "-s -w" -o "$out.tmp/etcd" go.etcd.io/etcd/server/v3
       go build -C "$here/etcd" -trimpath -ldflags "-s -w" -o "$out.tmp/etcdctl" go.etcd.io/etcd/etcdctl/v3 ;;
@@ -44,6 +45,13 @@ build_set() {
     helm)
       local v; v=$(mod_version helm helm.sh/helm/v4)
       go build -C "$here/helm" -trimpath -ldflags "-s -w -X helm.sh/helm/v4/internal/version.version=$v" -o "$out.tmp/helm" helm.sh/helm/v4/cmd/helm ;;
+    containerd)  # the real node's CRI runtime (static: the btrfs snapshotter drops out without cgo)
+      go build -C "$here/containerd" -trimpath -tags "urfave_cli_no_docs no_btrfs no_devmapper no_zfs" \
+        -ldflags "-s -w -X github.com/containerd/containerd/v2/version.Version=$(mod_version containerd github.com/containerd/containerd/v2)" \
+        -o "$out.tmp/" github.com/containerd/containerd/v2/cmd/containerd \
+        github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 github.com/containerd/containerd/v2/cmd/ctr ;;
+    coredns)  # the real node's cluster DNS
+      go build -C "$here/coredns" -trimpath -ldflags "-s -w" -o "$out.tmp/coredns" github.com/coredns/coredns ;;
     *) echo "unknown set: $set" >&2; exit 2 ;;
   esac
   echo "$((SECONDS - start))" > "$out.tmp/.build-seconds"
@@ -54,7 +62,7 @@ build_set() {
   echo "$out"
 }
 
-sets=("$@"); [ ${#sets[@]} -gt 0 ] || sets=(k8s etcd kwok cert-manager helm)
+sets=("$@"); [ ${#sets[@]} -gt 0 ] || sets=(k8s etcd kwok cert-manager helm containerd coredns)
 mkdir -p "$cache"
 exec 9>"$cache/.lock"
 flock 9  # concurrent callers (tests, demo) wait for one build instead of racing it
