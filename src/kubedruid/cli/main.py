@@ -32,6 +32,9 @@ def dev_up(
     dir: Optional[Path] = DirOption,
     pod_ready_delay_ms: Optional[int] = typer.Option(
         None, help="How long kwok waits before a new pod is Ready (default 1000, kept across runs)."),
+    real_node: bool = typer.Option(
+        False, "--real-node", help="One real node (kubelet, containerd, CNI, kube-proxy, CoreDNS; pods really "
+                                   "run, from locally built images) instead of kwok's fake nodes. Needs root."),
 ) -> None:
     """Build (first time only) and start the plane; print `export` lines for `eval "$(kubedruid dev up)"`."""
     from kubedruid.devcluster import plane
@@ -39,7 +42,7 @@ def dev_up(
     try:
         from kubedruid.devcluster.install import install_kubedruid
 
-        layout = plane.up(_state_dir(dir), pod_ready_delay_ms, extra_setup=install_kubedruid)
+        layout = plane.up(_state_dir(dir), pod_ready_delay_ms, extra_setup=install_kubedruid, real_node=real_node)
     except (plane.ComponentError, RuntimeError) as e:
         typer.echo(f"error: {e}", err=True)  # plain text: paths in the message must not be wrapped
         raise typer.Exit(1)

@@ -13,8 +13,10 @@ CERT_MANAGER_NAMESPACE = "cert-manager"
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 KWOK_NODE_COUNT = 3
 
-# Start order; `dev down` stops them in reverse.
+# Start order; `dev down` stops them in reverse. A plane with a real node runs no kwok (node.py adds the node's
+# own components after these).
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "cert-manager")
+REAL_NODE_PLANE_COMPONENTS = tuple(c for c in COMPONENTS if c != "kwok")
 
 
 def default_state_dir() -> Path:
@@ -51,6 +53,11 @@ class PlaneLayout:
     state_dir: Path
     ports: Ports
     pod_ready_delay_ms: int = 1000
+    real_node: bool = False  # one real kubelet instead of kwok's fake nodes (node.py)
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        return REAL_NODE_PLANE_COMPONENTS if self.real_node else COMPONENTS
 
     @property
     def pki(self) -> Path:
@@ -83,11 +90,13 @@ class PlaneLayout:
         return f"https://127.0.0.1:{self.ports.apiserver}"
 
     def to_json(self) -> dict:
-        return {"ports": asdict(self.ports), "pod_ready_delay_ms": self.pod_ready_delay_ms}
+        return {"ports": asdict(self.ports), "pod_ready_delay_ms": self.pod_ready_delay_ms,
+                "real_node": self.real_node}
 
     @classmethod
     def from_json(cls, state_dir: Path, data: dict) -> "PlaneLayout":
-        return cls(state_dir, Ports(**data["ports"]), data.get("pod_ready_delay_ms", 1000))
+        return cls(state_dir, Ports(**data["ports"]), data.get("pod_ready_delay_ms", 1000),
+                   data.get("real_node", False))
 
 
 def command(component: str, layout: PlaneLayout, bins: Binaries) -> list[str]:
@@ -113,9 +122,9 @@ def command(component: str, layout: PlaneLayout, bins: Binaries) -> list[str]:
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
-            "--authorization-mode=RBAC", "--allow-privileged=true", "--tls-min-version=VersionTLS12",
+            f"--authorization-mode={'Node,RBAC' if layout.real_node else 'RBAC'}", "--allow-privileged=true", "--tls-min-version=VersionTLS12",
             "--enable-priority-and-fairness=false",
-        ]
+        ] + (_real_node_apiserver_flags(layout) if layout.real_node else [])
     if component == "kube-controller-manager":
         return [
             str(bins.k8s / "kube-controller-manager"), f"--kubeconfig={kc}", f"--authentication-kubeconfig={kc}",
@@ -125,7 +134,7 @@ def command(component: str, layout: PlaneLayout, bins: Binaries) -> list[str]:
             "--use-service-account-credentials=true", f"--service-cluster-ip-range={SERVICE_CIDR}",
             "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-route",
             "--concurrent-gc-syncs=20", "--kube-api-qps=100", "--kube-api-burst=200",
-        ]
+        ] + (["--enable-hostpath-provisioner=true"] if layout.real_node else [])
     if component == "kube-scheduler":
         return [
             str(bins.k8s / "kube-scheduler"), f"--kubeconfig={kc}", f"--authentication-kubeconfig={kc}",
@@ -149,6 +158,16 @@ def command(component: str, layout: PlaneLayout, bins: Binaries) -> list[str]:
             "--certificate-request-minimum-backoff=2s", "--certificate-request-maximum-backoff=30s",
         ]
     raise ValueError(f"unknown component {component!r}")
+
+
+def _real_node_apiserver_flags(layout: PlaneLayout) -> list[str]:
+    """A real kubelet registers as system:node:<name> (Node authorizer) and serves logs/exec to the apiserver,
+    which reaches it by its InternalIP (the machine's resolver does not know the node's name)."""
+    node_pki = layout.state_dir / "node" / "pki"
+    return ["--enable-admission-plugins=NodeRestriction",
+            f"--kubelet-client-certificate={node_pki / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={node_pki / 'apiserver-kubelet-client.key'}",
+            "--kubelet-preferred-address-types=InternalIP"]
 
 
 def health_url(component: str, layout: PlaneLayout) -> str:

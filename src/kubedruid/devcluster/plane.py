@@ -72,16 +72,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def load_or_create_layout(state_dir: Path, pod_ready_delay_ms: int | None = None) -> PlaneLayout:
+def load_or_create_layout(state_dir: Path, pod_ready_delay_ms: int | None = None,
+                          real_node: bool = False) -> PlaneLayout:
     state_file = state_dir / "plane.json"
     if state_file.exists():
         layout = PlaneLayout.from_json(state_dir, json.loads(state_file.read_text()))
+        if layout.real_node != real_node:
+            have, want = ("a real node", "kwok nodes") if layout.real_node else ("kwok nodes", "a real node")
+            raise RuntimeError(f"{state_dir} holds a plane with {have}; for {want} use another --dir "
+                               f"(or `kubedruid dev down --dir {state_dir}` and remove it)")
         if pod_ready_delay_ms is None or pod_ready_delay_ms == layout.pod_ready_delay_ms:
             return layout
-        layout = PlaneLayout(state_dir, layout.ports, pod_ready_delay_ms)
+        layout = PlaneLayout(state_dir, layout.ports, pod_ready_delay_ms, real_node)
     else:
         ports = Ports(*(_free_port() for _ in Ports.__dataclass_fields__))
-        layout = PlaneLayout(state_dir, ports, 1000 if pod_ready_delay_ms is None else pod_ready_delay_ms)
+        layout = PlaneLayout(state_dir, ports, 1000 if pod_ready_delay_ms is None else pod_ready_delay_ms,
+                             real_node)
     state_dir.mkdir(parents=True, exist_ok=True)
     state_file.write_text(json.dumps(layout.to_json(), indent=2))
     return layout
@@ -156,23 +162,25 @@ def _healthy(layout: PlaneLayout, component: str) -> bool:
         return False
 
 
-def _start(layout: PlaneLayout, component: str, argv: list[str]) -> int:
+def _start(layout: PlaneLayout, component: str, argv: list[str], env: dict | None = None) -> int:
     layout.logs.mkdir(parents=True, exist_ok=True)
     layout.run.mkdir(parents=True, exist_ok=True)
     log = open(layout.log_file(component), "ab")
     log.write(f"\n===== {time.strftime('%Y-%m-%dT%H:%M:%S')} starting: {' '.join(argv)}\n".encode())
     log.flush()
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True, cwd=layout.state_dir)
+                            start_new_session=True, cwd=layout.state_dir, env=env)
     log.close()
     layout.pid_file(component).write_text(str(proc.pid))
     return proc.pid
 
 
-def _wait_healthy(layout: PlaneLayout, component: str, pid: int) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S.get(component, DEFAULT_START_TIMEOUT_S)
+def _wait_healthy(layout: PlaneLayout, component: str, pid: int, check=None, timeout: float | None = None) -> None:
+    """`check` is the component's health check (default: its health URL in the plane's layout)."""
+    check = check or (lambda: _healthy(layout, component))
+    deadline = time.monotonic() + (timeout or START_TIMEOUT_S.get(component, DEFAULT_START_TIMEOUT_S))
     while time.monotonic() < deadline:
-        if _healthy(layout, component):
+        if check():
             return
         try:
             done, status = os.waitpid(pid, os.WNOHANG)
@@ -181,8 +189,7 @@ def _wait_healthy(layout: PlaneLayout, component: str, pid: int) -> None:
         if done:
             raise ComponentError(component, layout.log_file(component), f"it exited (status {status})")
         time.sleep(0.2)
-    raise ComponentError(component, layout.log_file(component),
-                         f"no healthy answer from {health_url(component, layout)} in time")
+    raise ComponentError(component, layout.log_file(component), "no healthy answer in time")
 
 
 def kubectl(layout: PlaneLayout, bins: Binaries, *args: str, stdin: str | None = None, timeout: float = 120) -> str:
@@ -208,8 +215,9 @@ def _node(i: int) -> dict:
 def _bootstrap_cluster_objects(layout: PlaneLayout, bins: Binaries, kwok_dir: Path, cm_dir: Path) -> None:
     """Nodes, the default StorageClass, cert-manager's namespace and CRDs: everything that must exist before the
     controllers that use them start."""
-    docs = [_node(i) for i in range(KWOK_NODE_COUNT)]
-    docs.append(yaml.safe_load((kwok_dir / kwok_stages.STORAGE_CLASS_FILE).read_text()))
+    docs = [] if layout.real_node else [_node(i) for i in range(KWOK_NODE_COUNT)]
+    if not layout.real_node:  # the real node applies its own (hostpath) StorageClass
+        docs.append(yaml.safe_load((kwok_dir / kwok_stages.STORAGE_CLASS_FILE).read_text()))
     docs.append({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": CERT_MANAGER_NAMESPACE}})
     crd_files = sorted((cm_dir / "deploy" / "crds").glob("*.yaml"))
     manifests = yaml.safe_dump_all(docs) + "".join("---\n" + f.read_text() for f in crd_files)
@@ -220,16 +228,23 @@ def _bootstrap_cluster_objects(layout: PlaneLayout, bins: Binaries, kwok_dir: Pa
             *(f"crd/{n}" for n in crd_names))
 
 
-def up(state_dir: Path, pod_ready_delay_ms: int | None = None, extra_setup=None) -> PlaneLayout:
+def up(state_dir: Path, pod_ready_delay_ms: int | None = None, extra_setup=None, real_node: bool = False,
+       druid_versions: list[str] | None = None) -> PlaneLayout:
+    """`real_node`: one real kubelet (node.py) instead of kwok; `druid_versions`: the Druid images it gets (default:
+    every version whose jars are cached)."""
     started = time.monotonic()
-    layout = load_or_create_layout(state_dir, pod_ready_delay_ms)
+    layout = load_or_create_layout(state_dir, pod_ready_delay_ms, real_node)
     bins = binaries_mod.plane_binaries()
     kwok_dir = binaries_mod.module_dir("kwok", "sigs.k8s.io/kwok")
     cm_dir = binaries_mod.module_dir("cert-manager", "github.com/cert-manager/cert-manager")
     ensure_pki(layout)
     layout.kwok_config.write_text(kwok_stages.read_stage_config(kwok_dir, layout.pod_ready_delay_ms))
+    if layout.real_node:
+        from . import node
 
-    for component in COMPONENTS:
+        node.prepare(layout)  # identities the apiserver's flags name
+
+    for component in layout.components:
         argv = command(component, layout, bins)
         pid = _running_pid(layout, component)
         if pid is not None and _cmdline(pid) != argv:
@@ -248,6 +263,8 @@ def up(state_dir: Path, pod_ready_delay_ms: int | None = None, extra_setup=None)
         if component == "kube-apiserver":
             _bootstrap_cluster_objects(layout, bins, kwok_dir, cm_dir)
 
+    if layout.real_node:
+        node.up(layout, lambda *args, stdin=None: kubectl(layout, bins, *args, stdin=stdin), druid_versions)
     kubectl(layout, bins, "wait", "--for=condition=Ready", "--timeout=60s", "node", "--all")
     if extra_setup is not None:
         extra_setup(layout, bins)
@@ -303,7 +320,11 @@ def down(state_dir: Path) -> list[str]:
     stopped = []
     if state_file.exists():
         layout = PlaneLayout.from_json(state_dir, json.loads(state_file.read_text()))
-        for component in reversed(COMPONENTS):
+        if layout.real_node:
+            from . import node
+
+            stopped += node.down(layout)
+        for component in reversed(layout.components):
             if _running_pid(layout, component) is not None:
                 stopped.append(component)
             _stop(layout, component)
@@ -319,9 +340,13 @@ def status(state_dir: Path) -> list[ComponentStatus]:
         return [ComponentStatus(c, None, False) for c in COMPONENTS]
     layout = PlaneLayout.from_json(state_dir, json.loads(state_file.read_text()))
     result = []
-    for c in COMPONENTS:
+    for c in layout.components:
         pid = _running_pid(layout, c)
         result.append(ComponentStatus(c, pid, pid is not None and _healthy(layout, c)))
+    if layout.real_node:
+        from . import node
+
+        result += node.status(layout)
     return result
 
 

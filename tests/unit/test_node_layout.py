@@ -1,0 +1,103 @@
+"""Pure parts of the real node: addresses, the files each component reads, command lines, isolation rules."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import tomllib
+from pathlib import Path
+
+from kubedruid.devcluster import node_layout as nl
+from kubedruid.devcluster.layout import POD_CIDR, REAL_NODE_PLANE_COMPONENTS, SERVICE_CIDR, PlaneLayout, Ports, command
+from kubedruid.devcluster.layout import Binaries
+
+NODE = nl.NodeLayout(Path("/state"), nl.NodePorts(10250, 10248, 10256, 10249, 8080))
+BINS = nl.NodeBinaries(Path("/k8s"), Path("/ctrd"), Path("/dns"))
+PLANE = PlaneLayout(Path("/state"), Ports(2379, 2380, 6443, 10257, 10259, 10247, 9403), real_node=True)
+PLANE_BINS = Binaries(Path("/k8s"), Path("/etcd"), Path("/kwok"), Path("/cm"))
+
+
+def test_pod_range_is_its_own_and_holds_the_bridge_address():
+    pods = ipaddress.ip_network(nl.NODE_POD_CIDR)
+    assert ipaddress.ip_address(nl.BRIDGE_IP) in pods
+    assert not pods.overlaps(ipaddress.ip_network(POD_CIDR))  # kwok's fake pod addresses
+    assert not pods.overlaps(ipaddress.ip_network(SERVICE_CIDR))
+
+
+def test_containerd_config_restricts_oom_score_and_uses_cgroupfs_runc_and_our_cni():
+    doc = tomllib.loads(nl.containerd_toml(NODE, "registry.k8s.io/pause:3.10.2"))
+    assert doc["version"] == 3
+    assert doc["grpc"]["address"] == "/state/node/containerd.sock"
+    runtime = doc["plugins"]["io.containerd.cri.v1.runtime"]
+    assert runtime["restrict_oom_score_adj"] is True
+    runc = runtime["containerd"]["runtimes"]["runc"]
+    assert runc["options"] == {"SystemdCgroup": False, "BinaryName": nl.RUNC}
+    assert runtime["cni"]["conf_dir"] == "/state/node/cni/net.d"
+    images = doc["plugins"]["io.containerd.cri.v1.images"]
+    assert images["pinned_images"]["sandbox"] == "registry.k8s.io/pause:3.10.2"
+    assert doc["plugins"]["io.containerd.grpc.v1.cri"]["stream_server_address"] == "127.0.0.1"
+
+
+def test_cni_bridge_matches_the_pre_created_bridge_and_gives_pods_a_default_route():
+    conf = nl.cni_conflist(NODE)
+    bridge = conf["plugins"][0]
+    assert bridge["bridge"] == nl.BRIDGE and bridge["ipMasq"] is False and bridge["hairpinMode"] is True
+    (rng,) = bridge["ipam"]["ranges"][0]
+    assert rng == {"subnet": nl.NODE_POD_CIDR, "gateway": nl.BRIDGE_IP}
+    assert {"dst": "0.0.0.0/0"} in bridge["ipam"]["routes"]
+    assert json.loads(json.dumps(conf)) == conf
+
+
+def test_kubelet_runs_on_cgroup_v1_with_webhook_auth_and_cluster_dns_only():
+    cfg = nl.kubelet_config(NODE, Path("/state/pki/ca.crt"))
+    assert cfg["failCgroupV1"] is False and cfg["cgroupDriver"] == "cgroupfs"
+    assert cfg["authentication"]["anonymous"]["enabled"] is False
+    assert cfg["authorization"]["mode"] == "Webhook"
+    assert cfg["readOnlyPort"] == 0 and cfg["healthzBindAddress"] == "127.0.0.1"
+    assert cfg["clusterDNS"] == [nl.BRIDGE_IP] and cfg["resolvConf"] == "/state/node/resolv.conf"
+    assert nl.resolv_conf() == f"nameserver {nl.BRIDGE_IP}\n"  # never the VM's own resolver
+    assert cfg["imageGCHighThresholdPercent"] == 100  # imported images cannot be pulled back
+
+
+def test_kube_proxy_and_kubelet_command_lines():
+    argv = nl.command("kubelet", NODE, BINS)
+    assert argv[0] == "/k8s/kubelet" and f"--node-ip={nl.BRIDGE_IP}" in argv
+    assert f"--hostname-override={nl.NODE_NAME}" in argv
+    proxy = nl.kube_proxy_config(NODE)
+    assert proxy["mode"] == "iptables" and proxy["clusterCIDR"] == nl.NODE_POD_CIDR
+    assert proxy["healthzBindAddress"].startswith("127.0.0.1:")
+    assert nl.command("containerd", NODE, BINS) == ["/ctrd/containerd", "--config=/state/node/containerd.toml"]
+
+
+def test_corefile_answers_cluster_names_on_the_bridge_and_never_forwards():
+    text = nl.corefile(NODE)
+    assert "forward" not in text
+    assert text.count(f"bind {nl.BRIDGE_IP}") == 2
+    assert "pods insecure" in text and "rcode NXDOMAIN" in text
+
+
+def test_isolation_rules_reject_everything_routed_off_the_bridge_and_routes_keep_services_local():
+    rules = [" ".join(r) for r in nl.isolation_rules()]
+    assert f"-i {nl.BRIDGE} ! -o {nl.BRIDGE} -j REJECT" in rules
+    assert f"! -i {nl.BRIDGE} -o {nl.BRIDGE} -j DROP" in rules
+    assert [SERVICE_CIDR, "dev", nl.BRIDGE] in nl.routes()
+    assert ["unreachable", POD_CIDR] in nl.routes()
+
+
+def test_real_node_plane_runs_no_kwok_authorizes_nodes_and_provisions_host_paths():
+    assert "kwok" not in PLANE.components and "kwok" not in REAL_NODE_PLANE_COMPONENTS
+    api = command("kube-apiserver", PLANE, PLANE_BINS)
+    assert "--authorization-mode=Node,RBAC" in api
+    assert "--kubelet-preferred-address-types=InternalIP" in api
+    assert "--kubelet-client-certificate=/state/node/pki/apiserver-kubelet-client.crt" in api
+    assert "--enable-hostpath-provisioner=true" in command("kube-controller-manager", PLANE, PLANE_BINS)
+    kwok_plane = PlaneLayout(Path("/state"), PLANE.ports)
+    assert "--authorization-mode=RBAC" in command("kube-apiserver", kwok_plane, PLANE_BINS)
+    assert "--enable-hostpath-provisioner=true" not in command("kube-controller-manager", kwok_plane, PLANE_BINS)
+
+
+def test_layout_round_trips_through_json():
+    assert nl.NodeLayout.from_json(Path("/state"), NODE.to_json()) == NODE
+    assert PlaneLayout.from_json(Path("/state"), PLANE.to_json()) == PLANE
+    old = {k: v for k, v in PLANE.to_json().items() if k != "real_node"}  # plane.json written before real nodes
+    assert PlaneLayout.from_json(Path("/state"), old).real_node is False
