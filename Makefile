@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export GOTOOLCHAIN := local
 
-.PHONY: venv tools test test-unit test-integration test-druid demo demo-down bench clean
+.PHONY: venv tools test test-unit test-integration test-druid test-node demo demo-down bench clean
 
 $(BIN)/kubedruid: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Python 3.11 is required)" >&2; exit 1; }
@@ -17,13 +17,23 @@ $(BIN)/kubedruid: pyproject.toml
 
 venv: $(BIN)/kubedruid
 
-# Builds kube-apiserver & co., etcd, kwok, cert-manager and helm once per pinned version (cached in ~/.cache/kubedruid).
+# Builds kube-apiserver & co., etcd, kwok, cert-manager, helm and the real node's kubelet, kube-proxy, containerd
+# and CoreDNS once per pinned version (cached in ~/.cache/kubedruid).
 tools:
-	tools/build.sh k8s etcd kwok cert-manager helm >/dev/null
+	tools/build.sh k8s etcd kwok cert-manager helm containerd coredns >/dev/null
 
-# Everything: unit, integration (real control plane) and the real-Druid tier (JVMs from Maven Central), one run.
+# Everything: unit, integration (real control plane), the real-Druid tier (JVMs from Maven Central), then the
+# real-node tier in a run of its own (its plane and Druid pods never share the machine with the kwok plane's).
+# Both runs always run; make fails if either failed.
 test: venv tools
-	$(BIN)/python -m pytest -ra -m "druid or not druid" tests/unit tests/integration tests/druid
+	@rc=0; \
+	$(BIN)/python -m pytest -ra -m "druid or not druid" tests/unit tests/integration tests/druid || rc=$$?; \
+	$(BIN)/python -m pytest -ra tests/node || rc=$$?; \
+	exit $$rc
+
+# The real-node tier alone: `kubedruid dev up --real-node`, the operator, KubeDB's guide Druid on real pods.
+test-node: venv tools
+	$(BIN)/python -m pytest -ra tests/node
 
 test-druid: venv tools
 	$(BIN)/python -m pytest -ra -m druid tests/druid

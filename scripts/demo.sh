@@ -1,13 +1,25 @@
 #!/usr/bin/env bash
 # The kubedruid demo on the local control plane, unattended: plane up, operator running, a CA Issuer, a Druid
 # without TLS reaching Ready (KubeDB's docs manifest, unchanged), then add-TLS with live progress, then the result.
+# Where the machine allows it (root, cgroups, runc, CNI plugins: `kubedruid dev check-node`), the pods really run on
+# one real node and the demo ends with an SQL answer over HTTPS; otherwise on kwok's simulated nodes, saying why.
+# KUBEDRUID_DEMO_NODE=kwok|real chooses instead of that check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=$PWD/.venv/bin
 step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
 
-step "starting the local control plane (the first run builds it from Go modules: 15-25 minutes)"
-eval "$($bin/kubedruid dev up)"
+mode=${KUBEDRUID_DEMO_NODE:-auto}
+if [ "$mode" = auto ]; then
+  if why=$($bin/kubedruid dev check-node 2>&1); then mode=real; else
+    mode=kwok
+    echo "note: the pods will be simulated (kwok), because ${why#a real node cannot run here; }" >&2
+  fi
+fi
+up_flags=(); [ "$mode" = real ] && up_flags=(--real-node)
+
+step "starting the local control plane, $([ "$mode" = real ] && echo "with one real node" || echo "with kwok nodes") (the first run builds it from Go modules: 20-30 minutes)"
+eval "$($bin/kubedruid dev up "${up_flags[@]}")"
 state=$(dirname "$KUBECONFIG")
 $bin/kubedruid dev status --dir "$state"
 
@@ -25,8 +37,14 @@ for i in $(seq 120); do  # ready once its admission webhook refuses an unknown v
 done
 
 step "a fresh 'demo' namespace, a CA and a cert-manager Issuer (as in KubeDB's reconfigure-TLS guide)"
-kubectl delete namespace demo --ignore-not-found --wait=true --timeout=120s >/dev/null
+kubectl delete namespace demo --ignore-not-found --wait=true --timeout=300s >/dev/null
 kubectl create namespace demo
+version=36.0.0 ready_timeout=180s
+if [ "$mode" = real ]; then  # a Druid version whose image was built here, and the guide's S3 deep storage
+  version=$(kubectl get druidversions -l kubedruid.dev/image=local -o jsonpath='{.items[-1:].spec.version}')
+  ready_timeout=900s
+  kubectl apply -f examples/s3-local.yaml
+fi
 tmp=$(mktemp -d)
 openssl req -x509 -nodes -days 365 -newkey rsa:2048 -keyout "$tmp/ca.key" -out "$tmp/ca.crt" \
   -subj "/CN=ca/O=kubedb" 2>/dev/null
@@ -54,14 +72,14 @@ stringData:
 YAML
 
 step "a Druid without TLS (KubeDB's druid-cluster manifest, unchanged)"
-kubectl apply -f - <<'YAML'
+kubectl apply -f - <<YAML
 apiVersion: kubedb.com/v1alpha2
 kind: Druid
 metadata:
   name: druid-cluster
   namespace: demo
 spec:
-  version: 36.0.0
+  version: $version
   deepStorage:
     type: s3
     configSecret:
@@ -71,7 +89,7 @@ spec:
       replicas: 1
   deletionPolicy: Delete
 YAML
-kubectl -n demo wait --for=jsonpath='{.status.phase}'=Ready dr/druid-cluster --timeout=180s
+kubectl -n demo wait --for=jsonpath='{.status.phase}'=Ready dr/druid-cluster --timeout=$ready_timeout
 kubectl -n demo get dr,petsets,pods,svc
 
 step "add TLS with a DruidOpsRequest (drops-add-tls from the guide)"
@@ -100,11 +118,12 @@ spec:
 YAML
 start=$SECONDS last=""
 while :; do
-  phase=$(kubectl -n demo get drops drops-add-tls -o jsonpath='{.status.phase}')
-  now=$(kubectl -n demo get drops drops-add-tls -o jsonpath='{.status.conditions[-1:].type}')
+  # One read for both, so that the phase and the last condition belong to the same version of the object.
+  read -r phase now < <(kubectl -n demo get drops drops-add-tls \
+    -o jsonpath='{.status.phase}{" "}{.status.conditions[-1:].type}{"\n"}') || true
   [ "$now" != "$last" ] && printf '  %4ss  %-12s %s\n' "$((SECONDS - start))" "${phase:-Pending}" "$now" && last=$now
   case $phase in Successful|Failed) break ;; esac
-  [ $((SECONDS - start)) -gt 300 ] && { echo "the op did not finish in 5 minutes" >&2; exit 1; }
+  [ $((SECONDS - start)) -gt 360 ] && { echo "the op did not finish in 6 minutes" >&2; exit 1; }
   sleep 0.5
 done
 [ "$phase" = Successful ] || { kubectl -n demo get drops drops-add-tls -o yaml >&2; exit 1; }
@@ -118,6 +137,22 @@ echo "TLS properties rendered for every node (common.runtime.properties):"
 uid=$(kubectl -n demo get dr druid-cluster -o jsonpath='{.metadata.uid}')
 kubectl -n demo get secret "druid-cluster-${uid: -6}" -o jsonpath='{.data.common\.runtime\.properties}' | base64 -d |
   grep -E 'enableTlsPort|enablePlaintextPort|https.keyStorePath|validateHostnames' | sed 's/^/  /'
+
+if [ "$mode" = real ]; then
+  step "SQL over HTTPS through the router Service, checked against the Issuer's CA and the Service's name"
+  svc=druid-cluster-routers name=druid-cluster-routers.demo.svc.cluster.local
+  ip=$(kubectl -n demo get svc $svc -o jsonpath='{.spec.clusterIP}')
+  port=$(kubectl -n demo get svc $svc -o jsonpath='{.spec.ports[0].port}')
+  auth=$(kubectl -n demo get dr druid-cluster -o jsonpath='{.spec.authSecret.name}')
+  user=$(kubectl -n demo get secret "$auth" -o jsonpath='{.data.username}' | base64 -d)
+  pass=$(kubectl -n demo get secret "$auth" -o jsonpath='{.data.password}' | base64 -d)
+  ca=$(mktemp); kubectl -n demo get secret druid-ca -o jsonpath='{.data.tls\.crt}' | base64 -d > "$ca"
+  echo "  POST https://$name:$port/druid/v2/sql  (the Service's address $ip)"
+  curl -sS --fail --cacert "$ca" --resolve "$name:$port:$ip" -u "$user:$pass" -H 'Content-Type: application/json' \
+    -d '{"query":"SELECT server_type, COUNT(*) AS servers, MIN(tls_port) AS tls_port FROM sys.servers GROUP BY 1"}' \
+    "https://$name:$port/druid/v2/sql" | sed 's/^/  /'
+  echo; rm -f "$ca"
+fi
 
 cat <<EOT
 

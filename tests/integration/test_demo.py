@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_demo_runs_unattended_to_the_end(tmp_path):
     state = tmp_path / "demo-plane"
-    env = {**os.environ, "KUBEDRUID_DEV_DIR": str(state)}
+    env = {**os.environ, "KUBEDRUID_DEV_DIR": str(state), "KUBEDRUID_DEMO_NODE": "kwok"}  # tests/node: the real one
     env.pop("KUBECONFIG", None)
     try:
         run = subprocess.run(["bash", str(ROOT / "scripts" / "demo.sh")], cwd=ROOT, env=env, stdin=subprocess.DEVNULL,

@@ -52,6 +52,18 @@ def dev_up(
         print(line)
 
 
+@dev.command("check-node")
+def dev_check_node() -> None:
+    """Say whether this machine can run `dev up --real-node` (exit 1 and what is missing if not)."""
+    from kubedruid.devcluster.node import missing_prerequisites
+
+    missing = missing_prerequisites()
+    if missing:
+        typer.echo("a real node cannot run here; missing: " + "; ".join(missing), err=True)
+        raise typer.Exit(1)
+    err.print("this machine can run a real node")
+
+
 @dev.command("down")
 def dev_down(dir: Optional[Path] = DirOption) -> None:
     """Stop every process of the plane (its state stays for the next `up`)."""

@@ -1,0 +1,127 @@
+"""A Druid client as a user's application runs one: a SQL query every `interval` seconds through the router
+Service, following the port (and scheme) the Service advertises and trusting the CA bundle it is given."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where the client sends its next query: re-read before every query, as a client following the Service would."""
+
+    address: str  # the Service's ClusterIP
+    port: int  # the port the Service advertises now
+    server_name: str  # the Service's DNS name: what the certificate is checked against
+    tls: bool  # the Service advertises an `https` port
+    cafile: str | None  # the CA bundle the client trusts
+
+
+@dataclass
+class LoadReport:
+    sent: int = 0
+    failed: int = 0
+    longest_gap_s: float = 0.0  # longest time between two successful answers
+    errors: dict[str, int] = field(default_factory=dict)  # error kind → count
+    schemes: dict[str, int] = field(default_factory=dict)  # http / https → queries answered
+
+    def summary(self) -> str:
+        return (f"sent {self.sent}, failed {self.failed}, longest gap {self.longest_gap_s:.1f} s, "
+                f"answered over {self.schemes}, errors {self.errors}")
+
+
+class _ServiceConnection(http.client.HTTPSConnection):
+    """Dials the Service's address, verifies the certificate against the Service's name (SNI and Host too): what a
+    client inside the cluster does after DNS answered, done from the host, whose resolver knows no cluster names."""
+
+    def __init__(self, endpoint: Endpoint, timeout: float):
+        ctx = ssl.create_default_context(cafile=endpoint.cafile)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        super().__init__(endpoint.server_name, endpoint.port, context=ctx, timeout=timeout)
+        self._address = endpoint.address
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)
+
+
+def sql_query(endpoint: Endpoint, sql: str, auth: tuple[str, str] | None, timeout: float = 5.0) -> list:
+    headers = {"Content-Type": "application/json"}
+    if auth:
+        headers["Authorization"] = "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+    if endpoint.tls:
+        conn: http.client.HTTPConnection = _ServiceConnection(endpoint, timeout)
+    else:
+        conn = http.client.HTTPConnection(endpoint.address, endpoint.port, timeout=timeout)
+    try:
+        conn.request("POST", "/druid/v2/sql", body=json.dumps({"query": sql}), headers=headers)
+        resp = conn.getresponse()
+        body = resp.read()
+        if resp.status != 200:
+            raise QueryFailed(f"HTTP {resp.status}", body[:200].decode(errors="replace"))
+        return json.loads(body)
+    finally:
+        conn.close()
+
+
+class QueryFailed(Exception):
+    pass
+
+
+def _kind(error: BaseException) -> str:
+    if isinstance(error, QueryFailed):
+        return error.args[0]
+    return f"{type(error).__name__}: {str(error)[:80]}"
+
+
+class QueryLoad:
+    """Runs in a thread until stopped; never sends faster than one query per `interval`."""
+
+    def __init__(self, endpoint: Callable[[], Endpoint], sql: str, auth: tuple[str, str] | None,
+                 interval: float = 0.5, check: Callable[[list], bool] = bool):
+        self._endpoint, self._sql, self._auth, self._interval, self._check = endpoint, sql, auth, interval, check
+        self.report = LoadReport()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="druid-query-load", daemon=True)
+
+    def __enter__(self) -> "QueryLoad":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self) -> LoadReport:
+        self._stop.set()
+        self._thread.join(timeout=30)
+        return self.report
+
+    def _run(self) -> None:
+        last_ok = time.monotonic()
+        while not self._stop.is_set():
+            started = time.monotonic()
+            self.report.sent += 1
+            try:
+                endpoint = self._endpoint()
+                rows = sql_query(endpoint, self._sql, self._auth, timeout=max(self._interval * 4, 2.0))
+                if not self._check(rows):
+                    raise ValueError(f"unexpected answer {rows!r:.80}")
+                now = time.monotonic()
+                self.report.longest_gap_s = max(self.report.longest_gap_s, now - last_ok)
+                last_ok = now
+                scheme = "https" if endpoint.tls else "http"
+                self.report.schemes[scheme] = self.report.schemes.get(scheme, 0) + 1
+            except Exception as e:  # every failure is a data point: counted by kind, the load goes on
+                self.report.failed += 1
+                kind = _kind(e)
+                self.report.errors[kind] = self.report.errors.get(kind, 0) + 1
+            self._stop.wait(max(0.0, self._interval - (time.monotonic() - started)))
+        self.report.longest_gap_s = max(self.report.longest_gap_s, time.monotonic() - last_ok)
