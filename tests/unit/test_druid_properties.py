@@ -270,3 +270,35 @@ def test_multi_stage_query_is_loaded_as_an_extension_only_before_druid_35():
 
     assert "druid-multi-stage-query" in load_list("31.0.0")
     assert "druid-multi-stage-query" not in load_list("36.0.0")
+
+
+# --- probes under basic security --------------------------------------------------------------------------------
+
+# Paths Druid serves without authentication by itself (its Jetty initializers' UNSECURED_PATHS, apache/druid#8841).
+DRUID_UNSECURED = {"/status/health", "/druid/historical/v1/readiness", "/druid/broker/v1/readiness"}
+
+
+def test_security_leaves_every_readiness_path_open_to_the_kubelet():
+    """The kubelet's probes carry no credentials: each node type's readiness path is unsecured by Druid or by us."""
+    unsecured = json.loads(properties.common_properties(PLAIN)["druid.auth.unsecuredPaths"])
+    assert unsecured == ["/status/selfDiscovered"]  # nothing more is opened than the probes need
+    for node in RESTART_ORDER:
+        assert node.readiness_path in DRUID_UNSECURED | set(unsecured), node.key
+
+
+def test_no_unsecured_paths_without_security():
+    assert "druid.auth.unsecuredPaths" not in properties.common_properties(config(security=False))
+
+
+def test_user_unsecured_paths_keep_the_probe_paths():
+    ours = properties.common_properties(PLAIN)
+    user = {"druid.auth.unsecuredPaths": '["/druid/coordinator/v1/loadqueue"]'}
+    merged = properties.with_user(ours, user, security=True)
+    assert json.loads(merged["druid.auth.unsecuredPaths"]) == ["/druid/coordinator/v1/loadqueue",
+                                                               "/status/selfDiscovered"]
+    # in a node's own file too (it overrides the common one)
+    node = properties.with_user(properties.node_properties(ROUTERS, PLAIN), user, security=True)
+    assert "/status/selfDiscovered" in json.loads(node["druid.auth.unsecuredPaths"])
+    # everything else: theirs
+    assert properties.with_user(ours, {"druid.emitter": "logging"}, security=True)["druid.emitter"] == "logging"
+    assert properties.with_user({}, user, security=False) == user

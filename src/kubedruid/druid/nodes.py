@@ -1,4 +1,5 @@
-"""Druid's node types as KubeDB names them: topology keys, role labels, object names, ports, restart order."""
+"""Druid's node types as KubeDB names them: topology keys, role labels, object names, ports, probe paths, restart
+order."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ class NodeType:
     mandatory: bool  # defaulted when absent from spec.topology
     has_primary_service: bool  # <db>-<key lower-cased> Service for clients
     data_node: bool  # DruidDataNode: storage, storageType
+    # 200 only once the node is usable (spec real-node §9): historicals have loaded their segment cache, brokers know
+    # every segment, the others are confirmed in ZooKeeper (what peers discover them by). 503 before.
+    readiness_path: str = "/status/selfDiscovered"
 
     @property
     def petset_suffix(self) -> str:
@@ -34,9 +38,9 @@ class NodeType:
 
 COORDINATORS = NodeType("coordinators", "coordinator", 8081, 8281, True, True, False)
 OVERLORDS = NodeType("overlords", "overlord", 8090, 8290, False, True, False)
-BROKERS = NodeType("brokers", "broker", 8082, 8282, True, True, False)
+BROKERS = NodeType("brokers", "broker", 8082, 8282, True, True, False, "/druid/broker/v1/readiness")
 ROUTERS = NodeType("routers", "router", 8888, 9088, False, True, False)
-HISTORICALS = NodeType("historicals", "historical", 8083, 8283, True, False, True)
+HISTORICALS = NodeType("historicals", "historical", 8083, 8283, True, False, True, "/druid/historical/v1/readiness")
 MIDDLE_MANAGERS = NodeType("middleManagers", "middleManager", 8091, 8291, True, False, True)
 
 # The order in which pods are restarted (spec §3.7; Druid's rolling-update guide places overlords before
@@ -50,3 +54,12 @@ BY_KEY: dict[str, NodeType] = {n.key: n for n in RESTART_ORDER}
 QUERY_NODES = (ROUTERS, BROKERS)
 
 EXPORTER_PORT = 9104
+
+# The process is up (always `true`): liveness and start-up, never readiness.
+HEALTH_PATH = "/status/health"
+# Paths every Druid node serves without authentication (`UNSECURED_PATHS` of its Jetty initializers; the readiness
+# paths since apache/druid#8841, 0.17). Any other probe path needs `druid.auth.unsecuredPaths` under basic security,
+# or the kubelet, which sends no credentials, gets 401.
+UNSECURED_BY_DRUID = frozenset({HEALTH_PATH, "/druid/historical/v1/readiness", "/druid/broker/v1/readiness"})
+PROBE_PATHS_TO_UNSECURE: tuple[str, ...] = tuple(sorted(
+    {n.readiness_path for n in RESTART_ORDER} - UNSECURED_BY_DRUID))

@@ -2,7 +2,7 @@
 
 The upstream `apache/druid` image reads `DRUID_CONFIG_COMMON` (common.runtime.properties) and
 `DRUID_CONFIG_<service>` (the node's runtime.properties); per-pod values (`druid.host`) come as `druid_*` environment
-variables, which its entrypoint appends (see specs/petsets.py). Passwords never appear here: they are Druid password
+variables, which its entrypoint appends (see specs/cluster.py). Passwords never appear here: they are Druid password
 providers that read environment variables filled from Secrets.
 """
 
@@ -11,8 +11,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from . import tls
-from .nodes import BROKERS, COORDINATORS, HISTORICALS, MIDDLE_MANAGERS, OVERLORDS, ROUTERS, NodeType
+from . import jvm, tls
+from .nodes import (
+    BROKERS,
+    COORDINATORS,
+    HISTORICALS,
+    MIDDLE_MANAGERS,
+    OVERLORDS,
+    PROBE_PATHS_TO_UNSECURE,
+    ROUTERS,
+    NodeType,
+)
 
 ADMIN_PASSWORD_ENV = "DRUID_ADMIN_PASSWORD"
 METADATA_PASSWORD_ENV = "DRUID_METADATA_STORAGE_PASSWORD"
@@ -24,6 +33,12 @@ DEEP_STORAGE_EXTENSIONS = {
     "hdfs": "druid-hdfs-storage",
 }
 METADATA_EXTENSIONS = {"MySQL": "mysql-metadata-storage", "PostgreSQL": "postgresql-metadata-storage"}
+UNSECURED_PATHS = "druid.auth.unsecuredPaths"
+
+# Processing buffers: druid.processing.buffer.sizeBytes x (numThreads + numMergeBuffers + 1) must fit the direct
+# memory (druid/jvm.py sizes it from these). Small, for small pods: one processing thread, 50 MB buffers.
+_PROCESSING = {jvm.BUFFER_SIZE: "50000000", jvm.NUM_MERGE_BUFFERS: "2", jvm.NUM_THREADS: "1"}
+_PEON_PROCESSING = {jvm.BUFFER_SIZE: "25000000", jvm.NUM_THREADS: "1", jvm.NUM_MERGE_BUFFERS: "2"}
 
 
 @dataclass(frozen=True)
@@ -97,6 +112,8 @@ def _security() -> dict[str, str]:
         "druid.escalator.internalClientUsername": "druid_system",
         "druid.escalator.internalClientPassword": password,
         "druid.escalator.authorizerName": "basic",
+        # The kubelet's readiness probes carry no credentials (druid/nodes.py).
+        UNSECURED_PATHS: json.dumps(list(PROBE_PATHS_TO_UNSECURE), separators=(",", ":")),
     }
 
 
@@ -163,9 +180,7 @@ def node_properties(node: NodeType, c: ClusterConfig) -> dict[str, str]:
         props |= {"druid.indexer.queue.startDelay": "PT5S", "druid.indexer.storage.type": "metadata",
                   "druid.indexer.runner.type": "remote"}
     elif node is BROKERS:
-        props |= {"druid.broker.http.numConnections": "5", "druid.server.http.numThreads": "40",
-                  "druid.processing.buffer.sizeBytes": "50000000", "druid.processing.numMergeBuffers": "2",
-                  "druid.processing.numThreads": "1"}
+        props |= {"druid.broker.http.numConnections": "5", "druid.server.http.numThreads": "40", **_PROCESSING}
     elif node is ROUTERS:
         props |= {"druid.router.defaultBrokerServiceName": "druid/broker",
                   "druid.router.coordinatorServiceName": "druid/coordinator",
@@ -173,14 +188,28 @@ def node_properties(node: NodeType, c: ClusterConfig) -> dict[str, str]:
     elif node is HISTORICALS:
         props |= {"druid.segmentCache.locations": json.dumps([{"path": HISTORICALS.data_volume[1], "maxSize": "1g"}],
                                                               separators=(",", ":")),
-                  "druid.server.maxSize": "1g", "druid.processing.buffer.sizeBytes": "50000000",
-                  "druid.processing.numMergeBuffers": "2", "druid.processing.numThreads": "1"}
+                  "druid.server.maxSize": "1g", **_PROCESSING}
     elif node is MIDDLE_MANAGERS:
-        props |= {"druid.worker.capacity": "2", "druid.indexer.task.baseTaskDir": MIDDLE_MANAGERS.data_volume[1],
-                  "druid.indexer.fork.property.druid.processing.buffer.sizeBytes": "25000000",
-                  "druid.indexer.fork.property.druid.processing.numThreads": "1",
-                  "druid.indexer.fork.property.druid.processing.numMergeBuffers": "2"}
+        # The middleManager's memory limit holds capacity x the peons' JVMs (druid/jvm.py).
+        props |= {jvm.WORKER_CAPACITY: "2", "druid.indexer.task.baseTaskDir": MIDDLE_MANAGERS.data_volume[1],
+                  **{jvm.FORK_PROPERTY + k: v for k, v in _PEON_PROCESSING.items()},
+                  jvm.PEON_JAVA_OPTS: jvm.peon_java_opts(_PEON_PROCESSING)}
     return props
+
+
+def with_user(ours: dict[str, str], user: dict[str, str], security: bool) -> dict[str, str]:
+    """The user's properties win, except that with basic security the probe paths stay in druid.auth.unsecuredPaths
+    when the user sets it (in any file): else the readiness probes get 401 and no pod becomes Ready."""
+    merged = {**ours, **user}
+    if security and UNSECURED_PATHS in user:
+        try:
+            theirs = json.loads(user[UNSECURED_PATHS])
+        except ValueError:
+            return merged  # Druid refuses the file and says why
+        if isinstance(theirs, list):
+            paths = theirs + [p for p in PROBE_PATHS_TO_UNSECURE if p not in theirs]
+            merged[UNSECURED_PATHS] = json.dumps(paths, separators=(",", ":"))
+    return merged
 
 
 def render(props: dict[str, str]) -> str:
