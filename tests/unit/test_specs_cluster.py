@@ -12,9 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kubedruid.api import Druid, apply_defaults
-from kubedruid.druid import properties
+from kubedruid.druid import jvm, properties
 from kubedruid.druid.properties import ClusterConfig, MetadataStore
 from kubedruid.specs import cluster, petset_pods
+from kubedruid.specs.resources import quantity as resources_quantity
 
 UID = "3f1c2d4e-5a6b-4c7d-8e9f-0a1b2c3d4e5f"
 NS = "demo"
@@ -194,21 +195,53 @@ def test_service_selectors_select_the_petset_pods():
 # --- containers: ports, probes, env, mounts ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("db,ports", [(PLAIN_DB, PLAIN_PORTS), (TLS_DB, TLS_PORTS)], ids=["plain", "tls"])
-def test_container_port_and_readiness_probe(db, ports):
-    secure = db is TLS_DB
-    for key, ps in petsets(db).items():
+# spec real-node §9: what each node type answers 200 on only once it is usable.
+READINESS_PATHS = {"coordinators": "/status/selfDiscovered", "overlords": "/status/selfDiscovered",
+                   "brokers": "/druid/broker/v1/readiness", "routers": "/status/selfDiscovered",
+                   "historicals": "/druid/historical/v1/readiness", "middleManagers": "/status/selfDiscovered"}
+ALL_NODES = {"overlords": {"replicas": 1}, "routers": {"replicas": 1}}
+
+
+@pytest.mark.parametrize("ssl,ports", [(False, PLAIN_PORTS), (True, TLS_PORTS)], ids=["plain", "tls"])
+def test_container_port_and_probes(ssl, ports):
+    db = druid(manifest(ssl=ssl, topology=ALL_NODES))
+    sets = petsets(db)
+    assert set(sets) == set(READINESS_PATHS)
+    for key, ps in sets.items():
         c = main_container(ps)
         assert [p["containerPort"] for p in c["ports"]] == [ports[key]]
-        get = c["readinessProbe"]["httpGet"]
-        assert get["port"] == ports[key]
-        assert get["path"] == "/status/health"
-        if secure:
-            assert get["scheme"] == "HTTPS"
-            assert {"name": "Host", "value": "localhost"} in get["httpHeaders"]
-        else:
-            assert get.get("scheme", "HTTP") == "HTTP"
-            assert not get.get("httpHeaders")
+        paths = {probe: c[probe]["httpGet"]["path"] for probe in ("startupProbe", "readinessProbe", "livenessProbe")}
+        assert paths == {"startupProbe": "/status/health", "readinessProbe": READINESS_PATHS[key],
+                         "livenessProbe": "/status/health"}, key
+        for probe in paths:
+            get = c[probe]["httpGet"]
+            assert get["port"] == ports[key]
+            if ssl:
+                assert get["scheme"] == "HTTPS"
+                # Jetty 12 (Druid 35+) answers 400 to a Host that is not in the certificate; the kubelet sends the IP
+                assert {"name": "Host", "value": "localhost"} in get["httpHeaders"]
+            else:
+                assert get.get("scheme", "HTTP") == "HTTP"
+                assert not get.get("httpHeaders")
+
+
+def _budget(probe: dict) -> int:
+    """Seconds of failures a probe tolerates before it acts."""
+    return probe.get("initialDelaySeconds", 0) + probe["periodSeconds"] * probe["failureThreshold"]
+
+
+def test_probe_timing_fits_slow_starts_and_fast_rolls():
+    for ps in petsets(druid(manifest(topology=ALL_NODES))).values():
+        c = main_container(ps)
+        # a JVM on a busy 2-core node takes 10-60 s to serve HTTP: never restarted while starting
+        assert _budget(c["startupProbe"]) >= 300
+        assert c["startupProbe"]["periodSeconds"] <= 3  # and seen up soon after
+        # Ready within a few seconds of being usable, so rolls move on
+        assert c["readinessProbe"]["periodSeconds"] <= 5
+        # restarted only after a long silence (GC pauses, CPU starvation), not on one slow answer
+        assert _budget(c["livenessProbe"]) >= 60 and c["livenessProbe"]["failureThreshold"] >= 3
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert c[probe]["timeoutSeconds"] >= 2
 
 
 def test_tls_mounts_server_certificate_secret_at_ssl_dir():
@@ -324,10 +357,178 @@ def test_image_and_security_context():
 
 
 def test_default_resources():
-    sets = petsets(PLAIN_DB)
-    assert main_container(sets["brokers"])["resources"] == {"requests": {"cpu": "500m", "memory": "1024Mi"},
-                                                            "limits": {"memory": "1024Mi"}}
-    assert main_container(sets["middleManagers"])["resources"]["limits"]["memory"] == "2560Mi"
+    """KubeDB's memory defaults, 100m CPU instead of its 500m (decision 0008), no CPU limit."""
+    sets = petsets(druid(manifest(topology=ALL_NODES)))
+    for key, ps in sets.items():
+        memory = "2560Mi" if key == "middleManagers" else "1024Mi"
+        assert main_container(ps)["resources"] == {"requests": {"cpu": "100m", "memory": memory},
+                                                   "limits": {"memory": memory}}, key
+
+
+# --- JVM sizes and requests (decision 0008) -----------------------------------------------------------------------
+
+MiB = 1024 * 1024
+# What a JVM needs beyond heap and direct memory (metaspace, code cache, threads): spec real-node §8 says 150-250 MB.
+JVM_OVERHEAD = 200 * 10**6
+
+
+def quantity_bytes(q: str) -> int:
+    m = re.fullmatch(r"(\d+)(Mi|Gi|m|g)", q)
+    return int(m[1]) * {"Mi": MiB, "m": MiB, "Gi": 1024 * MiB, "g": 1024 * MiB}[m[2]]
+
+
+def jvm_env(c: dict) -> dict[str, str]:
+    return {k: v["value"] for k, v in env(c).items() if k in ("DRUID_XMX", "DRUID_XMS", "DRUID_MAXDIRECTMEMORYSIZE")}
+
+
+def processing_need(props: dict[str, str], prefix: str = "") -> int:
+    """Druid's start check: buffer.sizeBytes x (numThreads + numMergeBuffers + 1)."""
+    p = f"{prefix}druid.processing."
+    return int(props[p + "buffer.sizeBytes"]) * (int(props[p + "numThreads"]) + int(props[p + "numMergeBuffers"]) + 1)
+
+
+def budget_used(db: Druid, key: str) -> tuple[int, int]:
+    """(bytes the JVMs of this pod may use besides their overhead, the container's memory limit), read from the pod
+    spec and the configuration Secret as the pod gets them."""
+    ps = petsets(db)[key]
+    c = main_container(ps)
+    e = jvm_env(c)
+    assert e["DRUID_XMX"] == e["DRUID_XMS"], key
+    heap, direct = quantity_bytes(e["DRUID_XMX"]), quantity_bytes(e["DRUID_MAXDIRECTMEMORYSIZE"])
+    files = cluster.config_files(db, inputs(db))
+    props = {**properties.parse(files["common.runtime.properties"]), **properties.parse(files[f"{key}.properties"])}
+    if "druid.processing.buffer.sizeBytes" in props:
+        assert direct >= processing_need(props), key
+    used = heap + direct + JVM_OVERHEAD
+    if key == "middleManagers":
+        opts = props["druid.indexer.runner.javaOpts"].split()
+        peon_heap = quantity_bytes(next(o[4:] for o in opts if o.startswith("-Xmx")))
+        peon_direct = quantity_bytes(next(o.split("=")[1] for o in opts if o.startswith("-XX:MaxDirectMemorySize=")))
+        assert peon_direct >= processing_need(props, "druid.indexer.fork.property."), key
+        used += int(props["druid.worker.capacity"]) * (peon_heap + peon_direct + JVM_OVERHEAD)
+    return used, quantity_bytes(c["resources"]["limits"]["memory"])
+
+
+@pytest.mark.parametrize("ssl", [False, True], ids=["plain", "tls"])
+def test_heaps_fit_the_default_limits(ssl):
+    db = druid(manifest(ssl=ssl, topology=ALL_NODES))
+    for key in READINESS_PATHS:
+        used, limit = budget_used(db, key)
+        assert used <= limit, key
+        heap = quantity_bytes(jvm_env(main_container(petsets(db)[key]))["DRUID_XMX"])
+        assert heap >= (128 if key in ("routers", "middleManagers") else 256) * MiB, key
+
+
+@pytest.mark.parametrize("key,limit", [("brokers", "768Mi"), ("brokers", "2Gi"), ("historicals", "4Gi"),
+                                       ("coordinators", "640Mi"), ("routers", "16Gi"), ("middleManagers", "2304Mi"),
+                                       ("middleManagers", "6Gi")])
+def test_heaps_follow_the_users_memory_limit(key, limit):
+    template = {"spec": {"containers": [{"name": "druid", "resources": {"limits": {"memory": limit}}}]}}
+    db = druid(manifest(topology={**ALL_NODES, key: {"podTemplate": template}}))
+    used, got_limit = budget_used(db, key)
+    assert got_limit == quantity_bytes(limit) and used <= got_limit
+    c = main_container(petsets(db)[key])
+    # KubeDB's defaulting: the request follows the user's limit, our CPU request stays
+    assert c["resources"] == {"requests": {"cpu": "100m", "memory": limit}, "limits": {"memory": limit}}
+    default_heap = quantity_bytes(jvm_env(main_container(petsets(PLAIN_DB)[key]))["DRUID_XMX"])
+    heap = quantity_bytes(jvm_env(c)["DRUID_XMX"])
+    default_limit = quantity_bytes(main_container(petsets(PLAIN_DB)[key])["resources"]["limits"]["memory"])
+    assert heap >= default_heap if quantity_bytes(limit) >= default_limit else heap <= default_heap
+
+
+@pytest.mark.parametrize("key,limit,minimum", [("brokers", "512Mi", "767Mi"), ("historicals", "700Mi", "767Mi"),
+                                               ("middleManagers", "1024Mi", "2304Mi")])
+def test_a_limit_too_small_for_druid_is_refused_with_the_minimum(key, limit, minimum):
+    template = {"spec": {"containers": [{"name": "druid", "resources": {"limits": {"memory": limit}}}]}}
+    db = druid(manifest(topology={key: {"podTemplate": template}}))
+    n = next(n for n in cluster.nodes(db) if n.key == key)
+    with pytest.raises(jvm.InsufficientMemory) as e:
+        cluster.petset(db, n, inputs(db))
+    assert e.value.reason == "InsufficientMemory"
+    assert str(e.value).startswith(f"{key}: a memory limit of {limit} is too small")
+    assert f"at least {minimum}" in str(e.value)
+    # the same answer without building the PetSet (for the provisioner's preflight)
+    with pytest.raises(jvm.InsufficientMemory):
+        cluster.jvm_memory(db, n, inputs(db))
+    # and the minimum named is enough
+    template["spec"]["containers"][0]["resources"]["limits"]["memory"] = minimum
+    cluster.petset(druid(manifest(topology={key: {"podTemplate": template}})), n, inputs(db))
+
+
+def test_user_jvm_variables_replace_ours():
+    template = {"spec": {"containers": [{"name": "druid", "env": [
+        {"name": "DRUID_XMX", "value": "300m"}, {"name": "DRUID_XMS", "value": "300m"},
+        {"name": "EXTRA", "value": "1"}]}]}}
+    db = druid(manifest(topology={"historicals": {"podTemplate": template}}))
+    c = main_container(petsets(db)["historicals"])
+    names_in_order = [x["name"] for x in c["env"]]
+    assert names_in_order.count("DRUID_XMX") == 1 and names_in_order.count("DRUID_XMS") == 1
+    assert env(c)["DRUID_XMX"]["value"] == "300m" and env(c)["DRUID_XMS"]["value"] == "300m"
+    # ours that the user did not name stay; theirs that we do not have follow ours
+    assert env(c)["DRUID_MAXDIRECTMEMORYSIZE"]["value"] == jvm_env(main_container(
+        petsets(PLAIN_DB)["historicals"]))["DRUID_MAXDIRECTMEMORYSIZE"]
+    assert names_in_order[-1] == "EXTRA"
+    assert names_in_order.index("DRUID_XMX") < names_in_order.index("DRUID_MAXDIRECTMEMORYSIZE")
+
+
+def test_user_processing_buffers_get_their_direct_memory():
+    inline = {"brokers.properties": "druid.processing.buffer.sizeBytes=100MiB\ndruid.processing.numThreads=2\n"}
+    template = {"spec": {"containers": [{"name": "druid", "resources": {"limits": {"memory": "2Gi"}}}]}}
+    db = druid(manifest(configuration={"inline": inline}, topology={"brokers": {"podTemplate": template}}))
+    direct = quantity_bytes(jvm_env(main_container(petsets(db)["brokers"]))["DRUID_MAXDIRECTMEMORYSIZE"])
+    assert direct >= 100 * MiB * (2 + 2 + 1)
+
+
+def test_java_opts_follow_the_cpus():
+    opts = env(main_container(petsets(PLAIN_DB)["brokers"]))["JAVA_OPTS"]["value"].split()
+    assert "-XX:ActiveProcessorCount=1" in opts and "-XX:+UseSerialGC" in opts
+    template = {"spec": {"containers": [{"name": "druid", "resources": {"requests": {"cpu": "1500m"}}}]}}
+    db = druid(manifest(topology={"brokers": {"podTemplate": template}}))
+    opts = env(main_container(petsets(db)["brokers"]))["JAVA_OPTS"]["value"].split()
+    assert "-XX:ActiveProcessorCount=2" in opts and "-XX:+UseSerialGC" not in opts
+
+
+def test_the_guides_druid_fits_one_two_core_node():
+    """examples/druid-cluster.yaml, unchanged, with the ZooKeeper and MySQL the operator creates for it: requests fit a
+    node with 2000m CPU and ~23 GiB allocatable memory; every container has a memory limit, none a CPU limit."""
+    from pathlib import Path
+
+    import yaml
+
+    from kubedruid.api.defaults import DEFAULT_MYSQL_VERSION, DEFAULT_ZOOKEEPER_VERSION
+    from kubedruid.specs import dependencies
+
+    docs = list(yaml.safe_load_all((Path(__file__).parents[2] / "examples" / "druid-cluster.yaml").read_text()))
+    raw = next(d for d in docs if d["kind"] == "Druid")
+    raw["metadata"]["uid"] = UID
+    db = druid(raw)
+    pods = [(ps["spec"]["replicas"], ps["spec"]["template"]["spec"]) for ps in petsets(db).values()]
+    deps = (dependencies.zookeeper(raw, db.spec.zookeeperRef.name, DEFAULT_ZOOKEEPER_VERSION)
+            + dependencies.metadata_store(raw, db.spec.metadataStorage.name, "MySQL", DEFAULT_MYSQL_VERSION, "druid"))
+    pods += [(o["spec"]["replicas"], o["spec"]["template"]["spec"]) for o in deps if o["kind"] == "StatefulSet"]
+    assert len(pods) == 7  # five Druid node types, ZooKeeper, MySQL
+    cpu = memory = 0
+    for replicas, spec in pods:
+        for c in spec["containers"] + spec.get("initContainers", []):
+            assert "cpu" not in c["resources"].get("limits", {}), c["name"]
+            assert c["resources"]["limits"]["memory"], c["name"]
+            cpu += replicas * float(resources_quantity(c["resources"]["requests"]["cpu"]))
+            memory += replicas * float(resources_quantity(c["resources"]["requests"]["memory"]))
+    assert cpu <= 2.0
+    assert cpu <= 1.0  # and half the node stays free: a second replica of each, or the tests' own pods
+    assert memory <= 23 * 1024**3
+
+
+def test_zookeeper_heap_fits_its_limit():
+    from kubedruid.specs import dependencies
+
+    raw = manifest()
+    (sts,) = [o for o in dependencies.zookeeper(raw, "druid-cluster-zk", "3.7.2") if o["kind"] == "StatefulSet"]
+    (c,) = sts["spec"]["template"]["spec"]["containers"]
+    flags = env(c)["JVMFLAGS"]["value"].split()  # the zookeeper image's zkServer.sh appends these after -Xmx1000m
+    heap = quantity_bytes(next(f[4:] for f in flags if f.startswith("-Xmx")))
+    assert heap + JVM_OVERHEAD <= quantity_bytes(c["resources"]["limits"]["memory"])
+    assert c["resources"]["requests"]["cpu"] and "cpu" not in c["resources"]["limits"]
 
 
 # --- data volumes ------------------------------------------------------------------------------------------------
@@ -387,6 +588,7 @@ def test_user_pod_template_is_merged():
     c = main_container(ps)
     e = env(c)
     assert e["JAVA_OPTS"]["value"] == "-Xmx2g"
+    assert [x["name"] for x in c["env"]].count("JAVA_OPTS") == 1  # theirs replaces ours, is not appended
     # ours are kept next to the user's
     assert "druid_host" in e and "DRUID_KEY_STORE_PASSWORD" in e
     assert c["resources"] == {"requests": {"cpu": "2", "memory": "4Gi"}, "limits": {"memory": "4Gi"}}
@@ -401,8 +603,8 @@ def test_user_pod_template_is_merged():
     assert ps["spec"]["selector"]["matchLabels"].items() <= ps["spec"]["template"]["metadata"]["labels"].items()
     # other node types are untouched
     other = main_container(petsets(db)["brokers"])
-    assert "JAVA_OPTS" not in env(other)
-    assert other["resources"]["requests"]["cpu"] == "500m"
+    assert env(other)["JAVA_OPTS"]["value"] != "-Xmx2g"
+    assert other["resources"]["requests"]["cpu"] == "100m"
 
 
 def test_user_volume_is_added():

@@ -7,15 +7,18 @@ import copy
 from dataclasses import dataclass, field
 
 from kubedruid.api import Druid
-from kubedruid.druid import properties, tls
-from kubedruid.druid.nodes import BY_KEY, PROVISION_ORDER, ROUTERS, NodeType
+from kubedruid.druid import jvm, properties, tls
+from kubedruid.druid.nodes import BY_KEY, HEALTH_PATH, MIDDLE_MANAGERS, PROVISION_ORDER, ROUTERS, NodeType
 from kubedruid.druid.properties import ADMIN_PASSWORD_ENV, METADATA_PASSWORD_ENV, ClusterConfig, MetadataStore
 
-from . import names
+from . import names, resources
 
 CONFIG_MOUNT = "/tmp/config/operator-config"  # KubeDB's operator-config-volume mount
-DEFAULT_RESOURCES = {"requests": {"cpu": "500m", "memory": "1024Mi"}, "limits": {"memory": "1024Mi"}}
-MIDDLE_MANAGER_RESOURCES = {"requests": {"cpu": "500m", "memory": "2560Mi"}, "limits": {"memory": "2560Mi"}}
+# KubeDB's default memory, but 100m CPU instead of its 500m so that a whole Druid with its ZooKeeper and MySQL fits
+# one 2-core node (decision 0008); no CPU limit. The user's resources win, key by key.
+DEFAULT_CPU = "100m"
+DEFAULT_RESOURCES = {"requests": {"cpu": DEFAULT_CPU, "memory": "1024Mi"}, "limits": {"memory": "1024Mi"}}
+MIDDLE_MANAGER_RESOURCES = {"requests": {"cpu": DEFAULT_CPU, "memory": "2560Mi"}, "limits": {"memory": "2560Mi"}}
 
 
 @dataclass(frozen=True)
@@ -87,20 +90,34 @@ def services(db: Druid, inputs: Inputs) -> list[dict]:
     return out
 
 
+def _user_properties(db: Druid, inputs: Inputs, file: str) -> dict[str, str]:
+    """The user's properties for one file: spec.configuration.secretName's file, then spec.configuration.inline."""
+    inline = (db.spec.configuration.inline if db.spec.configuration else None) or {}
+    return {**properties.parse(inputs.user_config.get(file, "")), **properties.parse(inline.get(file, ""))}
+
+
+def _common_properties(db: Druid, inputs: Inputs) -> dict[str, str]:
+    return properties.with_user(properties.common_properties(inputs.cluster),
+                                _user_properties(db, inputs, "common.runtime.properties"), inputs.cluster.security)
+
+
+def _node_properties(db: Druid, n: NodeType, inputs: Inputs) -> dict[str, str]:
+    return properties.with_user(properties.node_properties(n, inputs.cluster),
+                                _user_properties(db, inputs, f"{n.key}.properties"), inputs.cluster.security)
+
+
 def config_files(db: Druid, inputs: Inputs) -> dict[str, str]:
     """common.runtime.properties and <node>.properties. The user's configuration wins: first the files of
     spec.configuration.secretName, then spec.configuration.inline."""
-    inline = (db.spec.configuration.inline if db.spec.configuration else None) or {}
-
-    def user(file: str) -> dict[str, str]:
-        return {**properties.parse(inputs.user_config.get(file, "")), **properties.parse(inline.get(file, ""))}
-
-    common = {**properties.common_properties(inputs.cluster), **user("common.runtime.properties")}
-    files = {"common.runtime.properties": properties.render(common)}
+    files = {"common.runtime.properties": properties.render(_common_properties(db, inputs))}
     for n in nodes(db):
-        props = {**properties.node_properties(n, inputs.cluster), **user(f"{n.key}.properties")}
-        files[f"{n.key}.properties"] = properties.render(props)
+        files[f"{n.key}.properties"] = properties.render(_node_properties(db, n, inputs))
     return files
+
+
+def runtime_properties(db: Druid, n: NodeType, inputs: Inputs) -> dict[str, str]:
+    """The properties node `n` runs with: the common file, overridden by its own file (as Druid loads them)."""
+    return {**_common_properties(db, inputs), **_node_properties(db, n, inputs)}
 
 
 def config_secret(db: Druid, inputs: Inputs) -> dict:
@@ -109,14 +126,25 @@ def config_secret(db: Druid, inputs: Inputs) -> dict:
             "stringData": config_files(db, inputs)}
 
 
-def _probe(n: NodeType, secure: bool) -> dict:
-    get = {"path": "/status/health", "port": n.port(secure), "scheme": "HTTPS" if secure else "HTTP"}
-    if secure:
-        # Druid 35+ (Jetty 12) answers 400 when Host is not a name in its certificate; the kubelet would send the
-        # pod IP. `localhost` is one of the certificate's SANs.
-        get["httpHeaders"] = [{"name": "Host", "value": "localhost"}]
-    return {"httpGet": get, "initialDelaySeconds": 10, "periodSeconds": 10, "timeoutSeconds": 5,
-            "failureThreshold": 3}
+def _probes(n: NodeType, secure: bool) -> dict:
+    """Start-up and liveness on /status/health (the JVM serves HTTP), readiness on the node type's own "usable" path
+    (druid/nodes.py). Timing in decision 0009: up to 10 minutes to start, Ready within ~3 s of being usable,
+    restarted after a minute without an answer."""
+    def get(path: str) -> dict:
+        action = {"path": path, "port": n.port(secure), "scheme": "HTTPS" if secure else "HTTP"}
+        if secure:
+            # Druid 35+ (Jetty 12) answers 400 when Host is not a name in its certificate; the kubelet would send the
+            # pod IP. `localhost` is one of the certificate's SANs.
+            action["httpHeaders"] = [{"name": "Host", "value": "localhost"}]
+        return action
+
+    return {
+        "startupProbe": {"httpGet": get(HEALTH_PATH), "initialDelaySeconds": 5, "periodSeconds": 2,
+                         "timeoutSeconds": 3, "failureThreshold": 300},
+        "readinessProbe": {"httpGet": get(n.readiness_path), "periodSeconds": 3, "timeoutSeconds": 3,
+                           "failureThreshold": 3},
+        "livenessProbe": {"httpGet": get(HEALTH_PATH), "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 6},
+    }
 
 
 def _env(db: Druid, n: NodeType, inputs: Inputs) -> list[dict]:
@@ -146,8 +174,21 @@ def server_cert_secret(db: Druid) -> str | None:
     return None
 
 
+def _merge_env(ours: list[dict], theirs: list[dict]) -> list[dict]:
+    """The user's variables replace ours of the same name in place (DRUID_XMX, JAVA_OPTS, ...); new ones follow."""
+    out = list(ours)
+    for e in theirs:
+        at = next((i for i, o in enumerate(out) if o.get("name") == e.get("name")), None)
+        if at is None:
+            out.append(copy.deepcopy(e))
+        else:
+            out[at] = copy.deepcopy(e)
+    return out
+
+
 def _merge_user_template(spec: dict, user: dict | None) -> None:
-    """The user's podTemplate.spec: container fields by name (theirs win), extra volumes, scheduling fields."""
+    """The user's podTemplate.spec: container fields by name (theirs win; env by variable name), extra volumes,
+    scheduling fields. A container's `resources` are left to the caller, which completes the user's with ours."""
     if not user:
         return
     ours = {c["name"]: c for c in spec["containers"]}
@@ -155,9 +196,11 @@ def _merge_user_template(spec: dict, user: dict | None) -> None:
         if c.get("name") in ours:
             target = ours[c["name"]]
             for k, v in c.items():
-                if k in ("env", "volumeMounts"):
+                if k == "env":
+                    target[k] = _merge_env(target.get(k, []), v)
+                elif k == "volumeMounts":
                     target[k] = target.get(k, []) + copy.deepcopy(v)
-                elif k != "name":
+                elif k not in ("name", "resources"):
                     target[k] = copy.deepcopy(v)
         else:
             spec["containers"].append(copy.deepcopy(c))
@@ -167,6 +210,27 @@ def _merge_user_template(spec: dict, user: dict | None) -> None:
             spec[k] = copy.deepcopy(v)
     if user.get("initContainers"):
         spec["initContainers"] = copy.deepcopy(user["initContainers"])
+
+
+def _sized_resources(db: Druid, n: NodeType) -> tuple[dict, int, int | None]:
+    """The druid container's resources (the user's podTemplate ones completed with our defaults, as KubeDB does),
+    its memory limit in bytes and its CPUs."""
+    node = db.spec.topology.nodes()[n.key]
+    user_spec = node.podTemplate.model_dump(exclude_none=True).get("spec") if node.podTemplate else None
+    user = next((c for c in (user_spec or {}).get("containers") or [] if c.get("name") == "druid"), {})
+    try:
+        res = resources.with_defaults(user.get("resources"),
+                                      MIDDLE_MANAGER_RESOURCES if n is MIDDLE_MANAGERS else DEFAULT_RESOURCES)
+        return res, resources.memory_limit(res), resources.cpus(res)
+    except ValueError as e:
+        raise jvm.JvmSizingError(f"{n.key}: resources of the druid container: {e}") from None
+
+
+def jvm_memory(db: Druid, n: NodeType, inputs: Inputs) -> jvm.JvmMemory:
+    """Heap, direct memory and overhead of node `n`'s JVM. Raises jvm.JvmSizingError (jvm.InsufficientMemory when the
+    memory limit is too small), whose `reason` and message suit a condition."""
+    _, limit, cpus = _sized_resources(db, n)
+    return jvm.plan(n, limit, runtime_properties(db, n, inputs), cpus)
 
 
 def petset(db: Druid, n: NodeType, inputs: Inputs) -> dict:
@@ -187,18 +251,22 @@ def petset(db: Druid, n: NodeType, inputs: Inputs) -> dict:
     if secure:
         mounts.append({"name": "server-certs", "mountPath": tls.CERT_DIR, "readOnly": True})
         volumes.append({"name": "server-certs", "secret": {"secretName": server_cert_secret(db)}})
+    user = node.podTemplate.model_dump(exclude_none=True) if node.podTemplate else {}
+    res, limit, cpus = _sized_resources(db, n)
+    memory = jvm.plan(n, limit, runtime_properties(db, n, inputs), cpus)
+    # Our JVM sizes; a variable of the same name in the user's podTemplate replaces ours (_merge_env).
+    jvm_env = memory.env() + [{"name": jvm.JAVA_OPTS_ENV, "value": jvm.java_opts(cpus)}]
     container = {
         "name": "druid", "image": inputs.image, "args": [n.service],
         "ports": [{"name": n.port_name(secure), "containerPort": n.port(secure), "protocol": "TCP"}],
-        "env": _env(db, n, inputs), "volumeMounts": mounts,
-        "readinessProbe": _probe(n, secure),
-        "resources": copy.deepcopy(MIDDLE_MANAGER_RESOURCES if n.key == "middleManagers" else DEFAULT_RESOURCES),
+        "env": _env(db, n, inputs) + jvm_env, "volumeMounts": mounts,
+        **_probes(n, secure),
+        "resources": res,
         "securityContext": {"runAsUser": inputs.run_as_user, "runAsNonRoot": True, "allowPrivilegeEscalation": False,
                             "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}},
     }
     pod_spec = {"containers": [container], "volumes": volumes,
                 "securityContext": {"fsGroup": inputs.run_as_user}}
-    user = node.podTemplate.model_dump(exclude_none=True) if node.podTemplate else {}
     _merge_user_template(pod_spec, user.get("spec"))
     pod_meta = user.get("metadata") or {}
     controller_meta = user.get("controller") or {}

@@ -3,6 +3,7 @@ each, upstream images, a random password in a Secret, Services named as KubeDB's
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 from . import names
@@ -11,6 +12,16 @@ ZOOKEEPER_PORT = 2181
 PORTS = {"MySQL": 3306, "PostgreSQL": 5432}
 IMAGES = {"MySQL": "mysql:{version}", "PostgreSQL": "postgres:{version}"}
 DEPENDENCY_LABEL = "kubedruid.dev/dependency-of"
+# Small and explicit, so that a Druid with both fits one 2-core node (decision 0008); no CPU limits. Quantities in
+# the apiserver's canonical form: StatefulSets are compared with what the apiserver returns.
+RESOURCES = {
+    "zookeeper": {"requests": {"cpu": "100m", "memory": "384Mi"}, "limits": {"memory": "384Mi"}},
+    "mysql": {"requests": {"cpu": "100m", "memory": "1Gi"}, "limits": {"memory": "1Gi"}},  # InnoDB's pool and more
+    "postgres": {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"memory": "512Mi"}},
+}
+# The zookeeper image's zkServer.sh puts JVMFLAGS after its default -Xmx1000m, so ours win. 128 MiB suffice for
+# Druid's few znodes (measured: 75 MB RSS, docs/druid-test-tier.md); the rest of the limit is JVM overhead.
+ZOOKEEPER_JVMFLAGS = "-Xms128m -Xmx128m -XX:+UseSerialGC -XX:ActiveProcessorCount=1"
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,7 @@ def _statefulset(name: str, druid: dict, role: str, image: str, port: int, env: 
                          "spec": {"containers": [{
                              "name": role, "image": image, "env": env,
                              "ports": [{"name": role, "containerPort": port}],
+                             "resources": copy.deepcopy(RESOURCES[role]),
                              "readinessProbe": {"tcpSocket": {"port": port}, "periodSeconds": 10},
                              "volumeMounts": [{"name": "data", "mountPath": data_path}]}]}},
             "volumeClaimTemplates": [{"metadata": {"name": "data", "labels": {DEPENDENCY_LABEL: druid["metadata"]["name"]}}, "spec": {
@@ -56,7 +68,8 @@ def _service(name: str, druid: dict, role: str, port: int) -> dict:
 
 def zookeeper(druid: dict, name: str, version: str) -> list[dict]:
     image = f"zookeeper:{version.rsplit('.', 1)[0] if version.count('.') == 2 else version}"
-    env = [{"name": "ZOO_4LW_COMMANDS_WHITELIST", "value": "ruok,srvr"}]
+    env = [{"name": "ZOO_4LW_COMMANDS_WHITELIST", "value": "ruok,srvr"},
+           {"name": "JVMFLAGS", "value": ZOOKEEPER_JVMFLAGS}]
     return [_service(name, druid, "zookeeper", ZOOKEEPER_PORT),
             _statefulset(name, druid, "zookeeper", image, ZOOKEEPER_PORT, env, "/data")]
 
