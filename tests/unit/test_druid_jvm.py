@@ -204,3 +204,14 @@ def test_java_opts_for_more_cpus_leave_the_collector_alone():
     assert "-XX:ActiveProcessorCount=4" in opts
     assert not [o for o in opts if o.endswith("GC")]
     assert jvm.java_opts(None) == "-XX:+ExitOnOutOfMemoryError"
+
+
+@pytest.mark.parametrize("node,key,value", [(BROKERS, jvm.NUM_THREADS, "two"),
+                                            (MIDDLE_MANAGERS, jvm.WORKER_CAPACITY, "many"),
+                                            (MIDDLE_MANAGERS, jvm.PEON_JAVA_OPTS, "-Xmx1q"),
+                                            (MIDDLE_MANAGERS, jvm.PEON_JAVA_OPTS_ARRAY, '"-Xmx1g"'),
+                                            (MIDDLE_MANAGERS, "druid.indexer.fork.property." + jvm.BUFFER_SIZE, "x")])
+def test_the_error_names_the_unreadable_property(node, key, value):
+    with pytest.raises(jvm.JvmSizingError) as e:
+        jvm.plan(node, 8 * 1024 * MiB, {**rendered(node), key: value}, 1)
+    assert f"{key}={value!r}" in str(e.value) and str(e.value).startswith(f"{node.key}: ")

@@ -196,17 +196,24 @@ def _minimum_limit(needed: int) -> int:
     return _ceil_mib(-(-needed * OVERHEAD_DIVISOR // (OVERHEAD_DIVISOR - 1)))
 
 
-def _property_error(node: NodeType, key: str, value: str) -> JvmSizingError:
-    return JvmSizingError(f"{node.key}: {key}={value!r} cannot be read as Druid would")
+def _property_error(node: NodeType, props: Mapping[str, str | None], keys: tuple[str, ...]) -> JvmSizingError:
+    given = ", ".join(f"{k}={props[k]!r}" for k in keys if props.get(k) is not None)
+    return JvmSizingError(f"{node.key}: {given or keys[0]} cannot be read as Druid would")
+
+
+_PROCESSING_KEYS = (BUFFER_SIZE, NUM_THREADS, NUM_MERGE_BUFFERS)
 
 
 def _peons(node: NodeType, limit: int, props: Mapping[str, str], processors: int) -> Peons:
     try:
         capacity = int(props.get(WORKER_CAPACITY) or max(1, processors - 1))  # Druid's default: CPUs - 1
     except ValueError:
-        raise _property_error(node, WORKER_CAPACITY, props[WORKER_CAPACITY]) from None
+        raise _property_error(node, props, (WORKER_CAPACITY,)) from None
     try:
-        opts = props.get(PEON_JAVA_OPTS, "").split() + json.loads(props.get(PEON_JAVA_OPTS_ARRAY) or "[]")
+        array = json.loads(props.get(PEON_JAVA_OPTS_ARRAY) or "[]")
+        if not isinstance(array, list):
+            raise ValueError(PEON_JAVA_OPTS_ARRAY)
+        opts = props.get(PEON_JAVA_OPTS, "").split() + [str(o) for o in array]
         heap = direct = None
         for opt in opts:  # the last flag wins, as in the JVM
             if opt.startswith("-Xmx"):
@@ -214,15 +221,16 @@ def _peons(node: NodeType, limit: int, props: Mapping[str, str], processors: int
             elif opt.startswith("-XX:MaxDirectMemorySize="):
                 direct = _jvm_bytes(opt.split("=", 1)[1])
     except ValueError:
-        raise _property_error(node, PEON_JAVA_OPTS, props.get(PEON_JAVA_OPTS, "")) from None
+        raise _property_error(node, props, (PEON_JAVA_OPTS, PEON_JAVA_OPTS_ARRAY)) from None
     heap = heap if heap is not None else limit // 4  # the JVM's default: a quarter of the container's memory
     direct = direct if direct is not None else heap  # the JVM's default
     # Peons inherit the middleManager's druid.* properties; fork properties override them.
-    processing = {k: props.get(FORK_PROPERTY + k, props.get(k)) for k in (BUFFER_SIZE, NUM_THREADS, NUM_MERGE_BUFFERS)}
+    processing = {k: props.get(FORK_PROPERTY + k, props.get(k)) for k in _PROCESSING_KEYS}
     try:
         needed = processing_direct({k: v for k, v in processing.items() if v is not None}, processors)
     except ValueError:
-        raise _property_error(node, FORK_PROPERTY + BUFFER_SIZE, processing[BUFFER_SIZE] or "") from None
+        raise _property_error(node, {FORK_PROPERTY + k: v for k, v in processing.items()},
+                              tuple(FORK_PROPERTY + k for k in _PROCESSING_KEYS)) from None
     if direct < needed:
         raise JvmSizingError(
             f"{node.key}: peons get {mebibytes(direct)} of direct memory but their processing buffers need "
@@ -239,7 +247,7 @@ def plan(node: NodeType, limit: int, props: Mapping[str, str], processors: int |
     try:
         needed = processing_direct(props, cpus) if share.processing else 0
     except ValueError:
-        raise _property_error(node, BUFFER_SIZE, props.get(BUFFER_SIZE, "")) from None
+        raise _property_error(node, props, _PROCESSING_KEYS) from None
     direct = _ceil_mib(needed + share.direct)
     peons = _peons(node, limit, props, cpus) if node is MIDDLE_MANAGERS else None
     fixed = direct + (peons.total if peons else 0)
