@@ -206,3 +206,21 @@ def test_a_druidversion_removed_from_the_catalog_is_reported_and_recovers(kube, 
     wait_for(lambda: condition(kube.get(DruidRes, "cataloged", namespace=namespace), "InputValid") is None,
              what="the Druid to recover once the DruidVersion is back")
     kube.delete(DruidVersion, f"36.0.0-{namespace}")
+
+
+def test_a_memory_limit_too_small_for_druid_blocks_with_the_minimum_and_recovers(kube, namespace, operator):
+    deep_storage_secret(kube, namespace)
+    small = {"podTemplate": {"spec": {"containers": [{"name": "druid", "resources": {"limits": {"memory": "256Mi"}}}]}}}
+    kube.create(codecs.from_dict(druid_manifest("tiny", namespace, topology={"routers": {"replicas": 1},
+                                                                            "brokers": {"replicas": 1, **small}})))
+
+    def blocked():
+        c = condition(kube.get(DruidRes, "tiny", namespace=namespace), "InputValid")
+        return c and c["status"] == "False" and c["reason"] == "InsufficientMemory" and c
+
+    c = wait_for(blocked, timeout=60, what="InsufficientMemory")
+    assert "brokers" in c["message"] and "256Mi" in c["message"]
+    assert not [p for p in kube.list(PetSet, namespace=namespace)], "nothing is written for a Druid that cannot start"
+    kube.patch(DruidRes, "tiny", {"spec": {"topology": {"brokers": {"podTemplate": None}}}}, namespace=namespace,
+               patch_type=PatchType.MERGE)
+    _wait_ready(kube, "tiny", namespace, operator, timeout=120)

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from kubedruid.api import Druid, apply_defaults, validate_druid
 from kubedruid.controllers.ops import plans
-from kubedruid.druid import tls
+from kubedruid.druid import jvm, tls
 from kubedruid.druid.properties import MetadataStore
 from kubedruid.kube import conditions as cond
 from kubedruid.kube.client import Kube
@@ -177,8 +177,12 @@ class Provisioner:
         return certificates
 
     async def apply(self, db: Druid, inputs: cluster.Inputs) -> list[dict]:
-        """The configuration Secret, the Services and the PetSets (written concurrently); returns the PetSets."""
-        petsets = [cluster.petset(db, n, inputs) for n in cluster.nodes(db)]
+        """The configuration Secret, the Services and the PetSets (written concurrently); returns the PetSets.
+        Writes nothing when a node's memory cannot hold the JVM Druid needs (Blocked, with the minimum)."""
+        try:
+            petsets = [cluster.petset(db, n, inputs) for n in cluster.nodes(db)]
+        except jvm.JvmSizingError as e:
+            raise Blocked(e.reason, str(e)) from None
         await asyncio.gather(self.kube.ensure(cluster.config_secret(db, inputs)),
                              *(self.kube.ensure(s) for s in cluster.services(db, inputs)),
                              *(self.kube.ensure(ps) for ps in petsets))

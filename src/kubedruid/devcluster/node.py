@@ -124,11 +124,23 @@ def prepare_host(layout: nl.NodeLayout) -> None:
     _iptables("-F", nl.FORWARD_CHAIN)
     for rule in nl.isolation_rules():
         _iptables("-A", nl.FORWARD_CHAIN, *rule)
-    if _iptables("-C", "FORWARD", "-j", nl.FORWARD_CHAIN, check=False).returncode != 0:
-        _iptables("-I", "FORWARD", "1", "-j", nl.FORWARD_CHAIN)
+    keep_isolation_first()
     for route in nl.routes():
         _run(["ip", "route", "replace", *route])
     _sysctl_path("net.ipv4.ip_forward").write_text("1")
+
+
+def keep_isolation_first() -> None:
+    """Our jump must be FORWARD's first rule: kube-proxy inserts its own chains at the top when it starts. The new
+    jump goes in before the old one is deleted, so no packet passes between the two."""
+    rules = _iptables("-S", "FORWARD").stdout.splitlines()[1:]  # [0] is the policy
+    jump = f"-A FORWARD -j {nl.FORWARD_CHAIN}"
+    if rules and rules[0] == jump:
+        return
+    _iptables("-I", "FORWARD", "1", "-j", nl.FORWARD_CHAIN)
+    for number, rule in reversed(list(enumerate(rules, start=2))):  # rule numbers after the insert
+        if rule == jump:
+            _iptables("-D", "FORWARD", str(number))
 
 
 def isolation_checks(layout: nl.NodeLayout) -> list[Check]:
@@ -414,6 +426,8 @@ def up(plane: PlaneLayout, kubectl, druid_versions: list[str] | None = None) -> 
         else:
             _wait_healthy(plane, component, pid, check=lambda c=component: healthy(c, layout),
                           timeout=START_TIMEOUT_S[component])
+        if component == "kube-proxy":
+            keep_isolation_first()
         if component == "containerd":
             t0 = time.monotonic()
             versions = druid_versions if druid_versions is not None else images_mod.druid_versions_available()
@@ -424,6 +438,7 @@ def up(plane: PlaneLayout, kubectl, druid_versions: list[str] | None = None) -> 
                 kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=kubedruid-dev", "-f", "-",
                         stdin=local_druid_versions_manifest(versions))
     kubectl("wait", "--for=condition=Ready", "--timeout=120s", f"node/{nl.NODE_NAME}")
+    keep_isolation_first()  # in case kube-proxy's first sync came after its health check answered
     return layout
 
 

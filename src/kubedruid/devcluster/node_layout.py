@@ -217,6 +217,7 @@ def kubelet_config(layout: NodeLayout, plane_ca: Path) -> dict:
                          "imagefs.available": "1%"},
         "imageGCHighThresholdPercent": 100,
         "maxPods": 110,
+        "podLogsDir": str(layout.root / "pod-logs"),  # not /var/log/pods: everything of the node in its state dir
         "serializeImagePulls": False,
         "staticPodPath": "",
     }
