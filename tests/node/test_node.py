@@ -64,9 +64,9 @@ def test_node_is_ready_with_the_runtime_we_built(kube):
     ready = next(c for c in node.status.conditions if c.type == "Ready")
     assert ready.status == "True", ready.message
     assert node.status.nodeInfo.kubeletVersion == "v1.36.3"
-    assert node.status.nodeInfo.containerRuntimeVersion == "containerd://v2.3.7"
+    assert node.status.nodeInfo.containerRuntimeVersion == "containerd://2.3.7"
     assert [a.address for a in node.status.addresses if a.type == "InternalIP"] == [nl.BRIDGE_IP]
-    names = {n for i in node.status.images for n in i.names}
+    names = {n for i in node.status.images for n in i.names or []}
     assert f"docker.io/apache/druid:{NODE_DRUID_VERSION}" in names
     assert images.PAUSE_IMAGE in names
 

@@ -223,14 +223,30 @@ def ensure_identities(layout: nl.NodeLayout, plane: PlaneLayout) -> None:
         _write_private(layout.kubeconfig(stem), yaml.safe_dump(doc).encode())
 
 
-def write_configs(layout: nl.NodeLayout, plane: PlaneLayout, pause_image: str) -> None:
-    layout.containerd_config.write_text(nl.containerd_toml(layout, pause_image))
-    layout.cni_conf_dir.mkdir(parents=True, exist_ok=True)
-    (layout.cni_conf_dir / "10-kubedruid.conflist").write_text(json.dumps(nl.cni_conflist(layout), indent=2))
-    layout.kubelet_config.write_text(nl.yaml_dump(nl.kubelet_config(layout, plane.pki / "ca.crt")))
-    layout.kube_proxy_config.write_text(nl.yaml_dump(nl.kube_proxy_config(layout)))
-    layout.corefile.write_text(nl.corefile(layout))
-    layout.resolv_conf.write_text(nl.resolv_conf())
+def _write_if_changed(path: Path, text: str) -> bool:
+    """kube-proxy exits when its configuration file is written, even with the same content: an idempotent `up`
+    leaves unchanged files alone. True when the file changed."""
+    if path.exists() and path.read_text() == text:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return True
+
+
+def write_configs(layout: nl.NodeLayout, plane: PlaneLayout, pause_image: str) -> set[str]:
+    """Writes each component's files; returns the components whose files changed (to be restarted)."""
+    changed = set()
+    for component, path, text in (
+        ("containerd", layout.containerd_config, nl.containerd_toml(layout, pause_image)),
+        ("containerd", layout.cni_conf_dir / "10-kubedruid.conflist", json.dumps(nl.cni_conflist(layout), indent=2)),
+        ("kubelet", layout.kubelet_config, nl.yaml_dump(nl.kubelet_config(layout, plane.pki / "ca.crt"))),
+        ("kubelet", layout.resolv_conf, nl.resolv_conf()),
+        ("kube-proxy", layout.kube_proxy_config, nl.yaml_dump(nl.kube_proxy_config(layout))),
+        ("coredns", layout.corefile, nl.corefile(layout)),
+    ):
+        if _write_if_changed(path, text):
+            changed.add(component)
+    return changed
 
 
 # --- health ------------------------------------------------------------------------------------------------------
@@ -406,15 +422,15 @@ def up(plane: PlaneLayout, kubectl, druid_versions: list[str] | None = None) -> 
     failed = [c for c in isolation_checks(layout)[:-1] if not c.ok]  # the Corefile is written just below
     if failed:
         raise NodeError("pod traffic could leave this machine: " + "; ".join(f"{c.name}: {c.detail}" for c in failed))
-    write_configs(layout, plane, images_mod.PAUSE_IMAGE)
+    changed = write_configs(layout, plane, images_mod.PAUSE_IMAGE)
     kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=kubedruid-dev", "-f", "-",
             stdin=yaml.safe_dump_all([nl.STORAGE_CLASS, *nl.COREDNS_RBAC]))
     env = {**os.environ, "PATH": f"{bins.containerd}:{os.environ.get('PATH', '')}"}  # containerd finds its shim
     for component in nl.NODE_COMPONENTS:
         argv = nl.command(component, layout, bins)
         pid = _running_pid(plane, component)
-        if pid is not None and _cmdline(pid) != argv:
-            _say(f"{component}: command line changed, restarting")
+        if pid is not None and (_cmdline(pid) != argv or component in changed):
+            _say(f"{component}: {'configuration' if component in changed else 'command line'} changed, restarting")
             _stop(plane, component)
             pid = None
         if pid is None:
