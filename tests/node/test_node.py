@@ -47,8 +47,7 @@ def _toolbox_pod(ns: str) -> dict:
 def netns(node_plane, kube):
     """A namespace with a web pod behind a ClusterIP Service and a headless one, and a toolbox pod."""
     ns = "node-net"
-    node_plane.kubectl("create", "namespace", ns)
-    docs = [_web_pod("web-0", ns), _toolbox_pod(ns),
+    docs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}, _web_pod("web-0", ns), _toolbox_pod(ns),
             {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": ns},
              "spec": {"clusterIP": "None", "selector": {"app": "web-0"}, "ports": [{"port": 8000}]}},
             {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "front", "namespace": ns},
