@@ -19,7 +19,8 @@ Extensions: the rendered configuration's `druid.extensions.loadList` names exten
 dependencies, minus the jars that core lib/ already has (what Druid's `pull-deps` does). An extension is tried at the
 Druid version first, then at the fallback versions listed in EXTENSION_FALLBACKS (only for extensions whose code
 is known not to have changed, see docs/druid-test-tier.md); what cannot be resolved is recorded in the manifest,
-and the test harness leaves it out of the loadList (and says so).
+and the test harness leaves it out of the loadList (and says so). Jars an extension needs but Druid does not ship
+(EXTENSION_EXTRAS: the MySQL JDBC driver) are resolved into the extension's directory too, as an image does.
 """
 
 from __future__ import annotations
@@ -32,17 +33,22 @@ import shutil
 import subprocess
 import sys
 import time
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 POM = HERE / "pom.xml"
 SETTINGS = HERE / "settings.xml"
+MODULES = "META-INF/services/org.apache.druid.initialization.DruidModule"
 ZOOKEEPER_VERSION = "3.8.4"
 # ZooKeeper's pom marks these `provided` (its binary distribution ships them); ZooKeeperServerMain needs both
 # (metrics-core for ServerMetrics, snappy-java for loading snapshots), at the versions of ZooKeeper's parent pom.
 ZOOKEEPER_PROVIDED = (("io.dropwizard.metrics", "metrics-core", "4.1.12.1"),
                       ("org.xerial.snappy", "snappy-java", "1.1.10.5"))
-MANIFEST_FORMAT = 1
+# 2: EXTENSION_EXTRAS (the JDBC driver in mysql-metadata-storage/) and ADAPTATIONS, recorded per extension as
+#    "extras" and "adaptation".
+MANIFEST_FORMAT = 2
 
 # Every extension kubedruid's properties builder can put in the loadList (src/kubedruid/druid/properties.py).
 EXTENSIONS = (
@@ -62,15 +68,64 @@ EXTENSIONS = (
 #   annotations) have not changed since 0.23.0, the newest release this machine's Maven Central serves.
 # * druid-basic-security 27.0.0 links against the 28.0.0 core (basic auth + escalator work); against 33.0.0 it fails
 #   with NoSuchMethodError, so it is not a fallback there.
+# * mysql-metadata-storage 29.0.0 links against the 28.0.0 core (tests/druid/test_storage_extensions.py). Not on
+#   33.0.0 (nor 25.0.0): its MySQLConnector calls SQLMetadataConnector(Supplier, Supplier), which Druid 30 replaced
+#   by a constructor that also takes CentralizedDatasourceSchemaConfig (Guice: NoSuchMethodError at start), and its
+#   module registers a subclass of SQLFirehoseDatabaseConnector, which Druid 31 renamed (NoClassDefFoundError).
+# * druid-s3-extensions 29.0.0, adapted (ADAPTATIONS), on 28.0.0 and 33.0.0. 25.0.0 is no fallback: its firehose
+#   module needs classes removed in Druid 26-27 (NoClassDefFoundError at start).
 EXTENSION_FALLBACKS: dict[str, dict[str, str]] = {
     "simple-client-sslcontext": {"*": "0.23.0"},
     "druid-basic-security": {"28.0.0": "27.0.0"},
+    "mysql-metadata-storage": {"28.0.0": "29.0.0"},
+    "druid-s3-extensions": {"33.0.0": "29.0.0", "28.0.0": "29.0.0"},
 }
+# Jars that go into an extension's directory although its pom does not bring them (Druid does not ship them):
+# * mysql-metadata-storage: the JDBC driver. Connector/J 5.1.49 is what KubeDB's init image puts there, and its
+#   com.mysql.jdbc.Driver is Druid's default driverClassName, so the rendered properties need nothing more.
+EXTENSION_EXTRAS: dict[str, tuple[tuple[str, str, str], ...]] = {
+    "mysql-metadata-storage": (("mysql", "mysql-connector-java", "5.1.49"),),
+}
+
+
+@dataclass(frozen=True)
+class Adaptation:
+    """How a fallback jar is fitted to a Druid core it was not built for: the DruidModule classes in `drop_modules`
+    are taken out of the jar's META-INF/services, so Druid does not load them (the jar is rewritten as
+    `<jar>-kubedruid.jar`, which Druid's "Loading extension" log line then shows). Declared per (extension,
+    extension version, Druid version) after a linkage check of the jar against that core, proven by tests/druid."""
+
+    drop_modules: tuple[str, ...]
+    why: str
+
+
+# druid-s3-extensions 29.0.0: its deep storage (S3StorageDruidModule: pusher, puller, killer, mover, task logs)
+# links against the 28.0.0 and 33.0.0 cores. Its MSQ storage connector/export module does not (28: no
+# ExportStorageProvider, NoClassDefFoundError at start; 33: createStorageConnector/getFilePathForManifest not
+# implemented, AbstractMethodError when used), nor on 28 its S3 input source module (SystemField/SystemFields are
+# Druid 29 classes). Without them: no `s3` input source on 28, no MSQ durable storage/export on S3.
+ADAPTATIONS: dict[tuple[str, str, str], Adaptation] = {
+    ("druid-s3-extensions", "29.0.0", "33.0.0"): Adaptation(
+        drop_modules=("org.apache.druid.storage.s3.output.S3StorageConnectorModule",),
+        why="MSQ storage connector/export classes miss methods of the 33.0.0 interfaces"),
+    ("druid-s3-extensions", "29.0.0", "28.0.0"): Adaptation(
+        drop_modules=("org.apache.druid.storage.s3.output.S3StorageConnectorModule",
+                      "org.apache.druid.data.input.s3.S3InputSourceDruidModule"),
+        why="ExportStorageProvider and SystemField(s) are Druid 29 core classes"),
+}
+
+
+def _adaptation_record(a: Adaptation | None) -> dict:
+    return {"drop_modules": list(a.drop_modules), "why": a.why} if a else {}
 
 
 def _fallbacks(ext: str, version: str) -> tuple[str, ...]:
     table = EXTENSION_FALLBACKS.get(ext, {})
     return tuple(v for v in (table.get(version), table.get("*")) if v)
+
+
+def _coordinates(extra: tuple[str, str, str]) -> str:
+    return ":".join(extra)
 
 
 def cache_root() -> Path:
@@ -125,6 +180,40 @@ def fetch_zookeeper(root: Path, log) -> dict:
     return {"version": ZOOKEEPER_VERSION, "lib": str(out)}
 
 
+def _add_extras(ext: str, out: Path, log) -> tuple[bool, str]:
+    """EXTENSION_EXTRAS of `ext` (with their runtime dependencies) into its directory `out`."""
+    for group, artifact, version in EXTENSION_EXTRAS.get(ext, ()):
+        extra = out.with_name(f"{ext}.extra")
+        ok, err = _mvn(group, artifact, version, extra, log)
+        if not ok:
+            return False, f"{group}:{artifact}:{version}: {err}"
+        for jar in extra.glob("*.jar"):
+            if not (out / jar.name).exists():
+                shutil.move(str(jar), out / jar.name)
+        shutil.rmtree(extra, ignore_errors=True)
+    return True, ""
+
+
+def _adapt(ext: str, out: Path, a: Adaptation, log) -> tuple[bool, str]:
+    """Rewrites the extension's own jar in `out` without the DruidModules `a` drops."""
+    jar = next(out.glob(f"{ext}-*.jar"))
+    adapted = jar.with_name(jar.stem + "-kubedruid.jar")
+    with zipfile.ZipFile(jar) as src, zipfile.ZipFile(adapted, "w", zipfile.ZIP_DEFLATED) as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == MODULES:
+                lines = data.decode().splitlines()
+                missing = [m for m in a.drop_modules if m not in lines]
+                if missing:
+                    adapted.unlink()
+                    return False, f"{jar.name} does not declare the modules {missing}"
+                data = "".join(f"{line}\n" for line in lines if line.strip() not in a.drop_modules).encode()
+            dst.writestr(item, data)
+    jar.unlink()
+    log.write(f"{ext}: dropped {list(a.drop_modules)} from {MODULES} -> {adapted.name}\n")
+    return True, ""
+
+
 def fetch_druid(version: str, root: Path, log) -> dict:
     base = root / version
     base.mkdir(parents=True, exist_ok=True)
@@ -142,9 +231,14 @@ def fetch_druid(version: str, root: Path, log) -> dict:
     for ext in EXTENSIONS:
         out = base / "extensions" / ext
         done = base / "extensions" / f".{ext}.json"
+        extras = [_coordinates(e) for e in EXTENSION_EXTRAS.get(ext, ())]
         if done.exists():
-            extensions[ext] = json.loads(done.read_text())
-            continue
+            info = json.loads(done.read_text())
+            declared = _adaptation_record(ADAPTATIONS.get((ext, info["version"], version)))
+            if (info["version"] in (version, *_fallbacks(ext, version)) and info.get("extras", []) == extras
+                    and info.get("adaptation", {}) == declared):
+                extensions[ext] = info  # else resolved by an older fetch.py: do it again
+                continue
         errors = []
         for candidate in (version, *_fallbacks(ext, version)):
             ok, err = _mvn("org.apache.druid.extensions", ext, candidate, out, log)
@@ -152,12 +246,19 @@ def fetch_druid(version: str, root: Path, log) -> dict:
                 for jar in out.glob("*.jar"):  # pull-deps: core's jars are not repeated in an extension
                     if _artifact_name(jar.name) in core and not jar.name.startswith(ext):
                         jar.unlink()
-                info = {"version": candidate, "jars": sorted(j.name for j in out.glob("*.jar"))}
+                ok, err = _add_extras(ext, out, log)
+            adaptation = ADAPTATIONS.get((ext, candidate, version))
+            if ok and adaptation:
+                ok, err = _adapt(ext, out, adaptation, log)
+            if ok:
+                info = {"version": candidate, "jars": sorted(j.name for j in out.glob("*.jar")), "extras": extras,
+                        "adaptation": _adaptation_record(adaptation)}
                 done.write_text(json.dumps(info))
                 extensions[ext] = info
                 break
             errors.append(f"{candidate}: {err}")
         else:
+            shutil.rmtree(out, ignore_errors=True)  # never an extension without its driver
             missing[ext] = errors
     manifest = {"format": MANIFEST_FORMAT, "version": version, "ok": True, "lib": str(lib),
                 "extensions_dir": str(base / "extensions"), "extensions": extensions, "missing": missing,
