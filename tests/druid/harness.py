@@ -34,7 +34,7 @@ from pathlib import Path
 
 from kubedruid.druid import properties as druid_props
 from kubedruid.druid import tls as druid_tls
-from kubedruid.druid.nodes import BROKERS, COORDINATORS, HISTORICALS, ROUTERS, NodeType
+from kubedruid.druid.nodes import BROKERS, COORDINATORS, HISTORICALS, MIDDLE_MANAGERS, ROUTERS, NodeType
 
 REPO = Path(__file__).resolve().parents[2]
 FETCH = REPO / "tools" / "druid" / "fetch.py"
@@ -67,10 +67,14 @@ MEMORY: dict[str, Memory] = {
     BROKERS.key: Memory("384m", "256m"),
     HISTORICALS.key: Memory("256m", "256m"),
     ROUTERS.key: Memory("192m", "64m"),
+    MIDDLE_MANAGERS.key: Memory("192m", "32m"),  # it only forks peons (PEON_MEMORY), it processes nothing itself
 }
 ZOOKEEPER_MEMORY = Memory("128m", "32m")
+# A peon (the JVM a middleManager forks per task) needs the rendered fork buffers:
+# druid.indexer.fork.property.druid.processing.buffer.sizeBytes 25 MB * (1 thread + 2 merge + 1) = 100 MB direct.
+PEON_MEMORY = Memory("256m", "160m")
 # Start order: the coordinator(-overlord) first (it also serves the Derby metadata store), then the rest together.
-NODE_ORDER = (COORDINATORS, HISTORICALS, BROKERS, ROUTERS)
+NODE_ORDER = (COORDINATORS, HISTORICALS, MIDDLE_MANAGERS, BROKERS, ROUTERS)
 
 LOG4J2 = """<?xml version="1.0" encoding="UTF-8" ?>
 <Configuration status="WARN">
@@ -168,12 +172,14 @@ class Node:
         return self.type.service
 
 
-def common_overrides(install: DruidInstall, work: Path, rendered: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+def common_overrides(install: DruidInstall, work: Path, rendered: dict[str, str], *,
+                     served: frozenset[str] = frozenset()) -> tuple[dict[str, str], list[str]]:
     """System properties layered over the rendered common.runtime.properties, and why each is there.
 
     Nothing TLS-related is overridden except the *paths* of the key and trust stores (the pod mounts them at
     /opt/druid/ssl, here they are copies in <work>/tls). Everything else the test changes is a local stand-in for
-    an external service or a container path."""
+    an external service or a container path. `served`: what the caller runs behind the rendered names
+    ("metadata": a MySQL, "deep-storage": an S3 server), whose rendered properties then stay as they are."""
     out: dict[str, str] = {}
     why: list[str] = []
     var = work / "var"
@@ -186,16 +192,18 @@ def common_overrides(install: DruidInstall, work: Path, rendered: dict[str, str]
         out["druid.extensions.loadList"] = json.dumps(kept, separators=(",", ":"))
         why.append(f"druid.extensions.loadList: without {dropped} (not resolvable from Maven Central for "
                    f"Druid {install.version}; see docs/druid-test-tier.md)")
-    # Metadata store: MySQL/PostgreSQL is a separate KubeDB database; Derby is built into the coordinator.
-    out |= {"druid.metadata.storage.type": "derby",
-            "druid.metadata.storage.connector.connectURI":
-                f"jdbc:derby://localhost:1527/{var}/metadata.db;create=true",
-            "druid.metadata.storage.connector.host": "localhost",
-            "druid.metadata.storage.connector.port": "1527"}
-    why.append("druid.metadata.storage.*: Derby in the coordinator instead of the MySQL/PostgreSQL database")
-    # Deep storage: S3 & co. are external; a local directory stands in.
-    out |= {"druid.storage.type": "local", "druid.storage.storageDirectory": str(var / "deep-storage")}
-    why.append("druid.storage.type/storageDirectory: local directory instead of S3")
+    if "metadata" not in served:
+        # Metadata store: MySQL/PostgreSQL is a separate KubeDB database; Derby is built into the coordinator.
+        out |= {"druid.metadata.storage.type": "derby",
+                "druid.metadata.storage.connector.connectURI":
+                    f"jdbc:derby://localhost:1527/{var}/metadata.db;create=true",
+                "druid.metadata.storage.connector.host": "localhost",
+                "druid.metadata.storage.connector.port": "1527"}
+        why.append("druid.metadata.storage.*: Derby in the coordinator instead of the MySQL/PostgreSQL database")
+    if "deep-storage" not in served:
+        # Deep storage: S3 & co. are external; a local directory stands in.
+        out |= {"druid.storage.type": "local", "druid.storage.storageDirectory": str(var / "deep-storage")}
+        why.append("druid.storage.type/storageDirectory: local directory instead of S3")
     out["druid.indexer.logs.directory"] = str(var / "indexing-logs")
     why.append("druid.indexer.logs.directory: a path under the work directory instead of /druid/data")
     if rendered.get("druid.enableTlsPort") == "true":
@@ -213,6 +221,14 @@ def node_overrides(node: Node, work: Path, rendered: dict[str, str]) -> dict[str
         for loc in locations:
             loc["path"] = str(work / "var" / "segment-cache")
         out["druid.segmentCache.locations"] = json.dumps(locations, separators=(",", ":"))
+    if node.type is MIDDLE_MANAGERS:
+        out["druid.indexer.task.baseTaskDir"] = str(work / "var" / "task")  # container path (PVC mount)
+        # The peon JVM: small memory, and the hosts file (a pod resolves the Services through DNS; a peon gets
+        # the middleManager's druid.* properties but no other JVM flags). Druid adds the --add-opens itself.
+        out["druid.indexer.runner.javaOptsArray"] = json.dumps(
+            [f"-Xms{PEON_MEMORY.heap}", f"-Xmx{PEON_MEMORY.heap}", f"-XX:MaxDirectMemorySize={PEON_MEMORY.direct}",
+             "-XX:+UseSerialGC", "-XX:+ExitOnOutOfMemoryError", "-Duser.timezone=UTC", "-Dfile.encoding=UTF-8",
+             f"-Djdk.net.hosts.file={work / 'hosts'}"], separators=(",", ":"))
     return out
 
 
@@ -255,9 +271,11 @@ class LocalDruid:
 
     def __init__(self, install: DruidInstall, work: Path, config_files: dict[str, str], nodes: list[Node], *,
                  zookeeper: str, hosts: list[str], env: dict[str, str], tls_files: dict[str, bytes] | None = None,
-                 proposed: dict[str, str] | None = None, tls_layout: str = "secret-volume"):
+                 proposed: dict[str, str] | None = None, tls_layout: str = "secret-volume",
+                 served: frozenset[str] = frozenset()):
         """`proposed`: properties appended to the rendered common.runtime.properties, for experiments with a
-        builder change that is proposed but not made (they are written, commented as such, into the file)."""
+        builder change that is proposed but not made (they are written, commented as such, into the file).
+        `served`: see common_overrides ("metadata", "deep-storage": the caller serves them)."""
         self.install = install
         self.proposed = proposed or {}
         self.tls_layout = tls_layout  # "secret-volume" (kubelet's symlinks) or "files" (plain files, for contrast)
@@ -269,8 +287,9 @@ class LocalDruid:
         self.env = env
         self.tls_files = tls_files or {}
         self.procs: dict[str, Proc] = {}
+        self.served = served
         self.common = druid_props.parse(config_files["common.runtime.properties"])
-        self.overrides, self.override_reasons = common_overrides(install, work, self.common)
+        self.overrides, self.override_reasons = common_overrides(install, work, self.common, served=served)
         self.tls = self.common.get("druid.enableTlsPort") == "true"
 
     # -- files --------------------------------------------------------------------------------------------------
@@ -314,7 +333,8 @@ class LocalDruid:
         """New rendered files (e.g. after an ops request changed the Druid); takes effect on the next (re)start."""
         self.config_files = config_files
         self.common = druid_props.parse(config_files["common.runtime.properties"])
-        self.overrides, self.override_reasons = common_overrides(self.install, self.work, self.common)
+        self.overrides, self.override_reasons = common_overrides(self.install, self.work, self.common,
+                                                                 served=self.served)
         self.tls = self.common.get("druid.enableTlsPort") == "true"
         if tls_files is not None:
             self.tls_files = tls_files
@@ -377,7 +397,7 @@ class LocalDruid:
         cp = ":".join([str(self.work / "conf" / "_common"), str(self.work / "conf" / node.name),
                        f"{self.install.lib}/*"])
         flags = self._jvm_flags(memory, tmp)
-        if node.type is COORDINATORS:
+        if node.type is COORDINATORS and "metadata" not in self.served:
             flags.append(f"-Dderby.stream.error.file={self.work / 'var' / 'derby.log'}")
         return [self._java(), *STRONG_ENCAPSULATION, *flags, *(f"-D{k}={v}" for k, v in system.items()),
                 "-cp", cp, "org.apache.druid.cli.Main", "server", node.name]
