@@ -257,8 +257,11 @@ def debian_layer(base: DebianBase) -> Layer:
         raw = work / f"{base.name}.rootfs.tar"
         log = work / f"{base.name}.mmdebstrap.log"
         cmd = mmdebstrap_command(base, raw)
+        # SOURCE_DATE_EPOCH: mmdebstrap then leaves out logs, caches and machine ids, so the same packages give
+        # the same root file system.
+        env = {**os.environ, "SOURCE_DATE_EPOCH": str(oci.EPOCH)}
         with open(log, "w") as fh:
-            proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT)
+            proc = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env)
         if proc.returncode != 0:
             tail = "\n".join(log.read_text().splitlines()[-15:])
             raise ImageBuildError(f"mmdebstrap for the {base.name} base failed (exit {proc.returncode}); "
@@ -269,6 +272,7 @@ def debian_layer(base: DebianBase) -> Layer:
             raw.unlink(missing_ok=True)
 
     inputs = {"suite": DEBIAN_SUITE, "sources": list(DEBIAN_SOURCES), "options": list(MMDEBSTRAP_OPTIONS),
+              "source_date_epoch": oci.EPOCH,
               "packages": sorted(base.packages), "customize": list(base.customize)}
     return Layer(f"debian-{base.name}", inputs, build)
 
