@@ -189,7 +189,9 @@ def main(argv: list[str]) -> int:
     finally:
         for c in running:
             c.stop()
-            shutil.rmtree(c.root, ignore_errors=True)
+        for path in work.iterdir():  # unpacked images and volumes; the logs stay
+            if path != logs:
+                shutil.rmtree(path, ignore_errors=True)
     report["logs"] = str(logs)
     print(json.dumps(report, indent=1))
     return 0
