@@ -11,7 +11,7 @@ from kubedruid.devcluster import node_layout as nl
 from kubedruid.devcluster.layout import POD_CIDR, REAL_NODE_PLANE_COMPONENTS, SERVICE_CIDR, PlaneLayout, Ports, command
 from kubedruid.devcluster.layout import Binaries
 
-NODE = nl.NodeLayout(Path("/state"), nl.NodePorts(10250, 10248, 10256, 10249, 8080))
+NODE = nl.NodeLayout(Path("/state"), nl.NodePorts(10250, 10248, 10256, 10249, 8080, 8081))
 BINS = nl.NodeBinaries(Path("/k8s"), Path("/ctrd"), Path("/dns"))
 PLANE = PlaneLayout(Path("/state"), Ports(2379, 2380, 6443, 10257, 10259, 10247, 9403), real_node=True)
 PLANE_BINS = Binaries(Path("/k8s"), Path("/etcd"), Path("/kwok"), Path("/cm"))
@@ -84,16 +84,14 @@ def test_isolation_rules_reject_everything_routed_off_the_bridge_and_routes_keep
     assert ["unreachable", POD_CIDR] in nl.routes()
 
 
-def test_real_node_plane_runs_no_kwok_authorizes_nodes_and_provisions_host_paths():
+def test_real_node_plane_runs_no_kwok_and_authorizes_nodes():
     assert "kwok" not in PLANE.components and "kwok" not in REAL_NODE_PLANE_COMPONENTS
     api = command("kube-apiserver", PLANE, PLANE_BINS)
     assert "--authorization-mode=Node,RBAC" in api
     assert "--kubelet-preferred-address-types=InternalIP" in api
     assert "--kubelet-client-certificate=/state/node/pki/apiserver-kubelet-client.crt" in api
-    assert "--enable-hostpath-provisioner=true" in command("kube-controller-manager", PLANE, PLANE_BINS)
     kwok_plane = PlaneLayout(Path("/state"), PLANE.ports)
     assert "--authorization-mode=RBAC" in command("kube-apiserver", kwok_plane, PLANE_BINS)
-    assert "--enable-hostpath-provisioner=true" not in command("kube-controller-manager", kwok_plane, PLANE_BINS)
 
 
 def test_layout_round_trips_through_json():
@@ -101,3 +99,27 @@ def test_layout_round_trips_through_json():
     assert PlaneLayout.from_json(Path("/state"), PLANE.to_json()) == PLANE
     old = {k: v for k, v in PLANE.to_json().items() if k != "real_node"}  # plane.json written before real nodes
     assert PlaneLayout.from_json(Path("/state"), old).real_node is False
+
+
+def test_a_claim_gets_a_local_volume_bound_to_it_on_the_node():
+    from lightkube.models.core_v1 import PersistentVolumeClaimSpec, VolumeResourceRequirements
+    from lightkube.models.meta_v1 import ObjectMeta
+    from lightkube.resources.core_v1 import PersistentVolumeClaim
+
+    from kubedruid.devcluster import volumes
+
+    claim = PersistentVolumeClaim(
+        metadata=ObjectMeta(name="data-druid-historicals-0", namespace="demo", uid="1234"),
+        spec=PersistentVolumeClaimSpec(accessModes=["ReadWriteOnce"], storageClassName="standard",
+                                       resources=VolumeResourceRequirements(requests={"storage": "1Gi"})))
+    assert volumes.ours(claim)
+    pv = volumes.desired_volume(claim, Path("/state/node/volumes/1234"), nl.NODE_NAME)
+    assert pv.metadata.name == "pvc-1234"
+    assert pv.spec.local.path == "/state/node/volumes/1234" and pv.spec.hostPath is None  # fsGroup applies
+    assert (pv.spec.claimRef.name, pv.spec.claimRef.uid) == ("data-druid-historicals-0", "1234")
+    assert pv.spec.capacity == {"storage": "1Gi"} and pv.spec.persistentVolumeReclaimPolicy == "Delete"
+    term = pv.spec.nodeAffinity.required.nodeSelectorTerms[0].matchExpressions[0]
+    assert term.values == [nl.NODE_NAME]
+    claim.spec.storageClassName = "other"
+    assert not volumes.ours(claim)  # another class's claims are someone else's
+    assert nl.STORAGE_CLASS["provisioner"] == nl.VOLUME_PROVISIONER

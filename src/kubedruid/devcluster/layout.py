@@ -134,7 +134,7 @@ def command(component: str, layout: PlaneLayout, bins: Binaries) -> list[str]:
             "--use-service-account-credentials=true", f"--service-cluster-ip-range={SERVICE_CIDR}",
             "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-route",
             "--concurrent-gc-syncs=20", "--kube-api-qps=100", "--kube-api-burst=200",
-        ] + (["--enable-hostpath-provisioner=true"] if layout.real_node else [])
+        ]
     if component == "kube-scheduler":
         return [
             str(bins.k8s / "kube-scheduler"), f"--kubeconfig={kc}", f"--authentication-kubeconfig={kc}",

@@ -7,6 +7,7 @@ namespaces, the bridge, routes, iptables chains, cgroups, and the forwarding sys
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -29,7 +30,7 @@ from .layout import PlaneLayout, kubeconfig_yaml
 
 LOCAL_IMAGE_LABEL = "kubedruid.dev/image"
 IMAGE_KEY_LABEL = "kubedruid.dev/image-key"
-START_TIMEOUT_S = {"containerd": 30.0, "kubelet": 60.0, "kube-proxy": 30.0, "coredns": 30.0}
+START_TIMEOUT_S = {"containerd": 30.0, "volumes": 30.0, "kubelet": 60.0, "kube-proxy": 30.0, "coredns": 30.0}
 
 
 class NodeError(RuntimeError):
@@ -217,25 +218,25 @@ def ensure_identities(layout: nl.NodeLayout, plane: PlaneLayout) -> None:
         crt.parent.mkdir(parents=True, exist_ok=True)
         crt.write_bytes(pair.cert_pem)
         _write_private(key, pair.key_pem)
-    for stem in ("kubelet", "kube-proxy", "coredns"):
+    for stem in ("kubelet", "kube-proxy", "coredns", "volumes"):
         doc = kubeconfig_yaml(plane.apiserver_url, ca.cert_pem, (layout.pki / f"{stem}.crt").read_bytes(),
                               (layout.pki / f"{stem}.key").read_bytes())
         _write_private(layout.kubeconfig(stem), yaml.safe_dump(doc).encode())
 
 
-def _write_if_changed(path: Path, text: str) -> bool:
+def _write_if_changed(path: Path, text: str) -> None:
     """kube-proxy exits when its configuration file is written, even with the same content: an idempotent `up`
-    leaves unchanged files alone. True when the file changed."""
+    leaves unchanged files alone."""
     if path.exists() and path.read_text() == text:
-        return False
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
-    return True
 
 
-def write_configs(layout: nl.NodeLayout, plane: PlaneLayout, pause_image: str) -> set[str]:
-    """Writes each component's files; returns the components whose files changed (to be restarted)."""
-    changed = set()
+def write_configs(layout: nl.NodeLayout, plane: PlaneLayout, pause_image: str) -> dict[str, str]:
+    """Writes each component's files; returns a digest of each component's files, so that a component started
+    with other files is restarted (its digest is kept beside its pid)."""
+    digests: dict[str, "hashlib._Hash"] = {}
     for component, path, text in (
         ("containerd", layout.containerd_config, nl.containerd_toml(layout, pause_image)),
         ("containerd", layout.cni_conf_dir / "10-kubedruid.conflist", json.dumps(nl.cni_conflist(layout), indent=2)),
@@ -244,9 +245,13 @@ def write_configs(layout: nl.NodeLayout, plane: PlaneLayout, pause_image: str) -
         ("kube-proxy", layout.kube_proxy_config, nl.yaml_dump(nl.kube_proxy_config(layout))),
         ("coredns", layout.corefile, nl.corefile(layout)),
     ):
-        if _write_if_changed(path, text):
-            changed.add(component)
-    return changed
+        _write_if_changed(path, text)
+        digests.setdefault(component, hashlib.sha256()).update(text.encode())
+    return {c: d.hexdigest()[:16] for c, d in digests.items()}
+
+
+def _digest_file(plane: PlaneLayout, component: str) -> Path:
+    return plane.run / f"{component}.config-digest"
 
 
 # --- health ------------------------------------------------------------------------------------------------------
@@ -422,20 +427,27 @@ def up(plane: PlaneLayout, kubectl, druid_versions: list[str] | None = None) -> 
     failed = [c for c in isolation_checks(layout)[:-1] if not c.ok]  # the Corefile is written just below
     if failed:
         raise NodeError("pod traffic could leave this machine: " + "; ".join(f"{c.name}: {c.detail}" for c in failed))
-    changed = write_configs(layout, plane, images_mod.PAUSE_IMAGE)
+    digests = write_configs(layout, plane, images_mod.PAUSE_IMAGE)
+    sc = nl.STORAGE_CLASS["metadata"]["name"]
+    current = kubectl("get", "storageclass", sc, "--ignore-not-found", "-o", "jsonpath={.provisioner}")
+    if current and current != nl.STORAGE_CLASS["provisioner"]:  # immutable: a plane made before volumes.py
+        kubectl("delete", "storageclass", sc)
     kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=kubedruid-dev", "-f", "-",
-            stdin=yaml.safe_dump_all([nl.STORAGE_CLASS, *nl.COREDNS_RBAC]))
+            stdin=yaml.safe_dump_all([nl.STORAGE_CLASS, *nl.COMPONENT_RBAC]))
     env = {**os.environ, "PATH": f"{bins.containerd}:{os.environ.get('PATH', '')}"}  # containerd finds its shim
     for component in nl.NODE_COMPONENTS:
         argv = nl.command(component, layout, bins)
         pid = _running_pid(plane, component)
-        if pid is not None and (_cmdline(pid) != argv or component in changed):
-            _say(f"{component}: {'configuration' if component in changed else 'command line'} changed, restarting")
+        digest = digests.get(component, "")
+        started_with = _digest_file(plane, component).read_text() if _digest_file(plane, component).exists() else ""
+        if pid is not None and (_cmdline(pid) != argv or started_with != digest):
+            _say(f"{component}: {'command line' if _cmdline(pid) != argv else 'configuration'} changed, restarting")
             _stop(plane, component)
             pid = None
         if pid is None:
             t0 = time.monotonic()
             pid = _start(plane, component, argv, env=env)
+            _digest_file(plane, component).write_text(digest)
             _wait_healthy(plane, component, pid, check=lambda c=component: healthy(c, layout),
                           timeout=START_TIMEOUT_S[component])
             _say(f"{component}: started in {time.monotonic() - t0:.1f} s (log {plane.log_file(component)})")

@@ -7,6 +7,7 @@ One real node per machine: it owns a bridge, host routes and iptables chains, wh
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -31,7 +32,7 @@ CNI_BIN_DIR = "/usr/lib/cni"  # Debian's containernetworking-plugins
 CONTAINERD_NAMESPACE = "k8s.io"  # the CRI plugin's namespace: images must be imported there
 
 # Start order after the control plane; `dev down` stops them in reverse.
-NODE_COMPONENTS = ("containerd", "kubelet", "kube-proxy", "coredns")
+NODE_COMPONENTS = ("containerd", "volumes", "kubelet", "kube-proxy", "coredns")
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class NodePorts:
     kube_proxy_healthz: int
     kube_proxy_metrics: int
     coredns_health: int
+    volumes_health: int
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,11 @@ class NodeLayout:
         return self.root / "cni" / "ipam"
 
     @property
+    def volumes_dir(self) -> Path:
+        """The directories of the node's PersistentVolumes (volumes.py)."""
+        return self.root / "volumes"
+
+    @property
     def kubelet_root(self) -> Path:
         return self.root / "kubelet"
 
@@ -124,12 +131,21 @@ IDENTITIES = {
     "kubelet": (f"system:node:{NODE_NAME}", "system:nodes"),
     "kube-proxy": ("system:kube-proxy", None),
     "coredns": ("kubedruid:coredns", None),
+    "volumes": ("kubedruid:volumes", None),
     # The apiserver's client identity towards the kubelet (logs, exec, port-forward).
     "apiserver-kubelet-client": ("kube-apiserver-kubelet-client", "system:masters"),
 }
 
-# CoreDNS's read access for the `kubernetes` plugin (no bootstrap role exists for it).
-COREDNS_RBAC = [
+# CoreDNS's read access for the `kubernetes` plugin (no bootstrap role exists for it), and the volume provisioner's.
+COMPONENT_RBAC = [
+    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "kubedruid:volumes"},
+     "rules": [{"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["list", "watch"]},
+               {"apiGroups": [""], "resources": ["persistentvolumes"],
+                "verbs": ["list", "watch", "create", "delete"]}]},
+    {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+     "metadata": {"name": "kubedruid:volumes"},
+     "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "kubedruid:volumes"},
+     "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "kubedruid:volumes"}]},
     {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "kubedruid:coredns"},
      "rules": [{"apiGroups": [""], "resources": ["services", "namespaces"], "verbs": ["list", "watch"]},
                {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]}]},
@@ -139,13 +155,14 @@ COREDNS_RBAC = [
      "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "kubedruid:coredns"}]},
 ]
 
-# PVCs on the real node: kube-controller-manager's hostpath provisioner (directories under /tmp/hostpath-provisioner).
+# PVCs on the real node: `local` volumes in the node's state directory, made by volumes.py (the kubelet applies a
+# pod's fsGroup to those, never to hostPath volumes).
+VOLUME_PROVISIONER = "kubedruid.dev/local-volume"
 STORAGE_CLASS = {
     "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
     "metadata": {"name": "standard", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
-    "provisioner": "kubernetes.io/host-path", "reclaimPolicy": "Delete", "volumeBindingMode": "Immediate",
+    "provisioner": VOLUME_PROVISIONER, "reclaimPolicy": "Delete", "volumeBindingMode": "Immediate",
 }
-HOSTPATH_PROVISIONER_DIR = Path("/tmp/hostpath-provisioner")
 
 
 def containerd_toml(layout: NodeLayout, pause_image: str) -> str:
@@ -276,6 +293,9 @@ def command(component: str, layout: NodeLayout, bins: NodeBinaries) -> list[str]
         return [str(bins.k8s / "kube-proxy"), f"--config={layout.kube_proxy_config}"]
     if component == "coredns":
         return [str(bins.coredns / "coredns"), "-conf", str(layout.corefile)]
+    if component == "volumes":
+        return [sys.executable, "-m", "kubedruid.devcluster.volumes", str(layout.kubeconfig("volumes")),
+                str(layout.volumes_dir), str(layout.ports.volumes_health)]
     raise ValueError(f"unknown node component {component!r}")
 
 
@@ -287,6 +307,7 @@ def health_url(component: str, layout: NodeLayout) -> str | None:
         "kubelet": f"http://127.0.0.1:{p.kubelet_healthz}/healthz",
         "kube-proxy": f"http://127.0.0.1:{p.kube_proxy_healthz}/healthz",
         "coredns": f"http://127.0.0.1:{p.coredns_health}/health",
+        "volumes": f"http://127.0.0.1:{p.volumes_health}/healthz",
     }[component]
 
 

@@ -216,7 +216,7 @@ def _bootstrap_cluster_objects(layout: PlaneLayout, bins: Binaries, kwok_dir: Pa
     """Nodes, the default StorageClass, cert-manager's namespace and CRDs: everything that must exist before the
     controllers that use them start."""
     docs = [] if layout.real_node else [_node(i) for i in range(KWOK_NODE_COUNT)]
-    if not layout.real_node:  # the real node applies its own (hostpath) StorageClass
+    if not layout.real_node:  # the real node applies its own StorageClass (node_layout.STORAGE_CLASS)
         docs.append(yaml.safe_load((kwok_dir / kwok_stages.STORAGE_CLASS_FILE).read_text()))
     docs.append({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": CERT_MANAGER_NAMESPACE}})
     crd_files = sorted((cm_dir / "deploy" / "crds").glob("*.yaml"))
