@@ -96,7 +96,8 @@ class Provisioner:
     def _watch(self, kind, handle) -> None:
         while True:  # a watch ends now and then (apiserver restarts, timeouts): start again from a fresh list
             try:
-                for _, obj in self.client.watch(kind):
+                scope = {"namespace": "*"} if kind is PersistentVolumeClaim else {}  # every namespace's claims
+                for _, obj in self.client.watch(kind, **scope):
                     handle(obj)
             except Exception:  # noqa: BLE001 - logged; the next watch resumes the work (level-triggered)
                 log.exception("watching %s failed; again in 1 s", kind.__name__)
@@ -131,6 +132,7 @@ def _serve_health(port: int) -> None:
 def main(argv: list[str]) -> None:
     kubeconfig, root, port = argv[0], Path(argv[1]), int(argv[2])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
     root.mkdir(parents=True, exist_ok=True)
     Provisioner(Client(KubeConfig.from_file(kubeconfig), field_manager="kubedruid-volumes"), root).run(port)
 
