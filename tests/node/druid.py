@@ -16,6 +16,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
+from kubedruid.api.defaults import auth_secret_name
 from kubedruid.druid.nodes import BY_KEY
 from kubedruid.specs import names
 
@@ -72,7 +73,7 @@ class DruidView:
         spec = self.druid()["spec"]
         if spec.get("disableSecurity"):
             return None
-        s = self.secret(spec["authSecret"]["name"])
+        s = self.secret((spec.get("authSecret") or {}).get("name") or auth_secret_name(self.name))
         return s["username"].decode(), s["password"].decode()
 
     def router_endpoint(self, cafile: Path | None) -> Endpoint:

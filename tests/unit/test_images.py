@@ -378,3 +378,16 @@ def test_zookeeper_entrypoint_writes_zoo_cfg_from_the_environment(tmp_path):
     assert cfg["dataDir"] == str(data) and cfg["admin.enableServer"] == "false"
     assert cfg["server.1"] == "localhost:2888:3888;2181"
     assert (data / "myid").read_text() == "1\n"
+
+
+def test_druid_sh_drops_loadlist_entries_this_image_lacks_and_names_them(tmp_path):
+    extensions = tmp_path / "extensions"
+    (extensions / "druid-datasketches").mkdir(parents=True)
+    common = tmp_path / "common.properties"
+    common.write_text('druid.extensions.loadList=["druid-datasketches","druid-kafka-indexing-service"]\n')
+    proc, out = _druid_sh(tmp_path, "broker", {"DRUID_CONFIG_COMMON": str(common), "DRUID_SET_HOST": "0",
+                                               "DRUID_EXTENSIONS_DIR": str(extensions)})
+    assert proc.returncode == 0, proc.stderr
+    common_props = _props(out / "conf" / "cluster" / "_common" / "common.runtime.properties")
+    assert common_props["druid.extensions.loadList"] == '["druid-datasketches"]'
+    assert "lacks the extension(s) druid-kafka-indexing-service" in proc.stdout + proc.stderr

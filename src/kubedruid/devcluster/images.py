@@ -59,6 +59,7 @@ PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DRUID_UID = 1000  # apache/druid's and the official zookeeper image's user
 NOBODY = 65534
 SOURCE_LABEL = "org.opencontainers.image.source"
+MISSING_EXTENSIONS_LABEL = "kubedruid.dev/missing-extensions"
 BUILT_BY = "kubedruid src/kubedruid/devcluster/images.py (local dev node, not a published image)"
 
 
@@ -410,6 +411,8 @@ def druid_image(version: str) -> ImageSpec:
                 "org.opencontainers.image.description":
                     f"Apache Druid {version} jars from Maven Central on Debian {DEBIAN_SUITE} OpenJDK 17, "
                     "with an entrypoint that honours apache/druid's /druid.sh contract (tools/images/druid)",
+                # What druid.sh drops from the loadList, with a warning, because Maven Central lacks it here.
+                MISSING_EXTENSIONS_LABEL: ",".join(missing_extensions(version)) or "none",
                 SOURCE_LABEL: BUILT_BY})
     return ImageSpec(druid_image_name(version), (base, druid_runtime_layer(base), druid_jars_layer(version)), run)
 

@@ -112,6 +112,28 @@ while IFS= read -r -d '' assignment; do
     esac
 done < <(env -0)
 
+# This image is assembled from what Maven Central serves, which lacks some extensions at some Druid versions (the
+# image's label kubedruid.dev/missing-extensions lists them; docs/decisions/0010). Druid refuses to start when a
+# loadList entry has no directory, so such entries are dropped here, each one named in the log. Upstream images
+# ship every extension and never take this path.
+drop_missing_extensions() {
+    local file="$1" line list kept=() dropped=() name
+    [ -f "$file" ] || return 0
+    line="$(grep -E '^[[:space:]]*druid\.extensions\.loadList[[:space:]]*[=:]' "$file" | tail -n 1 || true)"
+    [ -n "$line" ] || return 0
+    list="${line#*[=:]}"
+    for name in $(grep -o '"[^"]*"' <<<"$list" | tr -d '"'); do
+        if [ -d "$name" ] || [ -d "${DRUID_EXTENSIONS_DIR:-/opt/druid/extensions}/$name" ]; then kept+=("\"$name\""); else dropped+=("$name"); fi
+    done
+    [ "${#dropped[@]}" -gt 0 ] || return 0
+    say "warning: this local image lacks the extension(s) ${dropped[*]} (not on Maven Central for this version): dropped from druid.extensions.loadList"
+    local joined; joined="$(IFS=,; echo "${kept[*]}")"
+    drop_key "$file" druid.extensions.loadList
+    printf 'druid.extensions.loadList=[%s]\n' "$joined" >>"$file"
+}
+drop_missing_extensions "$COMMON_PROPS"
+drop_missing_extensions "$SERVICE_PROPS"
+
 # Replaces the jvm.config line that starts with `prefix` by `flag`.
 set_jvm() {
     touch "$JVM_CONFIG"
