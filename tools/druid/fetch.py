@@ -17,10 +17,12 @@ tools/druid/pom.xml (one parameterised pom: the artifact is the only thing that 
 Extensions: the rendered configuration's `druid.extensions.loadList` names extension directories (Druid looks for
 `<druid.extensions.directory>/<name>/`), so each extension is resolved into its own directory with its runtime
 dependencies, minus the jars that core lib/ already has (what Druid's `pull-deps` does). An extension is tried at the
-Druid version first, then at the fallback versions listed in EXTENSION_FALLBACKS (only for extensions whose code
-is known not to have changed, see docs/druid-test-tier.md); what cannot be resolved is recorded in the manifest,
-and the test harness leaves it out of the loadList (and says so). Jars an extension needs but Druid does not ship
-(EXTENSION_EXTRAS: the MySQL JDBC driver) are resolved into the extension's directory too, as an image does.
+Druid version first, then at the fallback versions listed in EXTENSION_FALLBACKS (each checked with
+tools/druid/linkcheck.py and proven by tests/druid, see docs/druid-test-tier.md); a fallback jar that needs fitting
+to the core is adapted as ADAPTATIONS declares (modules left out, or compiled again from its Maven Central sources
+with declared edits). What cannot be resolved is recorded in the manifest, and the test harness leaves it out of
+the loadList (and says so). Jars an extension needs but Druid does not ship (EXTENSION_EXTRAS: the MySQL JDBC
+driver) are resolved into the extension's directory too, as an image does.
 """
 
 from __future__ import annotations
