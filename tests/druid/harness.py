@@ -137,11 +137,17 @@ def cache_root() -> Path:
     return Path(os.environ.get("KUBEDRUID_DRUID_CACHE", Path.home() / ".cache" / "kubedruid" / "druid"))
 
 
+def _fetch_manifest_format() -> int:
+    return int(re.search(r"^MANIFEST_FORMAT = (\d+)", FETCH.read_text(), re.M).group(1))
+
+
 def install(version: str, *, fetch: bool = True) -> DruidInstall:
     """The cached Druid `version`, resolving it with Maven first when it is not cached (tools/druid/fetch.py)."""
     root = cache_root()
     manifest = root / version / "manifest.json"
-    if fetch and not (manifest.exists() and json.loads(manifest.read_text()).get("ok")):
+    current = json.loads(manifest.read_text()) if manifest.exists() else {}
+    # A cache of an older fetch.py (format) may lack what the present one resolves, e.g. its fallbacks.
+    if fetch and not (current.get("ok") and current.get("format") == _fetch_manifest_format()):
         subprocess.run(["python3", str(FETCH), version], check=False, stdout=subprocess.DEVNULL)
     if not manifest.exists():
         raise FileNotFoundError(f"Druid {version} is not cached in {root}; run tools/druid/fetch.py {version}")

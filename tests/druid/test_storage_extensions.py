@@ -2,8 +2,8 @@
 
 KubeDB's guide Druid has no spec.metadataStorage (the operator deploys MySQL and renders `mysql-metadata-storage`)
 and `deepStorage.type: s3` with a MinIO Secret (`druid-s3-extensions`). Maven Central lacks both extensions at the
-tier's Druid versions; tools/druid/fetch.py declares the fallbacks (and puts the JDBC driver into
-mysql-metadata-storage/). This test shows, per Druid version, that they work against the core:
+tier's Druid versions; tools/druid/fetch.py declares fallbacks and adaptations (and puts the JDBC driver into
+mysql-metadata-storage/). This test shows, per Druid version, that what it put into the cache works with the core:
 
 * a real MariaDB 10.11 (Debian's `mariadbd`, run by hand on 127.0.0.1 with a temporary datadir, password auth for
   the TCP user `root` that the operator renders) and a real S3 server (moto's `moto_server`, bucket `druid`) stand
@@ -30,7 +30,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.request
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, replace
@@ -277,7 +276,7 @@ def _status(c: harness.LocalDruid, node: harness.Node, path: str) -> int | None:
 
 
 def _healthy_then(c: harness.LocalDruid, nodes: list[harness.Node], settle: float):
-    """A `_watch_probes` condition: every node healthy, then `settle` seconds more (readiness lags health)."""
+    """A `_watch_probes` condition: every node healthy, then `settle` seconds more (does readiness lag health?)."""
     since: list[float] = []
 
     def until() -> bool:
@@ -312,8 +311,8 @@ def setup(request, tmp_path_factory, report):
     if "druid-s3-extensions" not in install.extensions:
         pytest.fail(f"druid-s3-extensions is not in the Druid {version} cache; tools/druid/fetch.py {version} did not "
                     f"resolve it (see its manifest.json and docs/druid-test-tier.md)")
-    # Without a mysql-metadata-storage that links against this core (33.0.0: none on Maven Central, see fetch.py),
-    # S3 is still shown, with Derby in the coordinator standing in for the metadata store.
+    # Without a mysql-metadata-storage for this core in the cache (fetch.py has none for it), S3 is still shown,
+    # with Derby in the coordinator standing in for the metadata store.
     with_mysql = "mysql-metadata-storage" in install.extensions
     security = "druid-basic-security" in install.extensions
     work = tmp_path_factory.mktemp(f"storage-{version}", numbered=True)
@@ -409,8 +408,8 @@ def _ingestion_spec() -> dict:
 def test_metadata_tables_are_created_in_mysql(setup):
     s = setup
     if s.mysql is None:
-        pytest.xfail(f"no mysql-metadata-storage links against Druid {s.version}'s core (tools/druid/fetch.py, "
-                     "EXTENSION_FALLBACKS); the other tests use Derby")
+        pytest.xfail(f"the cache has no mysql-metadata-storage for Druid {s.version} (tools/druid/fetch.py: "
+                     "EXTENSION_FALLBACKS, ADAPTATIONS); the other tests use Derby")
 
     def tables():
         got = {r[0].lower() for r in s.mysql.query(
