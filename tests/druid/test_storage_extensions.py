@@ -52,10 +52,9 @@ BUCKET, BASE_KEY = "druid", "druid/segments"
 ROWS = [("2024-01-01T00:00:00.000Z", "alpha", 1), ("2024-01-01T06:00:00.000Z", "beta", 2),
         ("2024-01-02T00:00:00.000Z", "gamma", 3)]  # two days: two segments
 STARTED = (COORDINATORS, HISTORICALS, MIDDLE_MANAGERS, BROKERS, ROUTERS)
-# What the coordinator and the overlord create in both lines (druid.metadata.storage.connector.createTables=true,
-# rendered); 28.0.0 also creates druid_tasklogs.
-TABLES = {"druid_segments", "druid_rules", "druid_config", "druid_audit", "druid_tasks", "druid_tasklocks",
-          "druid_pendingsegments", "druid_datasource", "druid_supervisors", "druid_upgradesegments"}
+# What the coordinator and the overlord create (druid.metadata.storage.connector.createTables=true, rendered).
+TABLES = {"druid_segments", "druid_rules", "druid_config", "druid_audit", "druid_tasks", "druid_tasklogs",
+          "druid_tasklocks", "druid_pendingsegments", "druid_datasource", "druid_supervisors"}
 # Readiness paths for the probe work (spec real-node §9); measured on every node, and on the two data nodes.
 COMMON_PROBES = ("/status/health", "/status/selfDiscovered", "/status/selfDiscovered/status")
 # The ones a probe can use: unsecured (200 without credentials with basic security on); the JSON variants are

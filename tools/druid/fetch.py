@@ -43,7 +43,6 @@ HERE = Path(__file__).resolve().parent
 POM = HERE / "pom.xml"
 SETTINGS = HERE / "settings.xml"
 MODULES = "META-INF/services/org.apache.druid.initialization.DruidModule"
-JDK = Path("/usr/lib/jvm/java-17-openjdk-amd64")  # javac for Adaptation.source_edits, unless JAVA_HOME says
 ZOOKEEPER_VERSION = "3.8.4"
 # ZooKeeper's pom marks these `provided` (its binary distribution ships them); ZooKeeperServerMain needs both
 # (metrics-core for ServerMetrics, snappy-java for loading snapshots), at the versions of ZooKeeper's parent pom.
@@ -71,15 +70,16 @@ EXTENSIONS = (
 #   annotations) have not changed since 0.23.0, the newest release this machine's Maven Central serves.
 # * druid-basic-security 27.0.0 links against the 28.0.0 core (basic auth + escalator work); against 33.0.0 it fails
 #   with NoSuchMethodError, so it is not a fallback there.
-# * mysql-metadata-storage 29.0.0 links against the 28.0.0 core as it is; on 33.0.0 only adapted (ADAPTATIONS:
-#   compiled again from its sources with two core API changes), as is it fails at start (NoClassDefFoundError
-#   SQLFirehoseDatabaseConnector, then NoSuchMethodError SQLMetadataConnector.<init>). 25.0.0 fails the same way.
+# * mysql-metadata-storage 29.0.0 links against the 28.0.0 core (tests/druid/test_storage_extensions.py). Not on
+#   33.0.0 (nor 25.0.0): its MySQLConnector calls SQLMetadataConnector(Supplier, Supplier), which Druid 30 replaced
+#   by a constructor that also takes CentralizedDatasourceSchemaConfig (Guice: NoSuchMethodError at start), and its
+#   module registers a subclass of SQLFirehoseDatabaseConnector, which Druid 31 renamed (NoClassDefFoundError).
 # * druid-s3-extensions 29.0.0, adapted (ADAPTATIONS), on 28.0.0 and 33.0.0. 25.0.0 is no fallback: its firehose
 #   module needs classes removed in Druid 26-27 (NoClassDefFoundError at start).
 EXTENSION_FALLBACKS: dict[str, dict[str, str]] = {
     "simple-client-sslcontext": {"*": "0.23.0"},
     "druid-basic-security": {"28.0.0": "27.0.0"},
-    "mysql-metadata-storage": {"33.0.0": "29.0.0", "28.0.0": "29.0.0"},
+    "mysql-metadata-storage": {"28.0.0": "29.0.0"},
     "druid-s3-extensions": {"33.0.0": "29.0.0", "28.0.0": "29.0.0"},
 }
 # Jars that go into an extension's directory although its pom does not bring them (Druid does not ship them):
@@ -91,70 +91,34 @@ EXTENSION_EXTRAS: dict[str, tuple[tuple[str, str, str], ...]] = {
 
 
 @dataclass(frozen=True)
-class SourceEdit:
-    """One change to a file of an extension's -sources.jar: `pattern` (a regex) must match exactly once."""
-
-    path: str
-    pattern: str
-    replacement: str
-
-
-@dataclass(frozen=True)
 class Adaptation:
-    """How a fallback jar is fitted to a Druid core it was not built for. Declared per (extension, extension
-    version, Druid version) after a linkage check of the jar against that core, proven by tests/druid. The adapted
-    jar is named `<jar>-kubedruid.jar` (Druid's "Loading extension" log line shows it) and says what changed in
-    META-INF/KUBEDRUID-CHANGES.
+    """How a fallback jar is fitted to a Druid core it was not built for: the DruidModule classes in `drop_modules`
+    are taken out of the jar's META-INF/services, so Druid does not load them (the jar is rewritten as
+    `<jar>-kubedruid.jar`, which Druid's "Loading extension" log line then shows). Declared per (extension,
+    extension version, Druid version) after a linkage check of the jar against that core, proven by tests/druid."""
 
-    drop_modules: DruidModule classes taken out of META-INF/services, so Druid does not load them.
-    source_edits: the classes are compiled again (javac --release 11, against the core's lib/) from the
-      extension's -sources.jar on Maven Central, with these edits; the jar's resources are kept."""
-
+    drop_modules: tuple[str, ...]
     why: str
-    drop_modules: tuple[str, ...] = ()
-    source_edits: tuple[SourceEdit, ...] = ()
 
 
-# * mysql-metadata-storage 29.0.0 on 33.0.0: two core API changes, the rest of the jar links. Druid 30 gave
-#   SQLMetadataConnector's constructor a third parameter (CentralizedDatasourceSchemaConfig, bound by core's Guice
-#   modules), Druid 31 renamed SQLFirehoseDatabaseConnector to SQLInputSourceDatabaseConnector (same members).
-# * druid-s3-extensions 29.0.0: its deep storage (S3StorageDruidModule: pusher, puller, killer, mover, task logs)
-#   links against the 28.0.0 and 33.0.0 cores. Its MSQ storage connector/export module does not (28: no
-#   ExportStorageProvider, NoClassDefFoundError at start; 33: createStorageConnector/getFilePathForManifest not
-#   implemented, AbstractMethodError when used), nor on 28 its S3 input source module (SystemField/SystemFields are
-#   Druid 29 classes). Without them: no `s3` input source on 28, no MSQ durable storage/export on S3.
-_MYSQL_CONNECTOR = "org/apache/druid/metadata/storage/mysql/MySQLConnector.java"
+# druid-s3-extensions 29.0.0: its deep storage (S3StorageDruidModule: pusher, puller, killer, mover, task logs)
+# links against the 28.0.0 and 33.0.0 cores. Its MSQ storage connector/export module does not (28: no
+# ExportStorageProvider, NoClassDefFoundError at start; 33: createStorageConnector/getFilePathForManifest not
+# implemented, AbstractMethodError when used), nor on 28 its S3 input source module (SystemField/SystemFields are
+# Druid 29 classes). Without them: no `s3` input source on 28, no MSQ durable storage/export on S3.
 ADAPTATIONS: dict[tuple[str, str, str], Adaptation] = {
-    ("mysql-metadata-storage", "29.0.0", "33.0.0"): Adaptation(
-        why="SQLMetadataConnector(config, dbTables, centralizedDatasourceSchemaConfig) since Druid 30; "
-            "SQLFirehoseDatabaseConnector renamed SQLInputSourceDatabaseConnector in Druid 31",
-        source_edits=(
-            SourceEdit(_MYSQL_CONNECTOR, r"MySQLConnectorDriverConfig driverConfig\n(\s*)\)",
-                       r"MySQLConnectorDriverConfig driverConfig,\n      org.apache.druid.segment.metadata."
-                       r"CentralizedDatasourceSchemaConfig centralizedDatasourceSchemaConfig\n\1)"),
-            SourceEdit(_MYSQL_CONNECTOR, r"super\(config, dbTables\);",
-                       "super(config, dbTables, centralizedDatasourceSchemaConfig);"),
-            SourceEdit("org/apache/druid/firehose/sql/MySQLFirehoseDatabaseConnector.java",
-                       r"import org\.apache\.druid\.metadata\.SQLFirehoseDatabaseConnector;",
-                       "import org.apache.druid.metadata.SQLInputSourceDatabaseConnector;"),
-            SourceEdit("org/apache/druid/firehose/sql/MySQLFirehoseDatabaseConnector.java",
-                       r"extends SQLFirehoseDatabaseConnector\b", "extends SQLInputSourceDatabaseConnector"),
-        )),
     ("druid-s3-extensions", "29.0.0", "33.0.0"): Adaptation(
-        why="MSQ storage connector/export classes miss methods of the 33.0.0 interfaces",
-        drop_modules=("org.apache.druid.storage.s3.output.S3StorageConnectorModule",)),
+        drop_modules=("org.apache.druid.storage.s3.output.S3StorageConnectorModule",),
+        why="MSQ storage connector/export classes miss methods of the 33.0.0 interfaces"),
     ("druid-s3-extensions", "29.0.0", "28.0.0"): Adaptation(
-        why="ExportStorageProvider and SystemField(s) are Druid 29 core classes",
         drop_modules=("org.apache.druid.storage.s3.output.S3StorageConnectorModule",
-                      "org.apache.druid.data.input.s3.S3InputSourceDruidModule")),
+                      "org.apache.druid.data.input.s3.S3InputSourceDruidModule"),
+        why="ExportStorageProvider and SystemField(s) are Druid 29 core classes"),
 }
 
 
 def _adaptation_record(a: Adaptation | None) -> dict:
-    if not a:
-        return {}
-    return {"why": a.why, "drop_modules": list(a.drop_modules),
-            "source_edits": [[e.path, e.pattern, e.replacement] for e in a.source_edits]}
+    return {"drop_modules": list(a.drop_modules), "why": a.why} if a else {}
 
 
 def _fallbacks(ext: str, version: str) -> tuple[str, ...]:
@@ -232,73 +196,12 @@ def _add_extras(ext: str, out: Path, log) -> tuple[bool, str]:
     return True, ""
 
 
-def _changes(a: Adaptation, version: str) -> str:
-    lines = [f"Changed by kubedruid's tools/druid/fetch.py to run with the Apache Druid {version} core: {a.why}."]
-    lines += [f"Removed from {MODULES}: {m}" for m in a.drop_modules]
-    lines += [f"Compiled again from the -sources.jar, {e.path}: s/{e.pattern}/{e.replacement}/"
-              for e in a.source_edits]
-    return "\n".join(lines) + "\n"
-
-
-def _recompile(ext: str, ext_version: str, out: Path, lib: Path, a: Adaptation, log) -> tuple[dict[str, bytes], str]:
-    """The .class files of `ext`'s -sources.jar with a.source_edits applied, compiled against lib/ and the
-    extension's other jars: {path in the jar: bytes}, or ({}, the error)."""
-    work = out.with_name(f"{ext}.src")
-    shutil.rmtree(work, ignore_errors=True)
-    try:
-        return _compile_edited(ext, ext_version, work, out, lib, a, log)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)  # never left in extensions/ (an image copies that directory)
-
-
-def _compile_edited(ext: str, ext_version: str, work: Path, out: Path, lib: Path, a: Adaptation,
-                    log) -> tuple[dict[str, bytes], str]:
-    cmd = ["mvn", "-B", "-s", str(SETTINGS), "-f", str(POM), "dependency:copy",
-           f"-Dartifact=org.apache.druid.extensions:{ext}:{ext_version}:jar:sources", f"-Dout.dir={work}"]
-    log.write(f"$ {' '.join(cmd)}\n")
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    log.write(proc.stdout)
-    if proc.returncode != 0:
-        return {}, f"{ext}:{ext_version}:sources did not resolve"
-    src = work / "src"
-    sources = next(work.glob("*-sources.jar"), None)
-    if sources is None:
-        return {}, f"{ext}:{ext_version}:sources: not copied to {work}"
-    with zipfile.ZipFile(sources) as z:
-        z.extractall(src)
-    for e in a.source_edits:
-        f = src / e.path
-        text, n = re.subn(e.pattern, e.replacement, f.read_text())
-        if n != 1:  # not the source that was measured: do not guess
-            return {}, f"{e.path}: {e.pattern!r} matched {n} times"
-        f.write_text(text)
-    javac = Path(os.environ.get("JAVA_HOME", JDK)) / "bin" / "javac"
-    classes = work / "classes"
-    cp = os.pathsep.join([f"{lib}/*", *(str(j) for j in out.glob("*.jar"))])
-    cmd = [str(javac), "--release", "11", "-nowarn", "-encoding", "UTF-8", "-cp", cp, "-d", str(classes),
-           *(str(f) for f in sorted(src.rglob("*.java")))]
-    log.write(f"$ {' '.join(cmd)}\n")
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    log.write(proc.stdout)
-    if proc.returncode != 0:
-        errors = [l for l in proc.stdout.splitlines() if "error:" in l]
-        return {}, f"javac: {errors[0] if errors else proc.returncode}"
-    return {f.relative_to(classes).as_posix(): f.read_bytes() for f in classes.rglob("*.class")}, ""
-
-
-def _adapt(ext: str, ext_version: str, out: Path, lib: Path, a: Adaptation, version: str, log) -> tuple[bool, str]:
-    """Rewrites the extension's own jar in `out` as `a` says (see Adaptation)."""
+def _adapt(ext: str, out: Path, a: Adaptation, log) -> tuple[bool, str]:
+    """Rewrites the extension's own jar in `out` without the DruidModules `a` drops."""
     jar = next(out.glob(f"{ext}-*.jar"))
-    compiled: dict[str, bytes] = {}
-    if a.source_edits:
-        compiled, err = _recompile(ext, ext_version, out, lib, a, log)
-        if not compiled:
-            return False, err
     adapted = jar.with_name(jar.stem + "-kubedruid.jar")
     with zipfile.ZipFile(jar) as src, zipfile.ZipFile(adapted, "w", zipfile.ZIP_DEFLATED) as dst:
         for item in src.infolist():
-            if compiled and item.filename.endswith(".class"):
-                continue  # replaced by the compiled classes
             data = src.read(item)
             if item.filename == MODULES:
                 lines = data.decode().splitlines()
@@ -308,11 +211,8 @@ def _adapt(ext: str, ext_version: str, out: Path, lib: Path, a: Adaptation, vers
                     return False, f"{jar.name} does not declare the modules {missing}"
                 data = "".join(f"{line}\n" for line in lines if line.strip() not in a.drop_modules).encode()
             dst.writestr(item, data)
-        for name, data in sorted(compiled.items()):
-            dst.writestr(name, data)
-        dst.writestr("META-INF/KUBEDRUID-CHANGES", _changes(a, version))
     jar.unlink()
-    log.write(f"{ext}: {a.why} -> {adapted.name}\n")
+    log.write(f"{ext}: dropped {list(a.drop_modules)} from {MODULES} -> {adapted.name}\n")
     return True, ""
 
 
@@ -351,7 +251,7 @@ def fetch_druid(version: str, root: Path, log) -> dict:
                 ok, err = _add_extras(ext, out, log)
             adaptation = ADAPTATIONS.get((ext, candidate, version))
             if ok and adaptation:
-                ok, err = _adapt(ext, candidate, out, lib, adaptation, version, log)
+                ok, err = _adapt(ext, out, adaptation, log)
             if ok:
                 info = {"version": candidate, "jars": sorted(j.name for j in out.glob("*.jar")), "extras": extras,
                         "adaptation": _adaptation_record(adaptation)}
