@@ -19,8 +19,8 @@ Extensions: the rendered configuration's `druid.extensions.loadList` names exten
 dependencies, minus the jars that core lib/ already has (what Druid's `pull-deps` does). An extension is tried at the
 Druid version first, then at the fallback versions listed in EXTENSION_FALLBACKS (each checked with
 tools/druid/linkcheck.py and proven by tests/druid, see docs/druid-test-tier.md); a fallback jar that needs fitting
-to the core is adapted as ADAPTATIONS declares (modules left out, or compiled again from its Maven Central sources
-with declared edits). What cannot be resolved is recorded in the manifest, and the test harness leaves it out of
+to the core is adapted as ADAPTATIONS declares (DruidModules that do not link left out of its services file; no
+source is compiled). What cannot be resolved is recorded in the manifest, and the test harness leaves it out of
 the loadList (and says so). Jars an extension needs but Druid does not ship (EXTENSION_EXTRAS: the MySQL JDBC
 driver) are resolved into the extension's directory too, as an image does.
 """
