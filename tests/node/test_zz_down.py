@@ -28,7 +28,7 @@ def test_dev_down_leaves_nothing_behind(node_plane, operator):
     layout = node.load_or_create_layout(plane_mod.load_or_create_layout(node_plane.state_dir, real_node=True))
     assert isinstance(layout, NodeLayout)
     assert node.leftovers(layout) == []
+    # Every process that names the state directory: the plane's, the node's, and containerd's shims (their
+    # -address is the socket in it). Pods' processes were in the kubepods cgroups, which are gone (leftovers).
     assert plane_mod.plane_processes(node_plane.state_dir) == []
-    shims = subprocess.run(["pgrep", "-f", "containerd-shim"], capture_output=True, text=True).stdout
-    assert shims == ""
     assert IP_FORWARD.read_text().strip() == HOST_BEFORE["ip_forward"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -172,7 +173,7 @@ def remove_iptables_chains() -> None:
     for table in ("filter", "nat", "mangle"):
         lines = _iptables("-t", table, "-S", check=False).stdout.splitlines()
         for line in lines:  # jumps into our chains first, then the chains themselves
-            parts = line.split()
+            parts = shlex.split(line)  # comments are quoted: "kubernetes service portals"
             if parts[0] == "-A" and "-j" in parts and _ours(parts[parts.index("-j") + 1]) and not _ours(parts[1]):
                 _iptables("-t", table, "-D", *parts[1:], check=False)
         chains = [line.split()[1] for line in lines if line.startswith("-N ") and _ours(line.split()[1])]
