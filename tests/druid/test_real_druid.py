@@ -24,9 +24,12 @@ import time
 from dataclasses import dataclass
 
 import pytest
+
 from cryptography import x509
 
 from kubedruid.druid.nodes import RESTART_ORDER, ROUTERS
+
+from tests.waiting import eventually
 
 from . import harness, model
 from .certs import CertManager, Issued
@@ -106,17 +109,7 @@ def _no_tls_trouble(cluster: harness.LocalDruid) -> None:
 
 def _eventually(fn, timeout: float = 60, what: str = "condition", logs=None):
     """Polls fn until it returns a truthy value (discovery and inventory sync lag a process's health by seconds)."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            value = fn()
-            if value:
-                return value
-        except AssertionError as e:
-            last = e
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {last}; logs in {logs}")
+    return eventually(fn, timeout, what, interval=0.5, hint=f"logs in {logs}")
 
 
 def _sql_rows(story: Story) -> list:

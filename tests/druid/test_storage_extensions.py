@@ -37,9 +37,12 @@ from pathlib import Path
 
 import pytest
 
+
 from kubedruid.druid.nodes import BROKERS, COORDINATORS, HISTORICALS, MIDDLE_MANAGERS, ROUTERS
 from kubedruid.druid.properties import MetadataStore
 from kubedruid.specs import cluster, names
+
+from tests.waiting import eventually
 
 from . import harness, model
 from .conftest import versions
@@ -360,18 +363,7 @@ def _request(s: Setup, node_key: str, method: str, path: str, body: dict | None 
 
 
 def _eventually(fn, what: str, s: Setup, timeout: float = 120):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            value = fn()
-            if value:
-                return value
-        except AssertionError as e:
-            last = e
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {last}; logs in "
-                         f"{s.cluster.work / 'logs'}")
+    return eventually(fn, timeout, what, hint=f"logs in {s.cluster.work / 'logs'}")
 
 
 def _used_segments(s: Setup) -> list[dict]:

@@ -9,7 +9,6 @@ import http.client
 import json
 import socket
 import ssl
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,8 @@ from cryptography.hazmat.primitives import hashes
 from kubedruid.api.defaults import auth_secret_name
 from kubedruid.druid.nodes import BY_KEY
 from kubedruid.specs import names
+
+from tests.waiting import eventually
 
 from .load import Endpoint, sql_query
 
@@ -166,13 +167,5 @@ def tiny_ingestion_spec(datasource: str) -> dict:
 
 
 def wait(predicate, timeout: float, what: str, interval: float = 1.0):
-    deadline, last = time.monotonic() + timeout, None
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as e:  # not there yet; the last error is shown on timeout
-            last = e
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}" + (f" (last: {last!r:.500})" if last else ""))
+    """Anything a request to Druid or kubectl raises counts as "not yet" (the answer is what is awaited)."""
+    return eventually(predicate, timeout, what, interval=interval, catch=(Exception,))
