@@ -21,3 +21,9 @@ def install_kubedruid(layout: PlaneLayout, bins: Binaries) -> None:
     for path in (DEPLOY / "versions", DEPLOY / "helm/kubedruid/templates/admission-deletion-policy.yaml"):
         kubectl(layout, bins, "apply", "--server-side", "--force-conflicts", "--field-manager=kubedruid-dev",
                 f"--filename={path}")
+    if layout.real_node:  # a DruidVersion for each Druid version whose image the node holds
+        from .node import local_druid_versions, local_druid_versions_manifest
+
+        if versions := local_druid_versions(layout):
+            kubectl(layout, bins, "apply", "--server-side", "--force-conflicts", "--field-manager=kubedruid-dev",
+                    "-f", "-", stdin=local_druid_versions_manifest(versions))

@@ -305,6 +305,12 @@ def import_images(layout: nl.NodeLayout, bins: nl.NodeBinaries, images) -> list[
     return done
 
 
+def local_druid_versions(plane: PlaneLayout) -> list[str]:
+    """The Druid versions whose images this node holds (written by `up`)."""
+    path = load_or_create_layout(plane).root / "druid-versions.json"
+    return json.loads(path.read_text()) if path.exists() else []
+
+
 def local_druid_versions_manifest(versions: list[str]) -> str:
     """DruidVersion objects for the Druid versions that have a local image (labelled, so users can tell)."""
     docs = []
@@ -463,9 +469,8 @@ def up(plane: PlaneLayout, kubectl, druid_versions: list[str] | None = None) -> 
             imported = import_images(layout, bins, images_mod.ensure_images(versions))
             if imported:
                 _say(f"images: imported {', '.join(imported)} in {time.monotonic() - t0:.1f} s")
-            if versions:
-                kubectl("apply", "--server-side", "--force-conflicts", "--field-manager=kubedruid-dev", "-f", "-",
-                        stdin=local_druid_versions_manifest(versions))
+            # DruidVersions need kubedruid's CRDs: install.py applies them from this list.
+            _write_if_changed(layout.root / "druid-versions.json", json.dumps(sorted(versions)))
     kubectl("wait", "--for=condition=Ready", "--timeout=120s", f"node/{nl.NODE_NAME}")
     keep_isolation_first()  # in case kube-proxy's first sync came after its health check answered
     return layout
