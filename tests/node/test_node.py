@@ -18,7 +18,7 @@ from lightkube.resources.core_v1 import Namespace, Node, Pod, Service
 from kubedruid.devcluster import images, node_layout as nl
 from tests.integration.conftest import wait_for
 
-from .conftest import NODE_DRUID_VERSION
+from .conftest import NODE_DRUID_VERSION, REPORT
 
 
 def _web_pod(name: str, ns: str) -> dict:
@@ -70,13 +70,24 @@ def test_node_is_ready_with_the_runtime_we_built(kube):
     assert images.PAUSE_IMAGE in names
 
 
+def _rss_mib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) // 1024
+    return 0
+
+
 def test_dev_status_shows_every_part_healthy(node_plane):
     out = subprocess.run([str(Path(sys.executable).parent / "kubedruid"), "dev", "status", "--dir",
                           str(node_plane.state_dir)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
-    for part in ("kube-apiserver", "containerd", "kubelet", "kube-proxy", "coredns", "network isolation"):
+    for part in ("kube-apiserver", "containerd", "kubelet", "kube-proxy", "coredns", "volumes", "network isolation"):
         assert part in out.stdout
     assert "kwok" not in out.stdout
+    from kubedruid.devcluster import plane as plane_mod
+
+    REPORT["node parts RSS"] = {s.name: f"{_rss_mib(s.pid)} MiB" for s in plane_mod.status(node_plane.state_dir)
+                                if s.pid}
 
 
 def test_pods_resolve_cluster_names_and_nothing_else(node_plane, netns):
