@@ -26,8 +26,7 @@ from .test_provisioner import PLAIN_PORTS, _wait_ready
 pytestmark = pytest.mark.integration
 
 Ops = create_namespaced_resource("ops.kubedb.com", "v1alpha1", "DruidOpsRequest", "druidopsrequests")
-# ReconfigureTLS restarts the masters first (druid/nodes.py TLS_RESTART_ORDER; the guide's Druid has no overlords).
-TLS_RESTART_ORDER = ["coordinators", "historicals", "middlemanagers", "brokers", "routers"]
+RESTART_ORDER = ["historicals", "middlemanagers", "brokers", "routers", "coordinators"]
 
 
 def _ops(kube, name, ns, db, **spec):
@@ -67,7 +66,7 @@ def _pod_uids(kube, ns, db) -> dict[str, str]:
 
 
 def _expected_pods(db):
-    return [f"{db}-{role}-0" for role in TLS_RESTART_ORDER]
+    return [f"{db}-{role}-0" for role in RESTART_ORDER]
 
 
 def _assert_guide_conditions(ops, db, with_certificates: bool):
@@ -297,7 +296,7 @@ def test_operator_killed_during_restart_each_pod_restarted_exactly_once(plane, k
     _ops(kube, "add-tls", ns, db, type="ReconfigureTLS",
          tls={"issuerRef": {"name": "druid-ca-issuer", "kind": "Issuer"}})
     # Kill the operator once the restart pass is under way (the second pod is being restarted).
-    wait_for(lambda: condition(kube.get(Ops, "add-tls", namespace=ns), f"EvictPod--{_expected_pods(db)[1]}"),
+    wait_for(lambda: condition(kube.get(Ops, "add-tls", namespace=ns), f"EvictPod--{db}-middlemanagers-0"),
              timeout=90, interval=0.05, what="the restart pass to reach the second pod")
     operator.kill()
     killed_at = datetime.datetime.now(datetime.timezone.utc)

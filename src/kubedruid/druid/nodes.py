@@ -46,12 +46,6 @@ MIDDLE_MANAGERS = NodeType("middleManagers", "middleManager", 8091, 8291, True, 
 # The order in which pods are restarted (spec §3.7; Druid's rolling-update guide places overlords before
 # coordinators): data nodes first, the masters last.
 RESTART_ORDER: tuple[NodeType, ...] = (HISTORICALS, MIDDLE_MANAGERS, BROKERS, ROUTERS, OVERLORDS, COORDINATORS)
-# A TLS change (ReconfigureTLS) restarts the masters first. Every other node needs the coordinator to start
-# (basic-security caches, segment assignments) and, restarted into the new TLS configuration, reaches only a
-# coordinator that already has it. Measured on the real node with KubeDB's order: after an issuer change the first
-# historical trusts only the new CA, cannot fetch from the coordinator that still serves the old one, and never
-# becomes ready; after TLS is removed it cannot call a TLS-only coordinator. (docs/decisions/0013)
-TLS_RESTART_ORDER: tuple[NodeType, ...] = (OVERLORDS, COORDINATORS, HISTORICALS, MIDDLE_MANAGERS, BROKERS, ROUTERS)
 # The order in which PetSets are created: masters first so that the others find them.
 PROVISION_ORDER: tuple[NodeType, ...] = (COORDINATORS, OVERLORDS, HISTORICALS, MIDDLE_MANAGERS, BROKERS, ROUTERS)
 BY_KEY: dict[str, NodeType] = {n.key: n for n in RESTART_ORDER}

@@ -11,7 +11,7 @@ import copy
 import re
 from dataclasses import dataclass
 
-from kubedruid.druid.nodes import RESTART_ORDER, TLS_RESTART_ORDER, NodeType
+from kubedruid.druid.nodes import RESTART_ORDER
 
 # Step names double as the condition types that record them.
 CERTIFICATE_SYNCED = "CertificateSynced"
@@ -100,15 +100,11 @@ def target_spec(druid_spec: dict, ops: dict) -> dict:
     return spec
 
 
-def restart_order(ops: dict) -> tuple[NodeType, ...]:
-    """KubeDB's order (data nodes first, masters last) for a Restart; masters first for a TLS change."""
-    return TLS_RESTART_ORDER if ops["spec"]["type"] == "ReconfigureTLS" else RESTART_ORDER
-
-
-def restart_pods(db: str, replicas_by_role: dict[str, int], order: tuple[NodeType, ...] = RESTART_ORDER) -> list[str]:
-    """Pods by node type in `order`, ordinal ascending within a node type."""
+def restart_pods(db: str, replicas_by_role: dict[str, int]) -> list[str]:
+    """Pods in Druid's restart order: historicals -> middleManagers -> brokers -> routers -> overlords ->
+    coordinators, ordinal ascending within a node type."""
     out = []
-    for node in order:
+    for node in RESTART_ORDER:
         for i in range(replicas_by_role.get(node.key, 0)):
             out.append(f"{db}-{node.petset_suffix}-{i}")
     return out

@@ -207,14 +207,13 @@ async def update_petsets(ctx: StepContext) -> Wait | None:
 
 
 async def restart_nodes(ctx: StepContext) -> Wait | None:
-    """One pod at a time in the op's order (plans.restart_order): evict (PodDisruptionBudgets apply), wait until its
-    replacement is Ready."""
+    """One pod at a time in Druid's order: evict (PodDisruptionBudgets apply), wait until its replacement is Ready."""
     step = plans.RESTART_NODES
     await ctx.start(step, "Restarting nodes")
     ns, name = ctx.druid["metadata"]["namespace"], ctx.druid["metadata"]["name"]
     db = apply_defaults(Druid.model_validate(ctx.druid))
     replicas = {key: node.replicas for key, node in db.spec.topology.nodes().items()}
-    for pod_name in plans.restart_pods(name, replicas, plans.restart_order(ctx.ops)):
+    for pod_name in plans.restart_pods(name, replicas):
         get_t, evict_t, check_t = plans.pod_condition_types(pod_name)
         if ctx.done(check_t):
             continue
