@@ -35,7 +35,7 @@ def config(**overrides) -> ClusterConfig:
 
 
 PLAIN = config()
-TLS = config(tls=True)
+TLS = config(tls_mode=tls.TLSMode.TLS_ONLY)
 
 # spec kubedb-api §1.3 / druid-tls §1.5: (node, druid.service, plaintext port, TLS port)
 NODE_TABLE = [
@@ -168,7 +168,7 @@ def test_tls_keystore_paths_are_in_the_certificate_directory():
 # --- passwords --------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("cfg", [PLAIN, TLS, config(metadata=POSTGRES, tls=True)], ids=["plain", "tls", "pg-tls"])
+@pytest.mark.parametrize("cfg", [PLAIN, TLS, config(metadata=POSTGRES, tls_mode=tls.TLSMode.TLS_ONLY)], ids=["plain", "tls", "pg-tls"])
 def test_no_property_holds_a_literal_password(cfg):
     rendered = [properties.common_properties(cfg)] + [properties.node_properties(n, cfg) for n in RESTART_ORDER]
     seen = 0
@@ -238,7 +238,7 @@ def test_render_is_sorted_key_value_lines():
     assert text == 'a.key=1\nb.key=2\nc={"x":"y"}\n'
 
 
-@pytest.mark.parametrize("cfg", [PLAIN, TLS, config(has_overlords=False, tls=True)], ids=["plain", "tls", "no-ovl"])
+@pytest.mark.parametrize("cfg", [PLAIN, TLS, config(has_overlords=False, tls_mode=tls.TLSMode.TLS_ONLY)], ids=["plain", "tls", "no-ovl"])
 def test_render_roundtrips_every_generated_file(cfg):
     files = [properties.common_properties(cfg)] + [properties.node_properties(n, cfg) for n in RESTART_ORDER]
     for props in files:
@@ -302,3 +302,44 @@ def test_user_unsecured_paths_keep_the_probe_paths():
     # everything else: theirs
     assert properties.with_user(ours, {"druid.emitter": "logging"}, security=True)["druid.emitter"] == "logging"
     assert properties.with_user({}, user, security=False) == user
+
+
+# --- the TLS modes between plaintext and TLS only (druid-tls §3.3) -----------------------------------------------
+
+MODES = list(tls.TLSMode)
+
+
+def _mode_props(mode: tls.TLSMode) -> dict[str, str]:
+    return properties.common_properties(config(tls_mode=mode))
+
+
+@pytest.mark.parametrize("mode", MODES, ids=[m.value for m in MODES])
+def test_each_mode_renders_exactly_its_halves(mode):
+    props = _mode_props(mode)
+    client = {k for k in props if k.startswith("druid.client.https.")}
+    server = {k for k in props if k.startswith("druid.server.https.")}
+    assert bool(client) is mode.client_trust
+    assert ("simple-client-sslcontext" in load_list(props)) is mode.client_trust
+    assert bool(server) is mode.tls_port and (props.get("druid.enableTlsPort") == "true") is mode.tls_port
+    # Druid's default is plaintext on: only tls-only closes it.
+    assert props.get("druid.enablePlaintextPort", "true") == ("true" if mode.plaintext_port else "false")
+
+
+def test_adjacent_modes_differ_in_one_half_only():
+    """Each roll changes one thing (druid-tls §3.4): no two of client trust, TLS port and plaintext port move in
+    the same step. tls-port -> tls-services changes only the Services, not the properties."""
+    halves = lambda m: (m.client_trust, m.tls_port, m.plaintext_port)  # noqa: E731
+    order = [tls.TLSMode.OFF, tls.TLSMode.CLIENT_TRUST, tls.TLSMode.TLS_PORT, tls.TLSMode.TLS_SERVICES,
+             tls.TLSMode.TLS_ONLY]
+    for a, b in zip(order, order[1:]):
+        moved = sum(x != y for x, y in zip(halves(a), halves(b)))
+        assert moved == (0 if (a, b) == (tls.TLSMode.TLS_PORT, tls.TLSMode.TLS_SERVICES) else 1), (a, b)
+        if moved == 0:
+            assert _mode_props(a) == _mode_props(b) and a.services_tls != b.services_tls
+
+
+def test_a_node_with_its_tls_port_open_always_has_client_trust():
+    """Peers reach a node over HTTPS once it announces a TLS port; every mode that opens one also trusts."""
+    assert all(m.client_trust for m in MODES if m.tls_port)
+    assert all(m.plaintext_port for m in MODES if not m.services_tls), "Services never point at a closed port"
+    assert tls.TLSMode.declared(True) is tls.TLSMode.TLS_ONLY and tls.TLSMode.declared(False) is tls.TLSMode.OFF

@@ -54,7 +54,7 @@ def inputs(db: Druid) -> cluster.Inputs:
         metadata=MetadataStore(type="MySQL", host=f"{name}-mysql-metadata.{ns}.svc.cluster.local", port=3306,
                                database="druid", user="root"),
         deep_storage_type="s3", deep_storage_properties={"druid.storage.bucket": "druid"},
-        tls=bool(db.spec.enableSSL), has_overlords=db.spec.topology.overlords is not None,
+        tls_mode=cluster.tls_mode(db), has_overlords=db.spec.topology.overlords is not None,
         has_routers=db.spec.topology.routers is not None)
     return cluster.Inputs(cluster=cfg, image="apache/druid:36.0.0", run_as_user=1000,
                           metadata_secret="x-mysql-metadata-auth", uid=UID)
@@ -850,3 +850,51 @@ def test_common_name_is_omitted_when_cert_manager_would_refuse_it():
     # short enough: KubeDB's commonName (the governing Service) is kept
     for cert in certificates(TLS_DB).values():
         assert cert["spec"]["commonName"] == f"druid-cluster-tls-pods.{NS}.svc"
+
+
+# --- TLS modes: what an op in progress renders (druid/tls.py) ----------------------------------------------------
+
+
+def _in_mode(mode: str, *, ssl: bool = True) -> Druid:
+    raw = manifest("druid-cluster-tls", ssl=ssl)
+    raw["metadata"]["annotations"] = {"tls.kubedruid.dev/mode": mode}
+    return druid(raw)
+
+
+@pytest.mark.parametrize("mode", ["client-trust", "tls-port", "tls-services", "tls-only"])
+def test_a_mode_in_progress_sets_ports_probes_mounts_and_services(mode):
+    m = cluster.tls_mode(_in_mode(mode))
+    assert m.value == mode
+    db = _in_mode(mode)
+    for key, ps in petsets(db).items():
+        c = main_container(ps)
+        ports = [p["containerPort"] for p in c["ports"]]
+        expected = ([PLAIN_PORTS[key]] if m.plaintext_port else []) + ([TLS_PORTS[key]] if m.tls_port else [])
+        assert ports == expected
+        probe = c["readinessProbe"]["httpGet"]
+        assert (probe["port"], probe["scheme"]) == ((TLS_PORTS[key], "HTTPS") if m.probes_tls
+                                                    else (PLAIN_PORTS[key], "HTTP"))
+        mounts = {v["mountPath"] for v in c["volumeMounts"]}
+        assert "/opt/druid/ssl" in mounts  # the truststore, from client trust on
+        assert "DRUID_KEY_STORE_PASSWORD" in env(c)
+    for svc in services(db).values():
+        if svc["spec"].get("clusterIP") == "None":
+            continue
+        (port,) = svc["spec"]["ports"]
+        assert port["name"] == ("https" if m.services_tls else "http")
+
+
+def test_without_the_annotation_the_spec_declares_the_mode():
+    assert cluster.tls_mode(PLAIN_DB).value == "off" and cluster.tls_mode(TLS_DB).value == "tls-only"
+
+
+def test_a_mode_needing_tls_material_is_ignored_when_the_spec_has_no_tls():
+    assert cluster.tls_mode(_in_mode("tls-port", ssl=False)).value == "off"
+    assert cluster.tls_mode(_in_mode("no-such-mode")).value == "tls-only"
+
+
+def test_client_trust_keeps_pods_plaintext_but_loads_the_client_ssl_context():
+    db = _in_mode("client-trust")
+    props = properties.parse(cluster.config_files(db, inputs(db))["common.runtime.properties"])
+    assert "simple-client-sslcontext" in props["druid.extensions.loadList"]
+    assert "druid.enableTlsPort" not in props and props["druid.client.https.validateHostnames"] == "true"

@@ -35,6 +35,7 @@ from kubedruid.api.defaults import DEFAULT_MYSQL_VERSION, DEFAULT_ZOOKEEPER_VERS
 from kubedruid.api.version import druid_version
 from kubedruid.druid.nodes import HISTORICALS
 from kubedruid.druid.properties import ClusterConfig, MetadataStore, _extensions
+from kubedruid.druid.tls import TLSMode
 from kubedruid.specs import dependencies
 
 from . import oci
@@ -343,7 +344,7 @@ def druid_extensions_present(version: str) -> set[str]:
 
 def widest_load_list(version: str) -> list[str]:
     """The loadList kubedruid renders for `version` with everything on (security, TLS, MySQL, S3 deep storage)."""
-    config = ClusterConfig(zookeeper="zk:2181", zookeeper_base="/druid", deep_storage_type="s3", tls=True,
+    config = ClusterConfig(zookeeper="zk:2181", zookeeper_base="/druid", deep_storage_type="s3", tls_mode=TLSMode.TLS_ONLY,
                            security=True, druid_version=version,
                            metadata=MetadataStore("MySQL", "mysql", 3306, "druid", "root"))
     return _extensions(config)

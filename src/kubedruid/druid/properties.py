@@ -65,7 +65,7 @@ class ClusterConfig:
     metadata: MetadataStore
     deep_storage_type: str
     deep_storage_properties: dict[str, str] = field(default_factory=dict)  # the user's deep-storage Secret
-    tls: bool = False
+    tls_mode: tls.TLSMode = tls.TLSMode.OFF
     security: bool = True  # druid-basic-security with the admin password from the auth Secret
     has_overlords: bool = True
     has_routers: bool = False
@@ -85,7 +85,7 @@ def _extensions(c: ClusterConfig) -> list[str]:
         ext.append("druid-multi-stage-query")
     if c.security:
         ext.append("druid-basic-security")
-    if c.tls:
+    if c.tls_mode.client_trust:
         ext.append("simple-client-sslcontext")  # without it every internal HTTPS call fails
     ext.append(METADATA_EXTENSIONS[c.metadata.type])
     ext.append(DEEP_STORAGE_EXTENSIONS[c.deep_storage_type])
@@ -117,24 +117,32 @@ def _security() -> dict[str, str]:
     }
 
 
-def tls_properties() -> dict[str, str]:
-    """Server keystore, client truststore, plaintext off, hostname validation on (the announced druid.host is the
-    pod's FQDN, which the certificate carries), TLS 1.2 and 1.3 only."""
+def tls_properties(mode: tls.TLSMode) -> dict[str, str]:
+    """The properties of a TLS mode (druid/tls.py): the client truststore with hostname validation on (the announced
+    druid.host is the pod's FQDN, which the certificate carries) from client trust on; the server keystore and the
+    TLS port, TLS 1.2 and 1.3 only, from tls-port on; plaintext closed in tls-only."""
     password = _env_password(tls.KEYSTORE_PASSWORD_ENV)
-    return {
-        "druid.enablePlaintextPort": "false",
-        "druid.enableTlsPort": "true",
-        "druid.server.https.keyStorePath": tls.KEYSTORE_PATH,
-        "druid.server.https.keyStoreType": tls.KEYSTORE_TYPE,
-        "druid.server.https.keyStorePassword": password,
-        "druid.server.https.certAlias": tls.CERT_ALIAS,
-        "druid.server.https.includeProtocols": '["TLSv1.2","TLSv1.3"]',
-        "druid.client.https.protocol": "TLSv1.2",
-        "druid.client.https.trustStorePath": tls.TRUSTSTORE_PATH,
-        "druid.client.https.trustStoreType": tls.KEYSTORE_TYPE,
-        "druid.client.https.trustStorePassword": password,
-        "druid.client.https.validateHostnames": "true",
-    }
+    props: dict[str, str] = {}
+    if mode.client_trust:
+        props |= {
+            "druid.client.https.protocol": "TLSv1.2",
+            "druid.client.https.trustStorePath": tls.TRUSTSTORE_PATH,
+            "druid.client.https.trustStoreType": tls.KEYSTORE_TYPE,
+            "druid.client.https.trustStorePassword": password,
+            "druid.client.https.validateHostnames": "true",
+        }
+    if mode.tls_port:
+        props |= {
+            "druid.enableTlsPort": "true",
+            "druid.server.https.keyStorePath": tls.KEYSTORE_PATH,
+            "druid.server.https.keyStoreType": tls.KEYSTORE_TYPE,
+            "druid.server.https.keyStorePassword": password,
+            "druid.server.https.certAlias": tls.CERT_ALIAS,
+            "druid.server.https.includeProtocols": '["TLSv1.2","TLSv1.3"]',
+        }
+    if not mode.plaintext_port:
+        props["druid.enablePlaintextPort"] = "false"
+    return props
 
 
 def common_properties(c: ClusterConfig) -> dict[str, str]:
@@ -159,8 +167,7 @@ def common_properties(c: ClusterConfig) -> dict[str, str]:
     props.update(c.deep_storage_properties)
     if c.security:
         props.update(_security())
-    if c.tls:
-        props.update(tls_properties())
+    props.update(tls_properties(c.tls_mode))
     return props
 
 

@@ -1,6 +1,9 @@
-"""Where Druid finds its TLS material in a pod, and the names KubeDB uses for it."""
+"""Where Druid finds its TLS material in a pod, the names KubeDB uses for it, and the TLS modes a Druid passes
+through when TLS is added or removed without interrupting it (spec druid-tls §3.3)."""
 
 from __future__ import annotations
+
+import enum
 
 CERT_DIR = "/opt/druid/ssl"  # the server certificate Secret (keystore.jks, truststore.jks, tls.crt, ca.crt)
 KEYSTORE_PATH = f"{CERT_DIR}/keystore.jks"
@@ -16,3 +19,48 @@ TRUSTSTORE_PASSWORD_KEY = "truststore_password"
 SERVER_ALIAS = "server"
 CLIENT_ALIAS = "client"
 CERT_RENEW_BEFORE = "5m"  # KubeDB's lib.DefaultCertRenewBefore
+
+
+class TLSMode(enum.Enum):
+    """How far a Druid is along the way from plaintext to TLS only. Each step is one rolling restart (or, for the
+    Services, none), and adjacent modes can run side by side: every node that may be reached over HTTPS is reached
+    by nodes that can call HTTPS, and every port a Service or probe uses is open on every pod.
+
+    Druid calls a peer over HTTPS as soon as the peer announces a TLS port, even if its plaintext port is open
+    (spec druid-tls §3.1), so client trust must be everywhere before any node opens its TLS port, and must stay
+    until no node announces one."""
+
+    OFF = "off"  # plaintext only, no TLS material
+    CLIENT_TRUST = "client-trust"  # plaintext only; the internal client can call HTTPS peers (truststore)
+    TLS_PORT = "tls-port"  # both ports open; Services and probes still plaintext
+    TLS_SERVICES = "tls-services"  # both ports open; Services point at the TLS ports
+    TLS_ONLY = "tls-only"  # plaintext closed
+
+    @classmethod
+    def declared(cls, enable_ssl: bool) -> TLSMode:
+        """The mode a Druid's spec asks for once no change is under way."""
+        return cls.TLS_ONLY if enable_ssl else cls.OFF
+
+    @property
+    def client_trust(self) -> bool:
+        """The internal client has an SSL context and a truststore (simple-client-sslcontext)."""
+        return self is not TLSMode.OFF
+
+    @property
+    def tls_port(self) -> bool:
+        """The node serves its TLS port (server keystore) and announces it to its peers."""
+        return self in (TLSMode.TLS_PORT, TLSMode.TLS_SERVICES, TLSMode.TLS_ONLY)
+
+    @property
+    def plaintext_port(self) -> bool:
+        return self is not TLSMode.TLS_ONLY
+
+    @property
+    def services_tls(self) -> bool:
+        """The Druid's Services (what clients use) point at the TLS ports."""
+        return self in (TLSMode.TLS_SERVICES, TLSMode.TLS_ONLY)
+
+    @property
+    def probes_tls(self) -> bool:
+        """Probes use the plaintext port while it is open: it answers whatever the certificate."""
+        return not self.plaintext_port

@@ -39,7 +39,7 @@ def cluster_config(db: Druid, *, zookeeper: str, metadata: MetadataStore, deep_s
     return ClusterConfig(
         zookeeper=zookeeper, zookeeper_base=(db.spec.zookeeperRef.pathsBase if db.spec.zookeeperRef else None)
         or "/druid", metadata=metadata, deep_storage_type=db.spec.deepStorage.type,
-        deep_storage_properties=deep_storage, tls=bool(db.spec.enableSSL), security=not db.spec.disableSecurity,
+        deep_storage_properties=deep_storage, tls_mode=tls_mode(db), security=not db.spec.disableSecurity,
         has_overlords=db.spec.topology.overlords is not None, has_routers=db.spec.topology.routers is not None,
         druid_version=druid_version)
 
@@ -49,8 +49,17 @@ def nodes(db: Druid) -> list[NodeType]:
     return [n for n in PROVISION_ORDER if n.key in present]
 
 
-def tls_enabled(db: Druid) -> bool:
-    return bool(db.spec.enableSSL)
+def tls_mode(db: Druid) -> tls.TLSMode:
+    """The mode the Druid's children are rendered in: the one an op in progress (or a failed one) left in the
+    annotation, else the one the spec declares. A mode that needs TLS material is honoured only while the spec has
+    it (the ops-manager keeps enableSSL until the last roll of a removal)."""
+    declared = tls.TLSMode.declared(bool(db.spec.enableSSL))
+    text = (db.metadata.annotations or {}).get(names.TLS_MODE_ANNOTATION)
+    try:
+        mode = tls.TLSMode(text) if text else declared
+    except ValueError:
+        return declared
+    return mode if db.spec.enableSSL or mode is tls.TLSMode.OFF else declared
 
 
 def _meta(name: str, db: Druid, inputs: Inputs, labels: dict | None = None) -> dict:
@@ -66,7 +75,7 @@ def _owned_meta(name: str, db: Druid, uid: str, labels: dict | None = None) -> d
 
 
 def services(db: Druid, inputs: Inputs) -> list[dict]:
-    name, secure = db.metadata.name, tls_enabled(db)
+    name, secure = db.metadata.name, tls_mode(db).services_tls
     present = nodes(db)
     governing = {
         "apiVersion": "v1", "kind": "Service", "metadata": _meta(names.governing_service(name), db, inputs),
@@ -161,7 +170,7 @@ def _env(db: Druid, n: NodeType, inputs: Inputs) -> list[dict]:
     if inputs.cluster.security and db.spec.authSecret and db.spec.authSecret.name:
         env.append({"name": ADMIN_PASSWORD_ENV,
                     "valueFrom": {"secretKeyRef": {"name": db.spec.authSecret.name, "key": "password"}}})
-    if tls_enabled(db):
+    if tls_mode(db).client_trust:  # the truststore's password, and the keystore's
         env.append({"name": tls.KEYSTORE_PASSWORD_ENV, "valueFrom": {"secretKeyRef": {
             "name": db.spec.keystoreCredSecret.name, "key": tls.KEYSTORE_PASSWORD_KEY}}})
     return env
@@ -234,7 +243,7 @@ def jvm_memory(db: Druid, n: NodeType, inputs: Inputs) -> jvm.JvmMemory:
 
 
 def petset(db: Druid, n: NodeType, inputs: Inputs) -> dict:
-    name, secure = db.metadata.name, tls_enabled(db)
+    name, mode = db.metadata.name, tls_mode(db)
     node = db.spec.topology.nodes()[n.key]
     labels = names.node_labels(name, n)
     mounts = [{"name": "operator-config-volume", "mountPath": CONFIG_MOUNT, "readOnly": True}]
@@ -248,7 +257,7 @@ def petset(db: Druid, n: NodeType, inputs: Inputs) -> dict:
             claim_templates.append({"metadata": {"name": vol_name}, "spec": copy.deepcopy(node.storage)})
         else:
             volumes.append({"name": vol_name, "emptyDir": copy.deepcopy(getattr(node, "ephemeralStorage", None) or {})})
-    if secure:
+    if mode.client_trust:
         mounts.append({"name": "server-certs", "mountPath": tls.CERT_DIR, "readOnly": True})
         volumes.append({"name": "server-certs", "secret": {"secretName": server_cert_secret(db)}})
     user = node.podTemplate.model_dump(exclude_none=True) if node.podTemplate else {}
@@ -258,9 +267,10 @@ def petset(db: Druid, n: NodeType, inputs: Inputs) -> dict:
     jvm_env = memory.env() + [{"name": jvm.JAVA_OPTS_ENV, "value": jvm.java_opts(cpus)}]
     container = {
         "name": "druid", "image": inputs.image, "args": [n.service],
-        "ports": [{"name": n.port_name(secure), "containerPort": n.port(secure), "protocol": "TCP"}],
+        "ports": [{"name": n.port_name(tls_), "containerPort": n.port(tls_), "protocol": "TCP"}
+                  for tls_ in (False, True) if (mode.tls_port if tls_ else mode.plaintext_port)],
         "env": _env(db, n, inputs) + jvm_env, "volumeMounts": mounts,
-        **_probes(n, secure),
+        **_probes(n, mode.probes_tls),
         "resources": res,
         "securityContext": {"runAsUser": inputs.run_as_user, "runAsNonRoot": True, "allowPrivilegeEscalation": False,
                             "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}},

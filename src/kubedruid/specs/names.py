@@ -52,3 +52,9 @@ def owner_reference(druid: dict) -> dict:
 
 def zookeeper_service(db: str) -> str:
     return f"{db}-zk"
+
+
+# The TLS mode a Druid's pods and Services run in while a ReconfigureTLS op moves it between modes (druid/tls.py),
+# set by the ops-manager. Absent: the mode the spec declares. Kept after a failed op, so that the provisioner keeps
+# the Druid in the mode its pods run in.
+TLS_MODE_ANNOTATION = "tls.kubedruid.dev/mode"
