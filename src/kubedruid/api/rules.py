@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from kubedruid.api.durations import GO_DURATION
 from kubedruid.api.druid import DATA_NODE_TYPES, NODE_TYPES
 
 # --- reserved pod-template names (KubeDB's webhook, spec §1.5) ------------------------------
@@ -42,8 +43,6 @@ def reserved_mount_paths(node_type: str) -> tuple[str, ...]:
 DNS_LABEL = "^[a-z]([-a-z0-9]*[a-z0-9])?$"
 # Pods are named <db>-middlemanagers-<ordinal> and used as host names (at most 63 characters).
 MAX_DRUID_NAME = 45
-# time.ParseDuration without a sign (a negative timeout means nothing): "0", "90s", "1h30m", "1.5h".
-GO_DURATION = "^(0|(([0-9]+([.][0-9]*)?|[.][0-9]+)(ns|us|ms|s|m|h))+)$"
 
 
 def cel_matches(value: str, pattern: str) -> bool:

@@ -12,7 +12,7 @@ import typer
 from lightkube import codecs
 from lightkube.core.exceptions import ApiError
 
-from kubedruid.controllers.ops.plans import parse_duration
+from kubedruid.api.durations import parse_duration
 
 from . import progress
 from .common import (
