@@ -69,8 +69,20 @@ def _expected_pods(db):
     return [f"{db}-{role}-0" for role in RESTART_ORDER]
 
 
-def _assert_guide_conditions(ops, db, with_certificates: bool):
+PHASES = {  # the phase conditions each guide op records, in order (controllers/ops/optypes)
+    "AddTLS": ["ClientTrustRolledOut", "TLSPortOpened", "ServicesSwitchedToTLS", "PlaintextClosed"],
+    "RemoveTLS": ["PlaintextOpened", "ServicesSwitchedToPlaintext", "TLSPortClosed"],
+    "UpdateTLS": [], "RotateCertificates": [],
+}
+
+
+def _assert_guide_conditions(ops, db, with_certificates: bool, kind: str):
+    """KubeDB's conditions, in KubeDB's order, with the plan's own beside them: the Plan it chose and one
+    condition per completed phase (the restart steps recur per phase and keep only the last roll's)."""
     types = [c["type"] for c in ops["status"]["conditions"]]
+    by_type = {c["type"]: c for c in ops["status"]["conditions"]}
+    assert by_type["Plan"]["reason"] == kind
+    assert [t for t in types if t in PHASES[kind]] == PHASES[kind]
     expected = ["ReconfigureTLS"]
     if with_certificates:
         expected += ["CertificateSynced", "GetCertificate", "CheckReadyCondition", "IssuingCondition"]
@@ -78,8 +90,9 @@ def _assert_guide_conditions(ops, db, with_certificates: bool):
     for pod in _expected_pods(db):
         expected += [f"GetPod--{pod}", f"EvictPod--{pod}", f"CheckPodRunning--{pod}"]
     expected.append("Successful")
-    assert [t for t in types if t != "IssueCertificatesSucceeded"] == expected
-    by_type = {c["type"]: c for c in ops["status"]["conditions"]}
+    kubedb = [t for t in types if t not in ("IssueCertificatesSucceeded", "Plan", *PHASES[kind])]
+    assert kubedb == expected
+    assert len(types) == len(set(types))
     assert all(c["status"] == "True" for c in by_type.values())
     assert by_type["ReconfigureTLS"]["message"] == "Druid ops-request has started to reconfigure tls for druid nodes"
     assert by_type["UpdatePetSets"]["message"] == "successfully reconciled the Druid with tls configuration"
@@ -117,26 +130,58 @@ def _assert_restarted_in_order(kube, ns, db, before: dict[str, str]):
     assert created == sorted(created), list(zip(pods, created))
 
 
+class PodWatch:
+    """Every pod UID that exists while it runs (a watch on the Druid's pods): how many times each pod was
+    restarted, counted from UIDs rather than from what the operator says."""
+
+    def __init__(self, plane, ns, db):
+        self.seen: dict[str, set[str]] = {}
+        self._stop = threading.Event()
+        self._args = plane, ns, db
+
+    def __enter__(self):
+        plane, ns, db = self._args
+        thread = threading.Thread(target=self._watch, args=(plane.client(), ns, db), daemon=True)
+        thread.start()
+        wait_for(lambda: len(self.seen) >= 5, what="the pod watch to start")
+        return self
+
+    def _watch(self, client, ns, db):
+        for _, pod in client.watch(Pod, namespace=ns, labels={"app.kubernetes.io/instance": db}):
+            if "kubedb.com/role" in pod.metadata.labels:
+                self.seen.setdefault(pod.metadata.name, set()).add(pod.metadata.uid)
+            if self._stop.is_set():
+                return
+
+    def __exit__(self, *exc):
+        self._stop.set()
+
+    def restarts(self) -> dict[str, int]:
+        return {pod: len(uids) - 1 for pod, uids in self.seen.items()}
+
+
 def _common_properties(kube, ns, db) -> dict[str, str]:
     uid = kube.get(DruidRes, db, namespace=ns).metadata.uid
     return properties.parse(secret_data(kube, f"{db}-{uid[-6:]}", ns)["common.runtime.properties"].decode())
 
 
-def test_reconfigure_tls_guide_add_rotate_update_issuer_remove(kube, namespace, operator):
+def test_reconfigure_tls_guide_add_rotate_update_issuer_remove(plane, kube, namespace, operator):
     ns, db = namespace, "druid-cluster"
     ca = ca_issuer(kube, ns, "druid-ca-issuer", "ca", "kubedb")
     deep_storage_secret(kube, ns)
     kube.create(codecs.from_dict(druid_manifest(db, ns)))
     _wait_ready(kube, db, ns, operator)
 
-    # A. Add TLS
+    # A. Add TLS: three rolls (client trust, TLS port beside plaintext, TLS only)
     before = _pod_uids(kube, ns, db)
-    _ops(kube, "drops-add-tls", ns, db, type="ReconfigureTLS", timeout="5m", apply="IfReady",
-         tls={"issuerRef": {"name": "druid-ca-issuer", "kind": "Issuer", "apiGroup": "cert-manager.io"},
-              "certificates": [{"alias": "client", "subject": {"organizations": ["druid"],
-                                                                "organizationalUnits": ["client"]}}]})
-    ops = _wait_phase(kube, "drops-add-tls", ns, "Successful", operator)
-    _assert_guide_conditions(ops, db, with_certificates=True)
+    with PodWatch(plane, ns, db) as pods:
+        _ops(kube, "drops-add-tls", ns, db, type="ReconfigureTLS", timeout="5m", apply="IfReady",
+             tls={"issuerRef": {"name": "druid-ca-issuer", "kind": "Issuer", "apiGroup": "cert-manager.io"},
+                  "certificates": [{"alias": "client", "subject": {"organizations": ["druid"],
+                                                                    "organizationalUnits": ["client"]}}]})
+        ops = _wait_phase(kube, "drops-add-tls", ns, "Successful", operator)
+    assert pods.restarts() == {p: 3 for p in _expected_pods(db)}
+    _assert_guide_conditions(ops, db, with_certificates=True, kind="AddTLS")
     _assert_guide_events(kube, ns, "drops-add-tls", db)
     _assert_restarted_in_order(kube, ns, db, before)
     server = _leaf(kube, f"{db}-server-cert", ns)
@@ -151,13 +196,14 @@ def test_reconfigure_tls_guide_add_rotate_update_issuer_remove(kube, namespace, 
     assert [p.port for p in kube.get(Service, f"{db}-routers", namespace=ns).spec.ports] == [9088]
     druid = kube.get(DruidRes, db, namespace=ns)
     assert druid["spec"]["enableSSL"] is True and condition(druid, "Paused") is None
+    assert "tls.kubedruid.dev/mode" not in (druid["metadata"].get("annotations") or {}), "the spec says it all"
     assert druid["status"]["phase"] == "Ready"
 
     # B. Rotate certificates
     before = _pod_uids(kube, ns, db)
     _ops(kube, "druid-recon-tls-rotate", ns, db, type="ReconfigureTLS", tls={"rotateCertificates": True})
     ops = _wait_phase(kube, "druid-recon-tls-rotate", ns, "Successful", operator)
-    _assert_guide_conditions(ops, db, with_certificates=True)
+    _assert_guide_conditions(ops, db, with_certificates=True, kind="RotateCertificates")
     rotated = _leaf(kube, f"{db}-server-cert", ns)
     assert rotated.serial_number != server.serial_number
     assert rotated.not_valid_after_utc > server.not_valid_after_utc
@@ -169,7 +215,7 @@ def test_reconfigure_tls_guide_add_rotate_update_issuer_remove(kube, namespace, 
     _ops(kube, "drops-update-issuer", ns, db, type="ReconfigureTLS",
          tls={"issuerRef": {"name": "dr-new-issuer", "kind": "Issuer", "apiGroup": "cert-manager.io"}})
     ops = _wait_phase(kube, "drops-update-issuer", ns, "Successful", operator)
-    _assert_guide_conditions(ops, db, with_certificates=True)
+    _assert_guide_conditions(ops, db, with_certificates=True, kind="UpdateTLS")
     for alias in ("server", "client"):
         leaf = _leaf(kube, f"{db}-{alias}-cert", ns)
         assert leaf.issuer == new_ca.subject
@@ -177,10 +223,12 @@ def test_reconfigure_tls_guide_add_rotate_update_issuer_remove(kube, namespace, 
     PolicyBuilder().store(Store([new_ca])).build_server_verifier(x509.DNSName(fqdn)).verify(
         _leaf(kube, f"{db}-server-cert", ns), [])
 
-    # D. Remove TLS
-    _ops(kube, "drops-remove", ns, db, type="ReconfigureTLS", tls={"remove": True})
-    ops = _wait_phase(kube, "drops-remove", ns, "Successful", operator)
-    _assert_guide_conditions(ops, db, with_certificates=False)
+    # D. Remove TLS: two rolls (plaintext beside TLS, TLS port off)
+    with PodWatch(plane, ns, db) as pods:
+        _ops(kube, "drops-remove", ns, db, type="ReconfigureTLS", tls={"remove": True})
+        ops = _wait_phase(kube, "drops-remove", ns, "Successful", operator)
+    assert pods.restarts() == {p: 2 for p in _expected_pods(db)}
+    _assert_guide_conditions(ops, db, with_certificates=False, kind="RemoveTLS")
     druid = kube.get(DruidRes, db, namespace=ns)
     assert not druid["spec"].get("enableSSL") and "tls" not in druid["spec"]
     common = _common_properties(kube, ns, db)
@@ -268,7 +316,8 @@ def test_timeout_fails_the_op_names_the_pod_and_resumes_the_druid(kube, namespac
     assert any(e.type == "Warning" and e.reason == "Failed" for e in _events(kube, ns, "restart-stuck"))
 
 
-def test_operator_killed_during_restart_each_pod_restarted_exactly_once(plane, kube, namespace, operator):
+def test_operator_killed_in_the_middle_of_each_phase_each_pod_restarted_once_per_roll(plane, kube, namespace,
+                                                                                       operator):
     ns, db = namespace, "crashy"
     ca_issuer(kube, ns, "druid-ca-issuer", "ca")
     deep_storage_secret(kube, ns)
@@ -280,30 +329,24 @@ def test_operator_killed_during_restart_each_pod_restarted_exactly_once(plane, k
     kube.create(codecs.from_dict(manifest))
     _wait_ready(kube, db, ns, operator)
 
-    seen: dict[str, set[str]] = {}
-    stop = threading.Event()
-
-    def watch_pods():  # every pod UID that ever exists during the op
-        watcher = plane.client()
-        for _, pod in watcher.watch(Pod, namespace=ns, labels={"app.kubernetes.io/instance": db}):
-            seen.setdefault(pod.metadata.name, set()).add(pod.metadata.uid)
-            if stop.is_set():
-                return
-
-    thread = threading.Thread(target=watch_pods, daemon=True)
-    thread.start()
-    wait_for(lambda: len(seen) >= 5, what="the pod watch to start")
-    _ops(kube, "add-tls", ns, db, type="ReconfigureTLS",
-         tls={"issuerRef": {"name": "druid-ca-issuer", "kind": "Issuer"}})
-    # Kill the operator once the restart pass is under way (the second pod is being restarted).
-    wait_for(lambda: condition(kube.get(Ops, "add-tls", namespace=ns), f"EvictPod--{db}-middlemanagers-0"),
-             timeout=90, interval=0.05, what="the restart pass to reach the second pod")
-    operator.kill()
-    killed_at = datetime.datetime.now(datetime.timezone.utc)
-    operator.start()
-    ops = _wait_phase(kube, "add-tls", ns, "Successful", operator, timeout=180)
-    stop.set()
-    for pod in _expected_pods(db):
-        assert len(seen[pod]) == 2, f"{pod} had UIDs {seen[pod]}: it must be restarted exactly once"
+    with PodWatch(plane, ns, db) as pods:
+        _ops(kube, "add-tls", ns, db, type="ReconfigureTLS",
+             tls={"issuerRef": {"name": "druid-ca-issuer", "kind": "Issuer"}})
+        # Kill the operator in each phase: in each roll once the second pod is being restarted, and as the Services
+        # switch. The phase before it is done and this phase's own conditions are under way.
+        second_pod = f"EvictPod--{db}-middlemanagers-0"
+        kills = [(None, second_pod), ("ClientTrustRolledOut", second_pod), ("TLSPortOpened", "UpdatePetSets"),
+                 ("ServicesSwitchedToTLS", second_pod)]
+        for done, under_way in kills:
+            def reached(done=done, under_way=under_way):
+                o = kube.get(Ops, "add-tls", namespace=ns)
+                return (done is None or condition(o, done)) and condition(o, under_way)
+            wait_for(reached, timeout=120, interval=0.05, what=f"{under_way} after {done}")
+            operator.kill()
+            operator.start()
+        killed_at = datetime.datetime.now(datetime.timezone.utc)
+        ops = _wait_phase(kube, "add-tls", ns, "Successful", operator, timeout=240)
+    assert pods.restarts() == {p: 3 for p in _expected_pods(db)}, "each pod restarted exactly once per roll"
     assert condition(ops, "Successful")["lastTransitionTime"] >= killed_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert [c["type"] for c in ops["status"]["conditions"] if c["type"] in PHASES["AddTLS"]] == PHASES["AddTLS"]
     assert condition(kube.get(DruidRes, db, namespace=ns), "Paused") is None

@@ -8,12 +8,10 @@ import http.client
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.core_v1 import Namespace, Node, Pod, Service
+from lightkube.resources.core_v1 import Node
 
 from kubedruid.devcluster import images, node_layout as nl
 from tests.integration.conftest import wait_for

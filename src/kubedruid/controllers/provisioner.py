@@ -16,7 +16,7 @@ import secrets as random_secrets
 from pydantic import ValidationError
 
 from kubedruid.api import Druid, apply_defaults, validate_druid
-from kubedruid.controllers.ops import plans
+from kubedruid.controllers.ops import queue as ops_queue
 from kubedruid.druid import jvm, tls
 from kubedruid.druid.properties import MetadataStore
 from kubedruid.kube import conditions as cond
@@ -95,11 +95,11 @@ class Provisioner:
         return again
 
     async def _pause_is_stale(self, namespace: str, paused: dict) -> bool:
-        ops_name = plans.paused_by(paused.get("message"))
+        ops_name = ops_queue.paused_by(paused.get("message"))
         if ops_name is None:
             return False  # paused by someone else (a person, another tool): theirs to lift
         ops = await self.kube.get("ops.kubedb.com/v1alpha1", "DruidOpsRequest", ops_name, namespace)
-        return ops is None or ((ops.get("status") or {}).get("phase") in plans.FINISHED)
+        return ops is None or ((ops.get("status") or {}).get("phase") in ops_queue.FINISHED)
 
     async def _write_status(self, raw: dict, conditions: list[dict]) -> None:
         status = raw.get("status") or {}

@@ -50,16 +50,20 @@ def nodes(db: Druid) -> list[NodeType]:
 
 
 def tls_mode(db: Druid) -> tls.TLSMode:
-    """The mode the Druid's children are rendered in: the one an op in progress (or a failed one) left in the
+    return tls_mode_of(bool(db.spec.enableSSL), db.metadata.annotations)
+
+
+def tls_mode_of(enable_ssl: bool, annotations: dict[str, str] | None) -> tls.TLSMode:
+    """The mode a Druid's children are rendered in: the one an op in progress (or a failed one) left in the
     annotation, else the one the spec declares. A mode that needs TLS material is honoured only while the spec has
     it (the ops-manager keeps enableSSL until the last roll of a removal)."""
-    declared = tls.TLSMode.declared(bool(db.spec.enableSSL))
-    text = (db.metadata.annotations or {}).get(names.TLS_MODE_ANNOTATION)
+    declared = tls.TLSMode.declared(enable_ssl)
+    text = (annotations or {}).get(names.TLS_MODE_ANNOTATION)
     try:
         mode = tls.TLSMode(text) if text else declared
     except ValueError:
         return declared
-    return mode if db.spec.enableSSL or mode is tls.TLSMode.OFF else declared
+    return mode if enable_ssl or mode is tls.TLSMode.OFF else declared
 
 
 def _meta(name: str, db: Druid, inputs: Inputs, labels: dict | None = None) -> dict:

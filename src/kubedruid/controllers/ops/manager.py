@@ -1,9 +1,10 @@
 """The ops-manager: runs DruidOpsRequests (ReconfigureTLS and Restart) one at a time per Druid.
 
 Work is keyed by Druid, so every decision about one database's ops (queueing, skipping, the running op's next step)
-is made by one reconcile at a time. The running op is executed by `Executor`: it pauses the Druid, runs its plan's
-steps (plans.py) — each recorded as a condition and an event — and resumes the Druid. Everything it needs to go on
-after a crash is in the op's status and in the cluster.
+is made by one reconcile at a time. The running op is classified once (optypes.classify, recorded in its Plan
+condition); it pauses the Druid, runs its plan's phases and their steps (plan.py, steps.py) — each recorded as a
+condition and an event — and resumes the Druid. Everything it needs to go on after a crash is in the op's status
+and in the cluster.
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ from prometheus_client import Counter, Histogram
 
 from kubedruid.kube import conditions as cond
 from kubedruid.kube.client import Kube
-from kubedruid.specs import names
+from kubedruid.api.durations import parse_duration
+from kubedruid.specs import cluster, names
 from kubedruid.specs import status as druid_status
 
 from ..provisioner import Blocked, Provisioner
-from . import plans
+from . import plan as plans
+from . import queue as queueing
+from .optypes import OP_TYPES, REQUEST_MESSAGES, SUPPORTED_REQUESTS, OpType, classify
 from .steps import Fail, StepContext, Wait, run_step
 
 log = logging.getLogger("kubedruid.ops")
@@ -46,6 +50,20 @@ def _phase(o: dict) -> str:
     return (o.get("status") or {}).get("phase") or ""
 
 
+def _current_mode(druid: dict | None):
+    if druid is None:
+        return None
+    return cluster.tls_mode_of(bool(druid["spec"].get("enableSSL")), druid["metadata"].get("annotations"))
+
+
+def _recorded_op(ops: dict, druid: dict) -> OpType:
+    """The op type chosen when the op started (its Plan condition); classified now for an op started without one."""
+    plan = cond.get_condition((ops.get("status") or {}).get("conditions"), plans.PLAN)
+    if plan and plan.get("reason") in OP_TYPES:
+        return OP_TYPES[plan["reason"]]
+    return classify(ops, _current_mode(druid))
+
+
 class OpsManager:
     def __init__(self, kube: Kube, provisioner: Provisioner):
         self.kube, self.provisioner = kube, provisioner
@@ -54,10 +72,10 @@ class OpsManager:
     async def reconcile(self, namespace: str, db: str) -> float | None:
         all_ops = await self.kube.list(OPS_API, "DruidOpsRequest", namespace)
         ops = [o for o in all_ops if (o["spec"].get("databaseRef") or {}).get("name") == db
-               and _phase(o) not in plans.FINISHED]
+               and _phase(o) not in queueing.FINISHED]
         if not ops:
             return None
-        decision = plans.queue(ops)
+        decision = queueing.queue(ops)
         by_name = {o["metadata"]["name"]: o for o in ops}
         for name, newer in decision.skip.items():
             await self._skip(by_name[name], newer)
@@ -119,9 +137,11 @@ class OpsManager:
                 return await self._fail(ops, druid, "PreflightFailed", problem, resume=False)
             if not self._may_start(ops, druid):
                 return None  # the Druid's next status change enqueues us again
-            first_type, first_msg, _ = plans.OP_MESSAGES[ops["spec"]["type"]]
-            conditions = cond.set_condition([], first_type, "True", first_type, first_msg,
-                                            ops["metadata"].get("generation"))
+            op = classify(ops, _current_mode(druid))
+            first_msg, _ = REQUEST_MESSAGES[op.request_type]
+            generation = ops["metadata"].get("generation")
+            conditions = cond.set_condition([], op.request_type, "True", op.request_type, first_msg, generation)
+            conditions = cond.set_condition(conditions, plans.PLAN, "True", op.kind, op.plan.summary(), generation)
             ops = await self._set_status(ops, "Progressing", conditions)
             await self._event(ops, "Normal", "Starting", f"Start processing for DruidOpsRequest: {ns}/{name}")
 
@@ -129,48 +149,57 @@ class OpsManager:
             return await self._fail(ops, druid, "DatabaseNotFound",
                                     f"Druid {ns}/{db_name} was deleted while the ops request was running", resume=False)
 
+        op = _recorded_op(ops, druid)
         if not await self._paused(ops, druid):
-            if plans.op_kind(ops) == "update" and ops["spec"]["type"] == "ReconfigureTLS":
+            if plans.CERTIFICATE_SYNCED in op.plan.phases[0].steps:
                 # Certificates are new objects nothing uses yet: let cert-manager issue them during the handshake.
-                await self.provisioner.sync_certificates({**druid, "spec": plans.target_spec(druid["spec"], ops)})
+                await self.provisioner.sync_certificates({**druid, "spec": op.target(druid["spec"], ops)})
             return None  # the provisioner's acknowledgement (a Druid status change) enqueues us again
 
-        kind, plan = plans.op_kind(ops), plans.PLANS[plans.op_kind(ops)]
-        if not any(cond.get_condition(ops["status"]["conditions"], s) for s in plan):  # first pass after the pause
+        if not any(cond.get_condition(ops["status"]["conditions"], s) for p in op.plan.phases for s in p.steps):
             await self._event(ops, "Normal", "Successful", f"Successfully paused Druid database: {ns}/{db_name} "
                               f"for DruidOpsRequest: {name}")
-        ctx = StepContext(kube=self.kube, provisioner=self.provisioner, ops=ops, druid=druid, kind=kind,
-                          timeout_s=plans.parse_duration(ops["spec"].get("timeout")), event=self._event,
+        timeout = parse_duration(ops["spec"].get("timeout") or "0") or plans.DEFAULT_STEP_TIMEOUT_S
+        ctx = StepContext(kube=self.kube, provisioner=self.provisioner, ops=ops, druid=druid, op=op,
+                          phase=op.plan.phases[0], timeout_s=timeout, event=self._event,
                           set_conditions=lambda c: self._set_status(ops, "Progressing", c))
-        for step in plan:
-            try:
-                result = await run_step(step, ctx)
-            except Fail as f:
-                return await self._fail(ctx.ops, druid, f.step, f.message, resume=True)
-            except Blocked as b:
-                return await self._fail(ctx.ops, druid, step, b.message, resume=True)
-            if isinstance(result, Wait):
-                return result.after
+        for index, phase in enumerate(op.plan.phases):
+            if phase.name and ctx.done(phase.name):
+                continue
+            ctx.phase = phase
+            for step in phase.steps:
+                try:
+                    result = await run_step(step, ctx)
+                except Fail as f:
+                    return await self._fail(ctx.ops, druid, f.step, f.message, resume=True)
+                except Blocked as b:
+                    return await self._fail(ctx.ops, druid, step, b.message, resume=True)
+                if isinstance(result, Wait):
+                    return result.after
+            if phase.name:
+                await ctx.complete_phase(phase, op.plan.recurring_after(index))
         return await self._succeed(ctx.ops, druid)
 
     async def _preflight(self, ops: dict, druid: dict | None) -> str | None:
         """Checks that make an op fail before it pauses anything."""
         ns, db = ops["metadata"]["namespace"], ops["spec"]["databaseRef"]["name"]
-        if ops["spec"]["type"] not in plans.SUPPORTED_TYPES:
+        if ops["spec"]["type"] not in SUPPORTED_REQUESTS:
             return f"ops request type {ops['spec']['type']} is not supported by kubedruid (supported: " \
-                   f"{', '.join(plans.SUPPORTED_TYPES)})"
+                   f"{', '.join(SUPPORTED_REQUESTS)})"
         if druid is None:
             return f"spec.databaseRef {ns}/{db}, is invalid or not found"
         if druid["metadata"].get("deletionTimestamp"):
             return f"Druid {ns}/{db} is being deleted"
-        if ops["spec"]["type"] != "ReconfigureTLS":
-            return None
-        kind = plans.op_kind(ops)
-        if kind in ("rotate", "remove") and not druid["spec"].get("enableSSL"):
-            what = "rotateCertificates" if kind == "rotate" else "remove"
-            return f"spec.tls.{what}: Druid {ns}/{db} has no TLS (spec.enableSSL is not true)"
-        target = plans.target_spec(druid["spec"], ops)
-        if target.get("enableSSL"):
+        try:
+            parse_duration(ops["spec"].get("timeout") or "0")
+        except ValueError:
+            return f"spec.timeout {ops['spec']['timeout']!r} is not a Go duration such as 90s, 5m or 1h30m"
+        op = classify(ops, _current_mode(druid))
+        problem = op.preflight(ops, druid)
+        if problem:
+            return problem
+        target = op.target(druid["spec"], ops)
+        if target.get("enableSSL") and op.request_type == "ReconfigureTLS":
             refs = [(target.get("tls") or {}).get("issuerRef")] + [
                 c.get("issuerRef") for c in (target.get("tls") or {}).get("certificates") or []]
             for ref in [r for r in refs if r]:
@@ -182,8 +211,6 @@ class OpsManager:
                     return f"{kind_} {name_} (spec.tls.issuerRef) does not exist"
                 if not cond.is_true((issuer.get("status") or {}).get("conditions"), "Ready"):
                     return f"{kind_} {name_} (spec.tls.issuerRef) is not Ready"
-            if not (target.get("tls") or {}).get("issuerRef"):
-                return "spec.tls.issuerRef is required to add TLS"
         return None
 
     def _may_start(self, ops: dict, druid: dict) -> bool:
@@ -198,7 +225,7 @@ class OpsManager:
         ns, name, db = ops["metadata"]["namespace"], ops["metadata"]["name"], druid["metadata"]["name"]
         conditions = (druid.get("status") or {}).get("conditions") or []
         paused = cond.get_condition(conditions, druid_status.PAUSED)
-        message = plans.pause_message(name)
+        message = queueing.pause_message(name)
         if paused is None:
             await self._event(ops, "Normal", "Starting", f"Pausing Druid databse: {ns}/{db}")
             new = cond.set_condition(conditions, druid_status.PAUSED, "Unknown", "Paused", message,
@@ -220,7 +247,7 @@ class OpsManager:
             return
         conditions = (fresh.get("status") or {}).get("conditions") or []
         paused = cond.get_condition(conditions, druid_status.PAUSED)
-        if paused is None or paused.get("message") != plans.pause_message(ops["metadata"]["name"]):
+        if paused is None or paused.get("message") != queueing.pause_message(ops["metadata"]["name"]):
             return
         await self._event(ops, "Normal", "Starting", f"Resuming Druid database: {ns}/{db}")
         await self.kube.patch(DRUID_API, "Druid", db,
@@ -231,7 +258,7 @@ class OpsManager:
 
     async def _succeed(self, ops: dict, druid: dict) -> None:
         await self._resume(ops, druid)
-        _, _, closing = plans.OP_MESSAGES[ops["spec"]["type"]]
+        _, closing = REQUEST_MESSAGES[ops["spec"]["type"]]
         conditions = cond.set_condition(ops["status"]["conditions"], plans.SUCCESSFUL, "True", plans.SUCCESSFUL,
                                         closing, ops["metadata"].get("generation"))
         await self._set_status(ops, "Successful", conditions)

@@ -10,12 +10,14 @@ from dataclasses import dataclass
 from lightkube.core.exceptions import ApiError
 
 from kubedruid.api import Druid, apply_defaults
+from kubedruid.druid.tls import TLSMode
 from kubedruid.kube import conditions as cond
 from kubedruid.kube.client import Kube
-from kubedruid.specs import names, petset_pods
+from kubedruid.specs import cluster, names, petset_pods
 
 from ..provisioner import Provisioner
-from . import plans
+from . import plan as plans
+from .optypes import OpType
 
 
 RESYNC_S = 30.0
@@ -38,7 +40,8 @@ class StepContext:
     provisioner: Provisioner
     ops: dict
     druid: dict
-    kind: str
+    op: OpType
+    phase: plans.Phase
     timeout_s: float
     event: Callable[..., Awaitable[None]]
     set_conditions: Callable[[list[dict]], Awaitable[dict]]
@@ -95,7 +98,22 @@ class StepContext:
         return Wait(after=min(left + 0.5, RESYNC_S))
 
     def target(self) -> dict:
-        return {**self.druid, "spec": plans.target_spec(self.druid["spec"], self.ops)}
+        return {**self.druid, "spec": self.op.target(self.druid["spec"], self.ops)}
+
+    def rendered_spec(self) -> dict:
+        """The spec the PetSets are rendered from while the op runs: the target when it has TLS (its certificates
+        are what the pods mount), else the current one, which keeps the TLS material until the last roll."""
+        target = self.op.target(self.druid["spec"], self.ops)
+        return target if target.get("enableSSL") else self.druid["spec"]
+
+    async def complete_phase(self, phase: plans.Phase, recurring: set[str]) -> None:
+        """Records a phase done and clears the conditions of its steps that a later phase runs again: one write."""
+        kept = [c for c in self.conditions if not any(plans.clears(step, c["type"]) for step in recurring)]
+        new = cond.set_condition(kept, phase.name, "True", phase.name, phase.message,
+                                 self.ops["metadata"].get("generation"))
+        if new != self.conditions:
+            self.ops = await self.set_conditions(new)
+            await self.event(self.ops, "Normal", phase.name, phase.message)
 
 
 async def run_step(step: str, ctx: StepContext) -> Wait | None:
@@ -143,7 +161,7 @@ async def certificate_synced(ctx: StepContext) -> Wait | None:
         secret = await ctx.kube.get("v1", "Secret", c["spec"]["secretName"], ns)
         if secret is None or "keystore.jks" not in (secret.get("data") or {}):
             return ctx.wait_or_fail(step, f"Secret {c['spec']['secretName']} with the keystores")
-    await ctx.record(step, "True", plans.STEP_CONDITIONS[step][1], event=True)
+    await ctx.record(step, "True", plans.STEP_CONDITIONS[step], event=True)
     return None
 
 
@@ -186,23 +204,58 @@ async def issue_certificates(ctx: StepContext) -> Wait | None:
                                  status=True)
     if pending:
         return ctx.wait_or_fail(step, f"cert-manager to re-issue {', '.join(pending)}")
-    await ctx.record(step, "True", plans.STEP_CONDITIONS[step][1], event=True)
+    await ctx.record(step, "True", plans.STEP_CONDITIONS[step], event=True)
     return None
 
 
+def _mode_patch(druid: dict, mode) -> dict:
+    """The annotation change that puts the Druid in `mode` (None: no change)."""
+    if mode is None:
+        return {}
+    current = (druid["metadata"].get("annotations") or {}).get(names.TLS_MODE_ANNOTATION)
+    return {} if current == mode.value else {"metadata": {"annotations": {names.TLS_MODE_ANNOTATION: mode.value}}}
+
+
 async def update_petsets(ctx: StepContext) -> Wait | None:
+    """Moves the Druid to the phase's TLS mode and writes its children: Services at once, PetSet templates for the
+    pods restarted next."""
     step = plans.UPDATE_PETSETS
     await ctx.start(step, "Updating the Druid and its PetSets")
-    ns, name = ctx.druid["metadata"]["namespace"], ctx.druid["metadata"]["name"]
-    target = plans.target_spec(ctx.druid["spec"], ctx.ops)
-    if target != ctx.druid["spec"]:
-        removed = {k: None for k in ctx.druid["spec"] if k not in target}
-        ctx.druid = await ctx.kube.patch(names.DRUID_API, "Druid", name, {"spec": {**target, **removed}}, ns)
+    await _patch_druid(ctx, ctx.rendered_spec(), _mode_patch(ctx.druid, ctx.phase.mode))
     db, inputs, _ = await ctx.provisioner.prepare(ctx.druid)
     # A pod recreated after an eviction is built from the PetSet as it is then, so no need to wait for the PetSet
     # controller to observe the new template.
     await ctx.provisioner.apply(db, inputs)
-    await ctx.record(step, "True", plans.STEP_CONDITIONS[step][1], event=True)
+    await ctx.record(step, "True", plans.STEP_CONDITIONS[step], event=True)
+    return None
+
+
+async def _patch_druid(ctx: StepContext, spec: dict, extra: dict) -> None:
+    """One merge patch: the Druid's spec becomes `spec` (keys it lacks are removed), plus `extra`."""
+    patch = dict(extra)
+    if spec != ctx.druid["spec"]:
+        patch["spec"] = {**spec, **{k: None for k in ctx.druid["spec"] if k not in spec}}
+    if patch:
+        ns, name = ctx.druid["metadata"]["namespace"], ctx.druid["metadata"]["name"]
+        ctx.druid = await ctx.kube.patch(names.DRUID_API, "Druid", name, patch, ns)
+
+
+async def finish(ctx: StepContext) -> Wait | None:
+    """The Druid's spec becomes the target, and it keeps a mode annotation only if its pods run in a mode other
+    than the one the spec declares (a plan that ends mid-way, which none does today)."""
+    target = ctx.op.target(ctx.druid["spec"], ctx.ops)
+    final = ctx.op.plan.final_mode or cluster.tls_mode_of(bool(ctx.druid["spec"].get("enableSSL")),
+                                                           ctx.druid["metadata"].get("annotations"))
+    annotations = ctx.druid["metadata"].get("annotations") or {}
+    if final is TLSMode.declared(bool(target.get("enableSSL"))):
+        extra = {"metadata": {"annotations": {names.TLS_MODE_ANNOTATION: None}}} \
+            if names.TLS_MODE_ANNOTATION in annotations else {}
+    else:
+        extra = _mode_patch(ctx.druid, final)
+    await _patch_druid(ctx, target, extra)
+    # The children match the declared spec by the time the op says Successful (the provisioner is still paused).
+    db, inputs, _ = await ctx.provisioner.prepare(ctx.druid)
+    await ctx.provisioner.apply(db, inputs)
     return None
 
 
@@ -247,7 +300,7 @@ async def restart_nodes(ctx: StepContext) -> Wait | None:
             await ctx.record(check_t, "True", plans.pod_message("check pod running", pod_name), reason="", event=True)
             continue
         return ctx.wait_or_fail(check_t, f"pod {pod_name} to be Ready again after its eviction")
-    await ctx.record(step, "True", plans.STEP_CONDITIONS[step][1], event=True)
+    await ctx.record(step, "True", plans.STEP_CONDITIONS[step], event=True)
     return None
 
 
@@ -268,5 +321,6 @@ STEPS: dict[str, Callable[[StepContext], Awaitable[Wait | None]]] = {
     plans.ISSUE_CERTIFICATES: issue_certificates,
     plans.UPDATE_PETSETS: update_petsets,
     plans.RESTART_NODES: restart_nodes,
+    plans.FINISH: finish,
     plans.REMOVE_TLS_OBJECTS: remove_tls_objects,
 }

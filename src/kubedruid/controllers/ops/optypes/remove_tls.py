@@ -1,0 +1,32 @@
+"""Remove TLS from a Druid in two rolls (the reverse of adding it): every node opens plaintext beside TLS, the
+Services move to the plaintext ports, then every node closes its TLS port. The client truststore stays in the
+restarted pods, because until the last pod is restarted some peer still announces a TLS port; the template no
+longer has it, so each pod drops it on its next restart."""
+
+from __future__ import annotations
+
+from kubedruid.druid.tls import TLSMode
+
+from ..plan import FINISH, REMOVE_TLS_OBJECTS, RESTART_NODES, UPDATE_PETSETS, Phase, Plan
+from .base import OpType, needs_tls
+
+
+def without_tls(druid_spec: dict, ops: dict) -> dict:
+    spec = {k: v for k, v in druid_spec.items() if k not in ("tls", "keystoreCredSecret")}
+    spec["enableSSL"] = False
+    return spec
+
+
+ROLL = (UPDATE_PETSETS, RESTART_NODES)
+
+OP = OpType(
+    kind="RemoveTLS", request_type="ReconfigureTLS", target=without_tls, preflight=needs_tls("remove"),
+    what="rolls in plaintext beside TLS, moves the Services to plaintext, then rolls the TLS port off",
+    plan=Plan("RemoveTLS", (
+        Phase("PlaintextOpened", ROLL, TLSMode.TLS_SERVICES, "every node serves plaintext beside TLS"),
+        Phase("ServicesSwitchedToPlaintext", (UPDATE_PETSETS,), TLSMode.TLS_PORT,
+              "the Druid's Services point at the plaintext ports"),
+        Phase("TLSPortClosed", ROLL, TLSMode.CLIENT_TRUST, "no node serves TLS"),
+        # Pods keep their certificate Secret mounted until restarted, so the TLS objects go last.
+        Phase(None, (FINISH, REMOVE_TLS_OBJECTS)),
+    )))

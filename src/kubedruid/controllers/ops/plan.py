@@ -1,0 +1,122 @@
+"""What an ops plan is: phases, each a target TLS mode plus the steps that take the Druid there. Pure.
+
+Every step records its progress as a condition on the DruidOpsRequest (KubeDB's condition types, spec §3.5), so a
+re-run after a crash skips what is done. A step that recurs in a later phase (update the PetSets, restart the nodes)
+has its conditions cleared when its phase completes, in the same status write that records the phase's own
+condition: KubeDB's names stay, and the phase conditions beside them say how far the plan got.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from kubedruid.druid.nodes import RESTART_ORDER
+from kubedruid.druid.tls import TLSMode
+
+# Step names double as the condition types that record them.
+CERTIFICATE_SYNCED = "CertificateSynced"
+ISSUE_CERTIFICATES = "IssueCertificatesSucceeded"  # rotate: re-issue requested and done (KubeDB's guard)
+UPDATE_PETSETS = "UpdatePetSets"
+RESTART_NODES = "RestartNodes"
+FINISH = "Finish"  # the Druid's spec becomes the op's target and the mode annotation goes: idempotent, no condition
+REMOVE_TLS_OBJECTS = "RemoveTLSObjects"  # remove: no condition in KubeDB; idempotent deletes
+SUCCESSFUL = "Successful"
+PLAN = "Plan"  # the plan an op runs (its reason): chosen once, when the op starts
+
+# The conditions a step writes besides its own (certificate checks, one triple per pod).
+CERTIFICATE_CHECKS = ("GetCertificate", "CheckReadyCondition", "IssuingCondition")
+STEP_CONDITIONS = {
+    CERTIFICATE_SYNCED: "Successfully synced all certificates",
+    ISSUE_CERTIFICATES: "Successfully issued all certificates",
+    UPDATE_PETSETS: "successfully reconciled the Druid with tls configuration",
+    RESTART_NODES: "Successfully restarted all nodes",
+}
+# Steps that record nothing: each is idempotent and cheap, so a re-run simply repeats it.
+UNRECORDED = (FINISH, REMOVE_TLS_OBJECTS)
+
+DEFAULT_STEP_TIMEOUT_S = 600.0  # KubeDB: 120 retries x 5 s
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One stage of a plan. `name` is the condition that records it done (None for a plan's only stage, whose
+    steps' own conditions say it all); `mode` is the TLS mode its UpdatePetSets step gives the Druid's pods and
+    Services (None: unchanged)."""
+
+    name: str | None
+    steps: tuple[str, ...]
+    mode: TLSMode | None = None
+    message: str = ""
+
+    @property
+    def rolls(self) -> bool:
+        return RESTART_NODES in self.steps
+
+
+@dataclass(frozen=True)
+class Plan:
+    kind: str  # the op's kind (ops/optypes): the Plan condition's reason
+    phases: tuple[Phase, ...]
+
+    def recurring_after(self, index: int) -> set[str]:
+        """Steps of phase `index` that a later phase runs again: their conditions are cleared when it completes."""
+        later = {s for p in self.phases[index + 1:] for s in p.steps}
+        return {s for s in self.phases[index].steps if s in later}
+
+    @property
+    def final_mode(self) -> TLSMode | None:
+        modes = [p.mode for p in self.phases if p.mode is not None]
+        return modes[-1] if modes else None
+
+    @property
+    def rolls(self) -> int:
+        return sum(p.rolls for p in self.phases)
+
+    def summary(self) -> str:
+        """The Plan condition's message: the phases in order, and how many rolling restarts."""
+        names_ = [p.name for p in self.phases if p.name]
+        rolls = f"{self.rolls} rolling restart{'s' if self.rolls != 1 else ''}"
+        return f"{' -> '.join(names_)} ({rolls})" if names_ else rolls
+
+
+def clears(step: str, condition_type: str) -> bool:
+    """Whether `condition_type` is one that `step` writes (its own, its certificate checks, its per-pod triples):
+    what goes when the step is run again in a later phase."""
+    if step in UNRECORDED:
+        return False
+    if condition_type == step:
+        return True
+    if step == CERTIFICATE_SYNCED:
+        return condition_type in CERTIFICATE_CHECKS
+    if step == RESTART_NODES:
+        return condition_type.startswith(POD_CONDITION_PREFIXES)
+    return False
+
+
+def restart_pods(db: str, replicas_by_role: dict[str, int]) -> list[str]:
+    """Pods in Druid's restart order: historicals -> middleManagers -> brokers -> routers -> overlords ->
+    coordinators, ordinal ascending within a node type."""
+    out = []
+    for node in RESTART_ORDER:
+        for i in range(replicas_by_role.get(node.key, 0)):
+            out.append(f"{db}-{node.petset_suffix}-{i}")
+    return out
+
+
+POD_CONDITION_PREFIXES = ("GetPod--", "EvictPod--", "CheckPodRunning--")
+
+
+def pod_condition_types(pod: str) -> tuple[str, str, str]:
+    get, evict, check = POD_CONDITION_PREFIXES
+    return f"{get}{pod}", f"{evict}{pod}", f"{check}{pod}"
+
+
+def pod_message(step: str, pod: str, status: str = "True", uid: str | None = None) -> str:
+    msg = f"{step}; ConditionStatus:{status}; PodName:{pod}"
+    return f"{msg}; PodUID:{uid}" if uid else msg
+
+
+def recorded_uid(message: str | None) -> str | None:
+    m = re.search(r"PodUID:([0-9a-f-]+)", message or "")
+    return m.group(1) if m else None

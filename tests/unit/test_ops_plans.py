@@ -1,0 +1,171 @@
+"""The ops plans (controllers/ops/optypes, plan.py): phases, modes, rolls, conditions, and the one Go duration
+grammar. Pure."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kubedruid.api.durations import GO_DURATION, parse_duration
+from kubedruid.controllers.ops import plan as plans
+from kubedruid.controllers.ops.optypes import OP_TYPES, classify
+from kubedruid.druid.tls import TLSMode
+
+ISSUER = {"name": "ca", "kind": "Issuer", "apiGroup": "cert-manager.io"}
+
+
+def ops(type_: str = "ReconfigureTLS", **tls) -> dict:
+    return {"metadata": {"name": "op", "namespace": "demo"},
+            "spec": {"type": type_, "databaseRef": {"name": "druid-cluster"}, **({"tls": tls} if tls else {})}}
+
+
+def druid(enable_ssl: bool = False) -> dict:
+    spec = {"version": "28.0.0", "topology": {}}
+    if enable_ssl:
+        spec |= {"enableSSL": True, "tls": {"issuerRef": dict(ISSUER)}, "keystoreCredSecret": {"name": "k"}}
+    return {"metadata": {"name": "druid-cluster", "namespace": "demo"}, "spec": spec}
+
+
+# --- which op a request is ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("request_, mode, kind", [
+    (ops("Restart"), TLSMode.TLS_ONLY, "Restart"),
+    (ops(issuerRef=ISSUER), TLSMode.OFF, "AddTLS"),
+    (ops(issuerRef=ISSUER), TLSMode.TLS_PORT, "AddTLS"),  # an add that failed half-way is completed
+    (ops(issuerRef=ISSUER), TLSMode.TLS_ONLY, "UpdateTLS"),
+    (ops(certificates=[{"alias": "client"}]), TLSMode.TLS_ONLY, "UpdateTLS"),
+    (ops(rotateCertificates=True), TLSMode.TLS_ONLY, "RotateCertificates"),
+    (ops(remove=True), TLSMode.TLS_ONLY, "RemoveTLS"),
+])
+def test_classify(request_, mode, kind):
+    assert classify(request_, mode).kind == kind
+
+
+# --- plans ------------------------------------------------------------------------------------------------------
+
+ORDER = [TLSMode.OFF, TLSMode.CLIENT_TRUST, TLSMode.TLS_PORT, TLSMode.TLS_SERVICES, TLSMode.TLS_ONLY]
+
+
+def test_rolls_per_op():
+    assert {k: op.plan.rolls for k, op in OP_TYPES.items()} == {
+        "AddTLS": 3, "RemoveTLS": 2, "UpdateTLS": 1, "RotateCertificates": 1, "Restart": 1}
+
+
+def test_add_walks_every_mode_up_and_remove_walks_down():
+    add = [p.mode for p in OP_TYPES["AddTLS"].plan.phases if p.mode]
+    assert [TLSMode.OFF, *add] == ORDER
+    remove = [p.mode for p in OP_TYPES["RemoveTLS"].plan.phases if p.mode]
+    assert [TLSMode.TLS_ONLY, *remove] == ORDER[::-1][:-1], "remove ends in client trust: the last roll keeps it"
+
+
+@pytest.mark.parametrize("kind, start", [("AddTLS", TLSMode.OFF), ("RemoveTLS", TLSMode.TLS_ONLY)])
+def test_every_moment_of_every_roll_keeps_all_calls_working(kind, start):
+    """During a roll some pods run the previous mode and some the next. Any node may call any other: a caller
+    needs client trust whenever the callee announces a TLS port; the Services (moved only by phases that restart
+    nothing) point at a port every pod serves."""
+    before = start
+    for phase in OP_TYPES[kind].plan.phases:
+        if phase.mode is None:
+            continue
+        after = phase.mode
+        if phase.rolls:
+            assert before.services_tls == after.services_tls, f"{phase.name} moves the Services during a roll"
+            for caller in (before, after):
+                for callee in (before, after):
+                    assert caller.client_trust or not callee.tls_port, (phase.name, caller, callee)
+        service_port_open = (lambda m, tls: m.tls_port if tls else m.plaintext_port)  # noqa: E731
+        for pods in (before, after):
+            assert service_port_open(pods, after.services_tls), (phase.name, pods)
+        before = after
+
+
+def test_phase_names_are_unique_and_only_unnamed_phases_have_no_recurring_steps():
+    for op in OP_TYPES.values():
+        names = [p.name for p in op.plan.phases if p.name]
+        assert len(names) == len(set(names)), op.kind
+        for i, phase in enumerate(op.plan.phases):
+            if phase.name is None:
+                assert not op.plan.recurring_after(i), (op.kind, i)
+                later_or_earlier = {s for j, p in enumerate(op.plan.phases) if j != i for s in p.steps}
+                assert not set(phase.steps) & later_or_earlier - set(plans.UNRECORDED), (op.kind, i)
+            assert phase.name is None or phase.message, (op.kind, phase.name)
+
+
+def test_recurring_steps_are_cleared_when_a_phase_completes():
+    add = OP_TYPES["AddTLS"].plan
+    assert add.recurring_after(0) == set()  # certificates are synced once
+    assert add.recurring_after(1) == {plans.UPDATE_PETSETS, plans.RESTART_NODES}
+    assert add.recurring_after(3) == {plans.UPDATE_PETSETS}
+    assert add.recurring_after(len(add.phases) - 1) == set()
+    assert plans.clears(plans.RESTART_NODES, "EvictPod--druid-cluster-historicals-0")
+    assert plans.clears(plans.RESTART_NODES, plans.RESTART_NODES)
+    assert not plans.clears(plans.RESTART_NODES, "CertificateSynced")
+    assert plans.clears(plans.CERTIFICATE_SYNCED, "IssuingCondition")
+    assert not plans.clears(plans.UPDATE_PETSETS, "UpdatePetSetsX")
+
+
+def test_plan_summaries():
+    assert OP_TYPES["AddTLS"].plan.summary() == ("ClientTrustRolledOut -> TLSPortOpened -> ServicesSwitchedToTLS -> "
+                                                 "PlaintextClosed (3 rolling restarts)")
+    assert OP_TYPES["Restart"].plan.summary() == "1 rolling restart"
+
+
+def test_every_tls_plan_ends_by_declaring_its_target():
+    for op in OP_TYPES.values():
+        steps = [s for p in op.plan.phases for s in p.steps]
+        assert (plans.FINISH in steps) is (op.request_type == "ReconfigureTLS"), op.kind
+        if plans.REMOVE_TLS_OBJECTS in steps:
+            assert steps.index(plans.REMOVE_TLS_OBJECTS) > steps.index(plans.FINISH)
+
+
+def test_targets():
+    add = OP_TYPES["AddTLS"].target(druid()["spec"], ops(issuerRef=ISSUER))
+    assert add["enableSSL"] is True and add["tls"]["issuerRef"] == ISSUER
+    remove = OP_TYPES["RemoveTLS"].target(druid(True)["spec"], ops(remove=True))
+    assert remove["enableSSL"] is False and not {"tls", "keystoreCredSecret"} & set(remove)
+    same = druid(True)["spec"]
+    assert OP_TYPES["RotateCertificates"].target(same, ops(rotateCertificates=True)) == same
+
+
+def test_preflight():
+    assert OP_TYPES["RemoveTLS"].preflight(ops(remove=True), druid()) == \
+        "spec.tls.remove: Druid demo/druid-cluster has no TLS (spec.enableSSL is not true)"
+    assert OP_TYPES["RotateCertificates"].preflight(ops(rotateCertificates=True), druid(True)) is None
+    assert OP_TYPES["AddTLS"].preflight(ops(certificates=[]), druid()) == "spec.tls.issuerRef is required to add TLS"
+    assert OP_TYPES["AddTLS"].preflight(ops(issuerRef=ISSUER), druid()) is None
+
+
+# --- Go durations: one grammar for the CRD and the parser ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, seconds", [("0", 0), ("90s", 90), ("5m", 300), ("1h30m", 5400), ("1.5h", 5400),
+                                           (".5m", 30), ("1.m", 60), ("250ms", 0.25), ("2h0m1us", 7200.000001)])
+def test_parse_duration(text, seconds):
+    assert parse_duration(text) == pytest.approx(seconds)
+    assert re.match(GO_DURATION, text)
+
+
+@pytest.mark.parametrize("text", ["", "5", "-1s", "1d", "m", "1s ", " 1s", "1.5.5s", "0s0", "00"])
+def test_parse_duration_rejects_what_the_crd_rejects(text):
+    with pytest.raises(ValueError):
+        parse_duration(text)
+    assert not re.fullmatch(GO_DURATION.strip("^$"), text)
+
+
+@given(st.from_regex(GO_DURATION, fullmatch=True))
+def test_whatever_the_crd_accepts_parses(text):
+    assert parse_duration(text) >= 0
+
+
+@given(st.text(alphabet="0123456789.nsuhm", max_size=12))
+def test_the_parser_accepts_only_what_the_crd_accepts(text):
+    try:
+        parse_duration(text)
+    except ValueError:
+        assert not re.fullmatch(GO_DURATION.strip("^$"), text)
+    else:
+        assert re.fullmatch(GO_DURATION.strip("^$"), text)
