@@ -16,6 +16,7 @@ from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.core_v1 import Event, Pod, Secret, Service
 from lightkube.types import PatchType
 
+from kubedruid.certs import bundle
 from kubedruid.druid import properties
 
 from .conftest import wait_for
@@ -72,8 +73,10 @@ def _expected_pods(db):
 PHASES = {  # the phase conditions each guide op records, in order (controllers/ops/optypes)
     "AddTLS": ["ClientTrustRolledOut", "TLSPortOpened", "ServicesSwitchedToTLS", "PlaintextClosed"],
     "RemoveTLS": ["PlaintextOpened", "ServicesSwitchedToPlaintext", "TLSPortClosed"],
-    "UpdateTLS": [], "RotateCertificates": [],
+    "UpdateTLS": ["TrustBothCAsRolledOut", "CertificatesReissued", "OldCADropped"], "RotateCertificates": [],
 }
+# Conditions of kubedruid's own steps, beside KubeDB's.
+OWN_STEPS = ("Plan", "IssueCertificatesSucceeded", "IssuerCATrusted", "CABundlePruned")
 
 
 def _assert_guide_conditions(ops, db, with_certificates: bool, kind: str):
@@ -90,7 +93,7 @@ def _assert_guide_conditions(ops, db, with_certificates: bool, kind: str):
     for pod in _expected_pods(db):
         expected += [f"GetPod--{pod}", f"EvictPod--{pod}", f"CheckPodRunning--{pod}"]
     expected.append("Successful")
-    kubedb = [t for t in types if t not in ("IssueCertificatesSucceeded", "Plan", *PHASES[kind])]
+    kubedb = [t for t in types if t not in (*OWN_STEPS, *PHASES[kind])]
     assert kubedb == expected
     assert len(types) == len(set(types))
     assert all(c["status"] == "True" for c in by_type.values())
@@ -210,12 +213,20 @@ def test_reconfigure_tls_guide_add_rotate_update_issuer_remove(plane, kube, name
     assert _leaf(kube, f"{db}-client-cert", ns).serial_number != client.serial_number
     _assert_restarted_in_order(kube, ns, db, before)
 
-    # C. Change the issuer
+    # C. Change the issuer: another CA, so three rolls (trust both CAs, new certificates, old CA dropped)
+    assert bundle.parse(secret_data(kube, f"{db}-ca-bundle", ns)["ca.crt"]) == [ca]
     new_ca = ca_issuer(kube, ns, "dr-new-issuer", "ca-updated", "kubedb-updated")
-    _ops(kube, "drops-update-issuer", ns, db, type="ReconfigureTLS",
-         tls={"issuerRef": {"name": "dr-new-issuer", "kind": "Issuer", "apiGroup": "cert-manager.io"}})
-    ops = _wait_phase(kube, "drops-update-issuer", ns, "Successful", operator)
+    with PodWatch(plane, ns, db) as pods:
+        _ops(kube, "drops-update-issuer", ns, db, type="ReconfigureTLS",
+             tls={"issuerRef": {"name": "dr-new-issuer", "kind": "Issuer", "apiGroup": "cert-manager.io"}})
+        ops = _wait_phase(kube, "drops-update-issuer", ns, "Successful", operator)
+    assert pods.restarts() == {p: 3 for p in _expected_pods(db)}
     _assert_guide_conditions(ops, db, with_certificates=True, kind="UpdateTLS")
+    assert condition(ops, "IssuerCATrusted")["reason"] == "CAChanged"
+    assert bundle.parse(secret_data(kube, f"{db}-ca-bundle", ns)["ca.crt"]) == [new_ca]
+    assert f"{db}-ca-probe" not in {c.metadata.name for c in kube.list(Certificate, namespace=ns)}
+    trusted_during = [e.message for e in _events(kube, ns, db) if e.reason == "CABundleChanged"]
+    assert any("ca-updated" in m and "CN=ca " in m for m in trusted_during), trusted_during
     for alias in ("server", "client"):
         leaf = _leaf(kube, f"{db}-{alias}-cert", ns)
         assert leaf.issuer == new_ca.subject

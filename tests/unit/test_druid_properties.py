@@ -134,10 +134,10 @@ def test_tls_common_properties():
     assert props["druid.server.https.keyStoreType"] == "jks"
     assert props["druid.server.https.certAlias"] == "druid"
     assert env_provider(props["druid.server.https.keyStorePassword"]) == env_password
-    # internal client truststore
-    assert props["druid.client.https.trustStorePath"] == "/opt/druid/ssl/truststore.jks"
-    assert props["druid.client.https.trustStoreType"] == "jks"
-    assert env_provider(props["druid.client.https.trustStorePassword"]) == env_password
+    # internal client truststore: the operator's CA bundle, PKCS#12 without a password (certs/bundle.py)
+    assert props["druid.client.https.trustStorePath"] == "/opt/druid/trust/truststore.p12"
+    assert props["druid.client.https.trustStoreType"] == "pkcs12"
+    assert "druid.client.https.trustStorePassword" not in props
     # deliberate deviation from KubeDB (DESIGN §2.1): hostname validation stays on
     assert props["druid.client.https.validateHostnames"] == "true"
     # no mTLS (KubeDB never sets it)
@@ -159,10 +159,10 @@ def test_tls_keeps_everything_else():
                          for k in added)
 
 
-def test_tls_keystore_paths_are_in_the_certificate_directory():
+def test_tls_keystore_and_truststore_paths():
     props = properties.common_properties(TLS)
-    for key in ("druid.server.https.keyStorePath", "druid.client.https.trustStorePath"):
-        assert props[key].startswith(tls.CERT_DIR + "/")
+    assert props["druid.server.https.keyStorePath"].startswith(tls.CERT_DIR + "/")
+    assert props["druid.client.https.trustStorePath"].startswith(tls.TRUST_DIR + "/")
 
 
 # --- passwords --------------------------------------------------------------------------------------------------

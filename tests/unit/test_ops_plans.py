@@ -52,7 +52,9 @@ ORDER = [TLSMode.OFF, TLSMode.CLIENT_TRUST, TLSMode.TLS_PORT, TLSMode.TLS_SERVIC
 
 def test_rolls_per_op():
     assert {k: op.plan.rolls for k, op in OP_TYPES.items()} == {
-        "AddTLS": 3, "RemoveTLS": 2, "UpdateTLS": 1, "RotateCertificates": 1, "Restart": 1}
+        "AddTLS": 3, "RemoveTLS": 2, "UpdateTLS": 3, "RotateCertificates": 1, "Restart": 1}
+    update = OP_TYPES["UpdateTLS"].plan
+    assert sum(p.rolls for p in update.phases if p.only_if is None) == 1, "with the same CA only one roll runs"
 
 
 def test_add_walks_every_mode_up_and_remove_walks_down():
@@ -81,6 +83,25 @@ def test_every_moment_of_every_roll_keeps_all_calls_working(kind, start):
         for pods in (before, after):
             assert service_port_open(pods, after.services_tls), (phase.name, pods)
         before = after
+
+
+def test_a_change_of_ca_keeps_every_caller_trusting_every_callee():
+    """A node's state is (the CA of the certificate it serves, the CAs it trusts). Each phase of UpdateTLS changes
+    one of them for every pod, one pod at a time: at every moment every node must trust what every other serves."""
+    effects = {"TrustBothCAsRolledOut": lambda s: (s[0], {"old", "new"}),
+               "CertificatesReissued": lambda s: ("new", s[1]),
+               "OldCADropped": lambda s: (s[0], {"new"})}
+    state = ("old", {"old"})
+    named = [p for p in OP_TYPES["UpdateTLS"].plan.phases if p.name]
+    assert [p.name for p in named] == list(effects)
+    for phase in named:
+        after = effects[phase.name](state)
+        assert phase.rolls
+        for caller in (state, after):
+            for callee in (state, after):
+                assert callee[0] in caller[1], (phase.name, caller, callee)
+        state = after
+    assert state == ("new", {"new"})
 
 
 def test_phase_names_are_unique_and_only_unnamed_phases_have_no_recurring_steps():

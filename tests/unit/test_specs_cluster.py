@@ -244,19 +244,19 @@ def test_probe_timing_fits_slow_starts_and_fast_rolls():
             assert c[probe]["timeoutSeconds"] >= 2
 
 
-def test_tls_mounts_server_certificate_secret_at_ssl_dir():
-    server_secret = "druid-cluster-tls-server-cert"
+def test_tls_mounts_server_certificate_and_ca_bundle_secrets():
     props = properties.common_properties(inputs(TLS_DB).cluster)
     for ps in petsets(TLS_DB).values():
         c = main_container(ps)
         mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
-        mount = mounts["/opt/druid/ssl"]
         volumes = {v["name"]: v for v in ps["spec"]["template"]["spec"]["volumes"]}
-        assert volumes[mount["name"]]["secret"]["secretName"] == server_secret
-        # Secret volumes must not use subPath: renewed certificates would never reach the pod.
-        assert "subPath" not in mount
-        # Druid finds its keystores in that directory
-        for key in ("druid.server.https.keyStorePath", "druid.client.https.trustStorePath"):
+        for path, secret, key in (("/opt/druid/ssl", "druid-cluster-tls-server-cert", "druid.server.https.keyStorePath"),
+                                  ("/opt/druid/trust", "druid-cluster-tls-ca-bundle",
+                                   "druid.client.https.trustStorePath")):
+            mount = mounts[path]
+            assert volumes[mount["name"]]["secret"]["secretName"] == secret
+            # Secret volumes must not use subPath: renewed certificates would never reach the pod.
+            assert "subPath" not in mount
             assert props[key].startswith(mount["mountPath"] + "/")
 
 
@@ -875,8 +875,11 @@ def test_a_mode_in_progress_sets_ports_probes_mounts_and_services(mode):
         assert (probe["port"], probe["scheme"]) == ((TLS_PORTS[key], "HTTPS") if m.probes_tls
                                                     else (PLAIN_PORTS[key], "HTTP"))
         mounts = {v["mountPath"] for v in c["volumeMounts"]}
-        assert "/opt/druid/ssl" in mounts  # the truststore, from client trust on
-        assert "DRUID_KEY_STORE_PASSWORD" in env(c)
+        assert "/opt/druid/trust" in mounts  # the CA bundle, from client trust on
+        # the server keystore and its password only with the TLS port: client trust alone needs no Secret but the
+        # bundle, so a pod of the last roll of a removal starts again after the TLS objects are gone
+        assert ("/opt/druid/ssl" in mounts) is m.tls_port
+        assert ("DRUID_KEY_STORE_PASSWORD" in env(c)) is m.tls_port
     for svc in services(db).values():
         if svc["spec"].get("clusterIP") == "None":
             continue

@@ -16,6 +16,7 @@ import secrets as random_secrets
 from pydantic import ValidationError
 
 from kubedruid.api import Druid, apply_defaults, validate_druid
+from kubedruid.certs import bundle
 from kubedruid.controllers.ops import queue as ops_queue
 from kubedruid.druid import jvm, tls
 from kubedruid.druid.properties import MetadataStore
@@ -36,6 +37,11 @@ class Blocked(Exception):
     def __init__(self, reason: str, message: str):
         super().__init__(message)
         self.reason, self.message = reason, message
+
+
+def _secret_bytes(secret: dict | None, key: str) -> bytes | None:
+    value = ((secret or {}).get("data") or {}).get(key)
+    return base64.b64decode(value) if value else None
 
 
 def _password() -> str:
@@ -122,8 +128,10 @@ class Provisioner:
         if db.spec.enableSSL:
             await self.ensure_certificates(db, inputs)
             await self._require_certificate_secrets(db)
+            await self.ensure_ca_bundle(raw, db)
         else:
             await self.remove_tls_objects(raw)
+            await self._drop_unused_ca_bundle(raw, db)
         petsets = await self.apply(db, inputs)
         replicas_ready, accepting = await self._observe(db, petsets)
         conditions = st.health_conditions(conditions, generation, replicas_ready=replicas_ready and deps_ready,
@@ -187,6 +195,44 @@ class Provisioner:
                              *(self.kube.ensure(s) for s in cluster.services(db, inputs)),
                              *(self.kube.ensure(ps) for ps in petsets))
         return petsets
+
+    async def ca_bundle(self, db: Druid) -> tuple[dict | None, list]:
+        """The CA bundle Secret and the CAs it holds."""
+        secret = await self.kube.get("v1", "Secret", names.ca_bundle_secret(db.metadata.name), db.metadata.namespace)
+        return secret, bundle.parse(_secret_bytes(secret, bundle.CA_KEY))
+
+    async def server_ca(self, db: Druid) -> list:
+        """The CA that signs the Druid's server certificate now, as its Secret says (cert-manager's ca.crt)."""
+        secret = await self.kube.get("v1", "Secret", cluster.server_cert_secret(db) or "", db.metadata.namespace)
+        return bundle.parse(_secret_bytes(secret, "ca.crt"))
+
+    async def ensure_ca_bundle(self, raw: dict, db: Druid, add: list = (), exactly: list | None = None) -> list:
+        """The CA bundle holds the CA of the Druid's server certificate, plus `add`; CAs are never dropped here
+        (a pod may still serve a certificate of an older CA) — only an op drops one, with `exactly`, once every pod
+        serves a certificate of the CAs it keeps. Returns the CAs it holds."""
+        secret, held = await self.ca_bundle(db)
+        cas = exactly if exactly is not None else bundle.merged(held, await self.server_ca(db), list(add))
+        if not cas:
+            raise Blocked("WaitingForCertificates", f"waiting for cert-manager to publish the CA of Secret "
+                          f"{cluster.server_cert_secret(db)} (ca.crt)")
+        if secret is None or not bundle.same(held, cas) or bundle.TRUSTSTORE_KEY not in (secret.get("data") or {}):
+            await self.kube.ensure(cluster.ca_bundle_secret(db, raw["metadata"]["uid"], bundle.render(cas)))
+            if held and not bundle.same(held, cas):
+                await self.kube.event(raw, "Normal", "CABundleChanged", "The Druid trusts " +
+                                      ", ".join(bundle.describe(ca) for ca in cas))
+        return cas
+
+    async def _drop_unused_ca_bundle(self, raw: dict, db: Druid) -> None:
+        """After TLS is removed the pods of the last roll still mount the bundle (they kept client trust while
+        peers announced TLS ports): it goes once no pod mounts it."""
+        name, ns = db.metadata.name, db.metadata.namespace
+        secret = await self.kube.get("v1", "Secret", names.ca_bundle_secret(name), ns)
+        if secret is None:
+            return
+        pods = await self.kube.list("v1", "Pod", ns, labels=names.selector_labels(name))
+        if not any((v.get("secret") or {}).get("secretName") == names.ca_bundle_secret(name)
+                   for p in pods for v in p["spec"].get("volumes") or []):
+            await self.kube.delete("v1", "Secret", names.ca_bundle_secret(name), ns)
 
     async def remove_tls_objects(self, raw: dict) -> None:
         """A Druid without TLS keeps no Certificates, certificate Secrets or keystore-credential Secret."""

@@ -118,8 +118,9 @@ def _security() -> dict[str, str]:
 
 
 def tls_properties(mode: tls.TLSMode) -> dict[str, str]:
-    """The properties of a TLS mode (druid/tls.py): the client truststore with hostname validation on (the announced
-    druid.host is the pod's FQDN, which the certificate carries) from client trust on; the server keystore and the
+    """The properties of a TLS mode (druid/tls.py): the client truststore (the CA bundle, no password) with
+    hostname validation on (the announced druid.host is the pod's FQDN, which the certificate carries) from client
+    trust on; the server keystore and the
     TLS port, TLS 1.2 and 1.3 only, from tls-port on; plaintext closed in tls-only."""
     password = _env_password(tls.KEYSTORE_PASSWORD_ENV)
     props: dict[str, str] = {}
@@ -127,8 +128,7 @@ def tls_properties(mode: tls.TLSMode) -> dict[str, str]:
         props |= {
             "druid.client.https.protocol": "TLSv1.2",
             "druid.client.https.trustStorePath": tls.TRUSTSTORE_PATH,
-            "druid.client.https.trustStoreType": tls.KEYSTORE_TYPE,
-            "druid.client.https.trustStorePassword": password,
+            "druid.client.https.trustStoreType": tls.TRUSTSTORE_TYPE,
             "druid.client.https.validateHostnames": "true",
         }
     if mode.tls_port:

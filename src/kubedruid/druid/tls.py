@@ -7,8 +7,12 @@ import enum
 
 CERT_DIR = "/opt/druid/ssl"  # the server certificate Secret (keystore.jks, truststore.jks, tls.crt, ca.crt)
 KEYSTORE_PATH = f"{CERT_DIR}/keystore.jks"
-TRUSTSTORE_PATH = f"{CERT_DIR}/truststore.jks"
 KEYSTORE_TYPE = "jks"
+# The CA bundle Secret (certs/bundle.py): what the internal client trusts, composed by the operator so that it can
+# hold two CAs during a change of CA (cert-manager's truststore.jks holds one). No password: see certs/bundle.py.
+TRUST_DIR = "/opt/druid/trust"
+TRUSTSTORE_PATH = f"{TRUST_DIR}/truststore.p12"
+TRUSTSTORE_TYPE = "pkcs12"
 CERT_ALIAS = "druid"  # the JKS alias cert-manager writes, and druid.server.https.certAlias
 
 KEYSTORE_PASSWORD_ENV = "DRUID_KEY_STORE_PASSWORD"

@@ -3,6 +3,7 @@ Pure: a function of the (defaulted) Druid, its DruidVersion and the inputs the p
 
 from __future__ import annotations
 
+import base64
 import copy
 from dataclasses import dataclass, field
 
@@ -174,7 +175,7 @@ def _env(db: Druid, n: NodeType, inputs: Inputs) -> list[dict]:
     if inputs.cluster.security and db.spec.authSecret and db.spec.authSecret.name:
         env.append({"name": ADMIN_PASSWORD_ENV,
                     "valueFrom": {"secretKeyRef": {"name": db.spec.authSecret.name, "key": "password"}}})
-    if tls_mode(db).client_trust:  # the truststore's password, and the keystore's
+    if tls_mode(db).tls_port:  # the server keystore's password
         env.append({"name": tls.KEYSTORE_PASSWORD_ENV, "valueFrom": {"secretKeyRef": {
             "name": db.spec.keystoreCredSecret.name, "key": tls.KEYSTORE_PASSWORD_KEY}}})
     return env
@@ -262,6 +263,9 @@ def petset(db: Druid, n: NodeType, inputs: Inputs) -> dict:
         else:
             volumes.append({"name": vol_name, "emptyDir": copy.deepcopy(getattr(node, "ephemeralStorage", None) or {})})
     if mode.client_trust:
+        mounts.append({"name": "ca-bundle", "mountPath": tls.TRUST_DIR, "readOnly": True})
+        volumes.append({"name": "ca-bundle", "secret": {"secretName": names.ca_bundle_secret(name)}})
+    if mode.tls_port:
         mounts.append({"name": "server-certs", "mountPath": tls.CERT_DIR, "readOnly": True})
         volumes.append({"name": "server-certs", "secret": {"secretName": server_cert_secret(db)}})
     user = node.podTemplate.model_dump(exclude_none=True) if node.podTemplate else {}
@@ -303,6 +307,27 @@ def petset(db: Druid, n: NodeType, inputs: Inputs) -> dict:
             "volumeClaimTemplates": claim_templates,
         },
     }
+
+
+def ca_bundle_secret(db: Druid, uid: str, data: dict[str, bytes]) -> dict:
+    """The CA bundle Secret (certs/bundle.py renders its data): mounted by the pods, read by clients."""
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": _owned_meta(names.ca_bundle_secret(db.metadata.name), db, uid),
+            "data": {k: base64.b64encode(v).decode() for k, v in sorted(data.items())}}
+
+
+def ca_probe_certificate(db: Druid, uid: str) -> dict:
+    """A short-lived Certificate from the Druid's issuer whose only use is its ca.crt: before a change of issuer
+    the operator learns the new CA this way, so every node can trust it before any serves a certificate it signs."""
+    name, ns = db.metadata.name, db.metadata.namespace
+    issuer = db.spec.tls.issuerRef
+    probe = names.ca_probe(name)
+    return {"apiVersion": "cert-manager.io/v1", "kind": "Certificate", "metadata": _owned_meta(probe, db, uid),
+            "spec": {"secretName": probe, "commonName": probe, "dnsNames": [f"{probe}.{ns}.svc"], "duration": "1h",
+                     "usages": ["digital signature", "key encipherment", "server auth"],
+                     "issuerRef": {"group": issuer.apiGroup or "cert-manager.io", "kind": issuer.kind,
+                                   "name": issuer.name},
+                     "secretTemplate": {"labels": names.offshoot_labels(name, db.metadata.labels)}}}
 
 
 def certificate_dns_names(db: Druid) -> list[str]:

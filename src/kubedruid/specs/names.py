@@ -50,6 +50,16 @@ def owner_reference(druid: dict) -> dict:
             "uid": druid["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
 
 
+def ca_bundle_secret(db: str) -> str:
+    """The CAs the Druid trusts (certs/bundle.py), for its nodes and for its clients."""
+    return f"{db}-ca-bundle"
+
+
+def ca_probe(db: str) -> str:
+    """The Certificate (and its Secret) that shows the CA of a new issuer before the Druid's own change."""
+    return f"{db}-ca-probe"
+
+
 def zookeeper_service(db: str) -> str:
     return f"{db}-zk"
 

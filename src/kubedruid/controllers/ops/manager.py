@@ -167,6 +167,9 @@ class OpsManager:
             if phase.name and ctx.done(phase.name):
                 continue
             ctx.phase = phase
+            if not ctx.needed(phase):
+                await ctx.complete_phase(phase, op.plan.recurring_after(index), needed=False)
+                continue
             for step in phase.steps:
                 try:
                     result = await run_step(step, ctx)

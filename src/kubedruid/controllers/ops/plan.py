@@ -17,6 +17,8 @@ from kubedruid.druid.tls import TLSMode
 # Step names double as the condition types that record them.
 CERTIFICATE_SYNCED = "CertificateSynced"
 ISSUE_CERTIFICATES = "IssueCertificatesSucceeded"  # rotate: re-issue requested and done (KubeDB's guard)
+TRUST_ISSUER_CA = "IssuerCATrusted"  # the new issuer's CA is in the CA bundle (reason: CAChanged or SameCA)
+PRUNE_CA_BUNDLE = "CABundlePruned"  # the bundle holds only the CA of the certificates the pods serve
 UPDATE_PETSETS = "UpdatePetSets"
 RESTART_NODES = "RestartNodes"
 FINISH = "Finish"  # the Druid's spec becomes the op's target and the mode annotation goes: idempotent, no condition
@@ -48,6 +50,12 @@ class Phase:
     steps: tuple[str, ...]
     mode: TLSMode | None = None
     message: str = ""
+    # UpdatePetSets renders the op's target spec (its certificates are what the pods mount), or the Druid's
+    # current one (a removal keeps the TLS material until its last roll; a CA change keeps the old issuer's
+    # certificates until every node trusts the new CA).
+    renders_target: bool = True
+    # The phase runs only if this step's condition has this reason; otherwise it is recorded as not needed.
+    only_if: tuple[str, str] | None = None
 
     @property
     def rolls(self) -> bool:

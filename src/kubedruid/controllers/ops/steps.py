@@ -3,6 +3,7 @@ from the cluster, does the next thing, and returns Done, or Wait (for an event, 
 
 from __future__ import annotations
 
+import base64
 import datetime
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from lightkube.core.exceptions import ApiError
 
 from kubedruid.api import Druid, apply_defaults
+from kubedruid.certs import bundle
 from kubedruid.druid.tls import TLSMode
 from kubedruid.kube import conditions as cond
 from kubedruid.kube.client import Kube
@@ -101,19 +103,26 @@ class StepContext:
         return {**self.druid, "spec": self.op.target(self.druid["spec"], self.ops)}
 
     def rendered_spec(self) -> dict:
-        """The spec the PetSets are rendered from while the op runs: the target when it has TLS (its certificates
-        are what the pods mount), else the current one, which keeps the TLS material until the last roll."""
-        target = self.op.target(self.druid["spec"], self.ops)
-        return target if target.get("enableSSL") else self.druid["spec"]
+        """The spec the PetSets are rendered from in this phase (Phase.renders_target)."""
+        return self.op.target(self.druid["spec"], self.ops) if self.phase.renders_target else self.druid["spec"]
 
-    async def complete_phase(self, phase: plans.Phase, recurring: set[str]) -> None:
-        """Records a phase done and clears the conditions of its steps that a later phase runs again: one write."""
+    def needed(self, phase: plans.Phase) -> bool:
+        if phase.only_if is None:
+            return True
+        step, reason = phase.only_if
+        c = self.condition(step)
+        return bool(c) and c.get("reason") == reason
+
+    async def complete_phase(self, phase: plans.Phase, recurring: set[str], needed: bool = True) -> None:
+        """Records a phase done (or not needed) and clears the conditions of its steps that a later phase runs
+        again: one write."""
         kept = [c for c in self.conditions if not any(plans.clears(step, c["type"]) for step in recurring)]
-        new = cond.set_condition(kept, phase.name, "True", phase.name, phase.message,
+        message = phase.message if needed else f"not needed: {self.condition(phase.only_if[0])['message']}"
+        new = cond.set_condition(kept, phase.name, "True", phase.name if needed else "NotNeeded", message,
                                  self.ops["metadata"].get("generation"))
         if new != self.conditions:
             self.ops = await self.set_conditions(new)
-            await self.event(self.ops, "Normal", phase.name, phase.message)
+            await self.event(self.ops, "Normal", phase.name, message)
 
 
 async def run_step(step: str, ctx: StepContext) -> Wait | None:
@@ -174,6 +183,53 @@ def _requested_revisions(message: str) -> dict[str, int]:
     return out
 
 
+async def trust_issuer_ca(ctx: StepContext) -> Wait | None:
+    """Before the certificates change issuer: learn the new issuer's CA from a probe certificate and add it to the
+    CA bundle. The reason says whether it is another CA than the one that signs the Druid's certificates now
+    (CAChanged: the trust phases run) or the same (SameCA)."""
+    step = plans.TRUST_ISSUER_CA
+    await ctx.start(step, "Learning the CA of the new issuer")
+    ns, uid = ctx.druid["metadata"]["namespace"], ctx.druid["metadata"]["uid"]
+    target = apply_defaults(Druid.model_validate(ctx.target()))
+    probe = cluster.ca_probe_certificate(target, uid)
+    name, issuer = probe["metadata"]["name"], probe["spec"]["issuerRef"]
+    await ctx.kube.ensure(probe)
+    live = await ctx.kube.get("cert-manager.io/v1", "Certificate", name, ns)
+    secret = await ctx.kube.get("v1", "Secret", name, ns)
+    if live is None or not _ready_for_generation(live) or secret is None:
+        return ctx.wait_or_fail(step, f"cert-manager to issue the probe certificate {name} from {issuer['kind']} "
+                                      f"{issuer['name']}")
+    new = bundle.parse(base64.b64decode((secret.get("data") or {}).get("ca.crt") or ""))
+    if not new:
+        raise Fail(step, f"{issuer['kind']} {issuer['name']} does not publish its CA (no ca.crt in Secret {name}): "
+                         "the Druid's nodes cannot be made to trust it before their certificates change")
+    current = apply_defaults(Druid.model_validate(ctx.druid))
+    old = await ctx.provisioner.server_ca(current)
+    changed = not {bundle.fingerprint(c) for c in new} <= {bundle.fingerprint(c) for c in old}
+    if changed:
+        await ctx.provisioner.ensure_ca_bundle(ctx.druid, current, add=new)
+    await ctx.kube.delete("cert-manager.io/v1", "Certificate", name, ns)
+    await ctx.kube.delete("v1", "Secret", name, ns)
+    what = ", ".join(bundle.describe(c) for c in new)
+    message = (f"{issuer['kind']} {issuer['name']} signs with {what}, another CA: the Druid trusts both until every "
+               "node serves a certificate of the new one") if changed else \
+        f"{issuer['kind']} {issuer['name']} signs with {what}, the CA the Druid trusts already"
+    await ctx.record(step, "True", message, reason="CAChanged" if changed else "SameCA", event=True)
+    return None
+
+
+async def prune_ca_bundle(ctx: StepContext) -> Wait | None:
+    """After every pod serves a certificate of the new CA: the bundle keeps only that CA."""
+    step = plans.PRUNE_CA_BUNDLE
+    db = apply_defaults(Druid.model_validate(ctx.druid))
+    keep = await ctx.provisioner.server_ca(db)
+    if not keep:
+        raise Fail(step, f"Secret {cluster.server_cert_secret(db)} has no ca.crt: nothing to keep trusting")
+    await ctx.provisioner.ensure_ca_bundle(ctx.druid, db, exactly=keep)
+    await ctx.record(step, "True", "The Druid trusts only " + ", ".join(bundle.describe(c) for c in keep), event=True)
+    return None
+
+
 async def issue_certificates(ctx: StepContext) -> Wait | None:
     """Rotate: make cert-manager re-issue every certificate (what `cmctl renew` does: the Issuing condition)."""
     step = plans.ISSUE_CERTIFICATES
@@ -223,6 +279,8 @@ async def update_petsets(ctx: StepContext) -> Wait | None:
     await ctx.start(step, "Updating the Druid and its PetSets")
     await _patch_druid(ctx, ctx.rendered_spec(), _mode_patch(ctx.druid, ctx.phase.mode))
     db, inputs, _ = await ctx.provisioner.prepare(ctx.druid)
+    if db.spec.enableSSL:  # the pods about to restart mount the CA bundle: it holds the CA of their certificates
+        await ctx.provisioner.ensure_ca_bundle(ctx.druid, db)
     # A pod recreated after an eviction is built from the PetSet as it is then, so no need to wait for the PetSet
     # controller to observe the new template.
     await ctx.provisioner.apply(db, inputs)
@@ -321,6 +379,8 @@ STEPS: dict[str, Callable[[StepContext], Awaitable[Wait | None]]] = {
     plans.ISSUE_CERTIFICATES: issue_certificates,
     plans.UPDATE_PETSETS: update_petsets,
     plans.RESTART_NODES: restart_nodes,
+    plans.TRUST_ISSUER_CA: trust_issuer_ca,
+    plans.PRUNE_CA_BUNDLE: prune_ca_bundle,
     plans.FINISH: finish,
     plans.REMOVE_TLS_OBJECTS: remove_tls_objects,
 }

@@ -23,10 +23,11 @@ OP = OpType(
     kind="RemoveTLS", request_type="ReconfigureTLS", target=without_tls, preflight=needs_tls("remove"),
     what="rolls in plaintext beside TLS, moves the Services to plaintext, then rolls the TLS port off",
     plan=Plan("RemoveTLS", (
-        Phase("PlaintextOpened", ROLL, TLSMode.TLS_SERVICES, "every node serves plaintext beside TLS"),
+        Phase("PlaintextOpened", ROLL, TLSMode.TLS_SERVICES, "every node serves plaintext beside TLS",
+              renders_target=False),
         Phase("ServicesSwitchedToPlaintext", (UPDATE_PETSETS,), TLSMode.TLS_PORT,
-              "the Druid's Services point at the plaintext ports"),
-        Phase("TLSPortClosed", ROLL, TLSMode.CLIENT_TRUST, "no node serves TLS"),
+              "the Druid's Services point at the plaintext ports", renders_target=False),
+        Phase("TLSPortClosed", ROLL, TLSMode.CLIENT_TRUST, "no node serves TLS", renders_target=False),
         # Pods keep their certificate Secret mounted until restarted, so the TLS objects go last.
         Phase(None, (FINISH, REMOVE_TLS_OBJECTS)),
     )))
