@@ -130,7 +130,10 @@ def test_tls_common_properties():
     assert props["druid.enableTlsPort"] == "true"
     assert props["druid.enablePlaintextPort"] == "false"
     # server keystore
-    assert props["druid.server.https.keyStorePath"] == "/opt/druid/ssl/keystore.jks"
+    # a regular file the keystore sidecar keeps in step with the Secret, reloaded every 5 s (Druid >= 25)
+    assert props["druid.server.https.keyStorePath"] == "/opt/druid/tls-live/keystore.jks"
+    assert props["druid.server.https.reloadSslContext"] == "true"
+    assert props["druid.server.https.reloadSslContextSeconds"] == "5"
     assert props["druid.server.https.keyStoreType"] == "jks"
     assert props["druid.server.https.certAlias"] == "druid"
     assert env_provider(props["druid.server.https.keyStorePassword"]) == env_password
@@ -161,8 +164,16 @@ def test_tls_keeps_everything_else():
 
 def test_tls_keystore_and_truststore_paths():
     props = properties.common_properties(TLS)
-    assert props["druid.server.https.keyStorePath"].startswith(tls.CERT_DIR + "/")
+    assert props["druid.server.https.keyStorePath"].startswith(tls.LIVE_DIR + "/")
     assert props["druid.client.https.trustStorePath"].startswith(tls.TRUST_DIR + "/")
+
+
+@pytest.mark.parametrize("version, reloads", [("24.0.2", False), ("25.0.0", True), ("28.0.0", True),
+                                              ("36.0.0", True)])
+def test_keystore_reload_only_where_druid_has_it(version, reloads):
+    props = properties.common_properties(config(tls_mode=tls.TLSMode.TLS_ONLY, druid_version=version))
+    assert (props.get("druid.server.https.reloadSslContext") == "true") is reloads
+    assert props["druid.server.https.keyStorePath"] == (tls.LIVE_KEYSTORE_PATH if reloads else tls.KEYSTORE_PATH)
 
 
 # --- passwords --------------------------------------------------------------------------------------------------

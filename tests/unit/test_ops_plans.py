@@ -53,8 +53,13 @@ ORDER = [TLSMode.OFF, TLSMode.CLIENT_TRUST, TLSMode.TLS_PORT, TLSMode.TLS_SERVIC
 def test_rolls_per_op():
     assert {k: op.plan.rolls for k, op in OP_TYPES.items()} == {
         "AddTLS": 3, "RemoveTLS": 2, "UpdateTLS": 3, "RotateCertificates": 1, "Restart": 1}
+    # Where every pod reloads its keystore: a rotation restarts nothing, a change of CA rolls twice (trust both,
+    # then the old CA dropped), and with the same CA not at all.
+    assert {k: op.plan.rolls_when_reloading for k, op in OP_TYPES.items()} == {
+        "AddTLS": 3, "RemoveTLS": 2, "UpdateTLS": 2, "RotateCertificates": 0, "Restart": 1}
     update = OP_TYPES["UpdateTLS"].plan
-    assert sum(p.rolls for p in update.phases if p.only_if is None) == 1, "with the same CA only one roll runs"
+    assert sum(p.rolls for p in update.phases if p.only_if is None) == 0, "the same CA: reloads only"
+    assert sum(p.rolls for p in update.phases if p.only_if is None or p.restart_only_stale) == 1
 
 
 def test_add_walks_every_mode_up_and_remove_walks_down():
@@ -89,14 +94,15 @@ def test_a_change_of_ca_keeps_every_caller_trusting_every_callee():
     """A node's state is (the CA of the certificate it serves, the CAs it trusts). Each phase of UpdateTLS changes
     one of them for every pod, one pod at a time: at every moment every node must trust what every other serves."""
     effects = {"TrustBothCAsRolledOut": lambda s: (s[0], {"old", "new"}),
-               "CertificatesReissued": lambda s: ("new", s[1]),
+               "CertificatesReissued": lambda s: s,  # issued into the Secret; no pod serves it yet
+               "CertificatesReloaded": lambda s: ("new", s[1]),  # pods reload one by one ...
+               "NotReloadedRestarted": lambda s: ("new", s[1]),  # ... or restart onto it
                "OldCADropped": lambda s: (s[0], {"new"})}
     state = ("old", {"old"})
     named = [p for p in OP_TYPES["UpdateTLS"].plan.phases if p.name]
     assert [p.name for p in named] == list(effects)
     for phase in named:
         after = effects[phase.name](state)
-        assert phase.rolls
         for caller in (state, after):
             for callee in (state, after):
                 assert callee[0] in caller[1], (phase.name, caller, callee)
@@ -133,6 +139,8 @@ def test_plan_summaries():
     assert OP_TYPES["AddTLS"].plan.summary() == ("ClientTrustRolledOut -> TLSPortOpened -> ServicesSwitchedToTLS -> "
                                                  "PlaintextClosed (3 rolling restarts)")
     assert OP_TYPES["Restart"].plan.summary() == "1 rolling restart"
+    assert OP_TYPES["RotateCertificates"].plan.summary() == \
+        "CertificatesReloaded -> NotReloadedRestarted (0 to 1 rolling restart)"
 
 
 def test_every_tls_plan_ends_by_declaring_its_target():

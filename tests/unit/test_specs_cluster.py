@@ -250,14 +250,23 @@ def test_tls_mounts_server_certificate_and_ca_bundle_secrets():
         c = main_container(ps)
         mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
         volumes = {v["name"]: v for v in ps["spec"]["template"]["spec"]["volumes"]}
-        for path, secret, key in (("/opt/druid/ssl", "druid-cluster-tls-server-cert", "druid.server.https.keyStorePath"),
-                                  ("/opt/druid/trust", "druid-cluster-tls-ca-bundle",
-                                   "druid.client.https.trustStorePath")):
-            mount = mounts[path]
+        (sync,) = ps["spec"]["template"]["spec"]["initContainers"]
+        sync_mounts = {m["mountPath"]: m for m in sync["volumeMounts"]}
+        for where, path, secret in ((sync_mounts, "/opt/druid/ssl", "druid-cluster-tls-server-cert"),
+                                    (mounts, "/opt/druid/trust", "druid-cluster-tls-ca-bundle")):
+            mount = where[path]
             assert volumes[mount["name"]]["secret"]["secretName"] == secret
             # Secret volumes must not use subPath: renewed certificates would never reach the pod.
             assert "subPath" not in mount
-            assert props[key].startswith(mount["mountPath"] + "/")
+        assert props["druid.client.https.trustStorePath"].startswith("/opt/druid/trust/")
+        # Druid reads the keystore from the directory the sidecar and Druid share, a regular file
+        live = props["druid.server.https.keyStorePath"]
+        assert live.startswith("/opt/druid/tls-live/")
+        assert volumes[mounts["/opt/druid/tls-live"]["name"]]["emptyDir"]
+        assert volumes[sync_mounts["/opt/druid/tls-live"]["name"]] is volumes[mounts["/opt/druid/tls-live"]["name"]]
+        assert sync["restartPolicy"] == "Always" and sync["image"] == c["image"]
+        assert sync["startupProbe"]["exec"]["command"] == ["test", "-s", live]
+        assert sync["securityContext"] == c["securityContext"]
 
 
 def test_plain_has_no_certificate_mount_or_keystore_password():

@@ -117,11 +117,11 @@ def _security() -> dict[str, str]:
     }
 
 
-def tls_properties(mode: tls.TLSMode) -> dict[str, str]:
+def tls_properties(mode: tls.TLSMode, reload: bool = False) -> dict[str, str]:
     """The properties of a TLS mode (druid/tls.py): the client truststore (the CA bundle, no password) with
     hostname validation on (the announced druid.host is the pod's FQDN, which the certificate carries) from client
-    trust on; the server keystore and the
-    TLS port, TLS 1.2 and 1.3 only, from tls-port on; plaintext closed in tls-only."""
+    trust on; the server keystore (reloaded when it changes, on Druid versions that can) and the TLS port, TLS 1.2
+    and 1.3 only, from tls-port on; plaintext closed in tls-only."""
     password = _env_password(tls.KEYSTORE_PASSWORD_ENV)
     props: dict[str, str] = {}
     if mode.client_trust:
@@ -134,12 +134,15 @@ def tls_properties(mode: tls.TLSMode) -> dict[str, str]:
     if mode.tls_port:
         props |= {
             "druid.enableTlsPort": "true",
-            "druid.server.https.keyStorePath": tls.KEYSTORE_PATH,
+            "druid.server.https.keyStorePath": tls.LIVE_KEYSTORE_PATH if reload else tls.KEYSTORE_PATH,
             "druid.server.https.keyStoreType": tls.KEYSTORE_TYPE,
             "druid.server.https.keyStorePassword": password,
             "druid.server.https.certAlias": tls.CERT_ALIAS,
             "druid.server.https.includeProtocols": '["TLSv1.2","TLSv1.3"]',
         }
+        if reload:
+            props |= {"druid.server.https.reloadSslContext": "true",
+                      "druid.server.https.reloadSslContextSeconds": str(tls.RELOAD_SECONDS)}
     if not mode.plaintext_port:
         props["druid.enablePlaintextPort"] = "false"
     return props
@@ -167,7 +170,7 @@ def common_properties(c: ClusterConfig) -> dict[str, str]:
     props.update(c.deep_storage_properties)
     if c.security:
         props.update(_security())
-    props.update(tls_properties(c.tls_mode))
+    props.update(tls_properties(c.tls_mode, tls.reloads(c.druid_version)))
     return props
 
 

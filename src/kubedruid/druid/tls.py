@@ -15,6 +15,23 @@ TRUSTSTORE_PATH = f"{TRUST_DIR}/truststore.p12"
 TRUSTSTORE_TYPE = "pkcs12"
 CERT_ALIAS = "druid"  # the JKS alias cert-manager writes, and druid.server.https.certAlias
 
+# Hot reload of the server keystore (druid-tls §2): Druid >= 25 rescans the keystore's directory every few seconds.
+# Jetty 9.4 does not follow the symlinks of a Secret volume, so a small sidecar copies the keystore from the Secret
+# into LIVE_DIR as a regular file, replaced by a rename whenever the Secret's changes.
+FIRST_RELOADING_MAJOR = 25
+RELOAD_SECONDS = 5
+LIVE_DIR = "/opt/druid/tls-live"
+LIVE_KEYSTORE_PATH = f"{LIVE_DIR}/keystore.jks"
+
+
+def reloads(druid_version: str) -> bool:
+    """Whether this Druid version reloads its server keystore without a restart."""
+    try:
+        return int(druid_version.split(".")[0]) >= FIRST_RELOADING_MAJOR
+    except ValueError:
+        return False
+
+
 KEYSTORE_PASSWORD_ENV = "DRUID_KEY_STORE_PASSWORD"
 # Keys of the keystore-credential Secret (<db>-keystore-cred).
 KEYSTORE_PASSWORD_KEY = "keystore_password"

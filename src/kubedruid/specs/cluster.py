@@ -161,6 +161,28 @@ def _probes(n: NodeType, secure: bool) -> dict:
     }
 
 
+KEYSTORE_SYNC = "keystore-sync"
+# Copies the keystore from the Secret volume (symlinks, swapped by the kubelet) to a regular file that Druid's
+# keystore scanner sees change: a copy then a rename, so Druid never reads half a file. POSIX sh and cksum only
+# (every Druid image has them).
+_SYNC_SCRIPT = (f'src={tls.KEYSTORE_PATH}; dst={tls.LIVE_KEYSTORE_PATH}; '
+                'while :; do '
+                'if [ -s "$src" ] && [ "$(cksum < "$src")" != "$(cksum < "$dst" 2>/dev/null)" ]; then '
+                'cp "$src" "$dst.tmp" && mv -f "$dst.tmp" "$dst"; fi; sleep 2; done')
+
+
+def _keystore_sync(inputs: Inputs, security_context: dict) -> dict:
+    """A native sidecar (an init container that keeps running): Druid starts once the first copy exists."""
+    return {"name": KEYSTORE_SYNC, "image": inputs.image, "restartPolicy": "Always",
+            "command": ["sh", "-c", _SYNC_SCRIPT],
+            "volumeMounts": [{"name": "server-certs", "mountPath": tls.CERT_DIR, "readOnly": True},
+                             {"name": "tls-live", "mountPath": tls.LIVE_DIR}],
+            "startupProbe": {"exec": {"command": ["test", "-s", tls.LIVE_KEYSTORE_PATH]}, "periodSeconds": 1,
+                             "failureThreshold": 120},
+            "resources": {"requests": {"cpu": "5m", "memory": "8Mi"}, "limits": {"memory": "32Mi"}},
+            "securityContext": copy.deepcopy(security_context)}
+
+
 def _env(db: Druid, n: NodeType, inputs: Inputs) -> list[dict]:
     name, ns = db.metadata.name, db.metadata.namespace
     env = [
@@ -222,8 +244,8 @@ def _merge_user_template(spec: dict, user: dict | None) -> None:
     for k, v in user.items():
         if k not in ("containers", "volumes", "initContainers"):
             spec[k] = copy.deepcopy(v)
-    if user.get("initContainers"):
-        spec["initContainers"] = copy.deepcopy(user["initContainers"])
+    if user.get("initContainers"):  # the user's run first; our keystore sidecar (if any) after them
+        spec["initContainers"] = copy.deepcopy(user["initContainers"]) + spec.get("initContainers", [])
 
 
 def _sized_resources(db: Druid, n: NodeType) -> tuple[dict, int, int | None]:
@@ -265,14 +287,20 @@ def petset(db: Druid, n: NodeType, inputs: Inputs) -> dict:
     if mode.client_trust:
         mounts.append({"name": "ca-bundle", "mountPath": tls.TRUST_DIR, "readOnly": True})
         volumes.append({"name": "ca-bundle", "secret": {"secretName": names.ca_bundle_secret(name)}})
+    reload = mode.tls_port and tls.reloads(inputs.cluster.druid_version)
     if mode.tls_port:
         mounts.append({"name": "server-certs", "mountPath": tls.CERT_DIR, "readOnly": True})
         volumes.append({"name": "server-certs", "secret": {"secretName": server_cert_secret(db)}})
+    if reload:
+        mounts.append({"name": "tls-live", "mountPath": tls.LIVE_DIR})
+        volumes.append({"name": "tls-live", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}})
     user = node.podTemplate.model_dump(exclude_none=True) if node.podTemplate else {}
     res, limit, cpus = _sized_resources(db, n)
     memory = jvm.plan(n, limit, runtime_properties(db, n, inputs), cpus)
     # Our JVM sizes; a variable of the same name in the user's podTemplate replaces ours (_merge_env).
     jvm_env = memory.env() + [{"name": jvm.JAVA_OPTS_ENV, "value": jvm.java_opts(cpus)}]
+    security_context = {"runAsUser": inputs.run_as_user, "runAsNonRoot": True, "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
     container = {
         "name": "druid", "image": inputs.image, "args": [n.service],
         "ports": [{"name": n.port_name(tls_), "containerPort": n.port(tls_), "protocol": "TCP"}
@@ -280,11 +308,12 @@ def petset(db: Druid, n: NodeType, inputs: Inputs) -> dict:
         "env": _env(db, n, inputs) + jvm_env, "volumeMounts": mounts,
         **_probes(n, mode.probes_tls),
         "resources": res,
-        "securityContext": {"runAsUser": inputs.run_as_user, "runAsNonRoot": True, "allowPrivilegeEscalation": False,
-                            "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": security_context,
     }
     pod_spec = {"containers": [container], "volumes": volumes,
                 "securityContext": {"fsGroup": inputs.run_as_user}}
+    if reload:
+        pod_spec["initContainers"] = [_keystore_sync(inputs, security_context)]
     _merge_user_template(pod_spec, user.get("spec"))
     pod_meta = user.get("metadata") or {}
     controller_meta = user.get("controller") or {}

@@ -19,6 +19,7 @@ CERTIFICATE_SYNCED = "CertificateSynced"
 ISSUE_CERTIFICATES = "IssueCertificatesSucceeded"  # rotate: re-issue requested and done (KubeDB's guard)
 TRUST_ISSUER_CA = "IssuerCATrusted"  # the new issuer's CA is in the CA bundle (reason: CAChanged or SameCA)
 PRUNE_CA_BUNDLE = "CABundlePruned"  # the bundle holds only the CA of the certificates the pods serve
+RELOAD_CERTIFICATES = "ServingNewCertificate"  # each pod reloaded (a handshake shows the new serial) or not
 UPDATE_PETSETS = "UpdatePetSets"
 RESTART_NODES = "RestartNodes"
 FINISH = "Finish"  # the Druid's spec becomes the op's target and the mode annotation goes: idempotent, no condition
@@ -56,6 +57,8 @@ class Phase:
     renders_target: bool = True
     # The phase runs only if this step's condition has this reason; otherwise it is recorded as not needed.
     only_if: tuple[str, str] | None = None
+    # RestartNodes restarts only the pods that did not reload their keystore (ReloadPod--<pod> NotReloaded).
+    restart_only_stale: bool = False
 
     @property
     def rolls(self) -> bool:
@@ -79,12 +82,20 @@ class Plan:
 
     @property
     def rolls(self) -> int:
+        """Rolling restarts at most: when no pod can reload its keystore."""
         return sum(p.rolls for p in self.phases)
+
+    @property
+    def rolls_when_reloading(self) -> int:
+        """Rolling restarts when every pod reloads its keystore."""
+        return sum(p.rolls and not p.restart_only_stale for p in self.phases)
 
     def summary(self) -> str:
         """The Plan condition's message: the phases in order, and how many rolling restarts."""
         names_ = [p.name for p in self.phases if p.name]
-        rolls = f"{self.rolls} rolling restart{'s' if self.rolls != 1 else ''}"
+        least, most = self.rolls_when_reloading, self.rolls
+        count = f"{least}" if least == most else f"{least} to {most}"
+        rolls = f"{count} rolling restart{'s' if most != 1 else ''}"
         return f"{' -> '.join(names_)} ({rolls})" if names_ else rolls
 
 
@@ -99,6 +110,8 @@ def clears(step: str, condition_type: str) -> bool:
         return condition_type in CERTIFICATE_CHECKS
     if step == RESTART_NODES:
         return condition_type.startswith(POD_CONDITION_PREFIXES)
+    if step == RELOAD_CERTIFICATES:
+        return condition_type.startswith(RELOAD_POD_PREFIX)
     return False
 
 
@@ -113,6 +126,8 @@ def restart_pods(db: str, replicas_by_role: dict[str, int]) -> list[str]:
 
 
 POD_CONDITION_PREFIXES = ("GetPod--", "EvictPod--", "CheckPodRunning--")
+RELOAD_POD_PREFIX = "ReloadPod--"
+RELOADED, NOT_RELOADED = "Reloaded", "NotReloaded"
 
 
 def pod_condition_types(pod: str) -> tuple[str, str, str]:

@@ -3,15 +3,19 @@ from the cluster, does the next thing, and returns Done, or Wait (for an event, 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from cryptography import x509
 from lightkube.core.exceptions import ApiError
 
 from kubedruid.api import Druid, apply_defaults
 from kubedruid.certs import bundle
+from kubedruid.certs.served import HandshakeFailed, served_certificate
+from kubedruid.druid.nodes import BY_KEY
 from kubedruid.druid.tls import TLSMode
 from kubedruid.kube import conditions as cond
 from kubedruid.kube.client import Kube
@@ -321,10 +325,10 @@ async def restart_nodes(ctx: StepContext) -> Wait | None:
     """One pod at a time in Druid's order: evict (PodDisruptionBudgets apply), wait until its replacement is Ready."""
     step = plans.RESTART_NODES
     await ctx.start(step, "Restarting nodes")
-    ns, name = ctx.druid["metadata"]["namespace"], ctx.druid["metadata"]["name"]
-    db = apply_defaults(Druid.model_validate(ctx.druid))
-    replicas = {key: node.replicas for key, node in db.spec.topology.nodes().items()}
-    for pod_name in plans.restart_pods(name, replicas):
+    ns = ctx.druid["metadata"]["namespace"]
+    for pod_name in _pods(ctx):
+        if ctx.phase.restart_only_stale and not _stale(ctx, pod_name):
+            continue
         get_t, evict_t, check_t = plans.pod_condition_types(pod_name)
         if ctx.done(check_t):
             continue
@@ -362,6 +366,85 @@ async def restart_nodes(ctx: StepContext) -> Wait | None:
     return None
 
 
+def _pods(ctx: StepContext) -> list[str]:
+    """The Druid's pods, in Druid's restart order."""
+    db = apply_defaults(Druid.model_validate(ctx.druid))
+    replicas = {key: node.replicas for key, node in db.spec.topology.nodes().items()}
+    return plans.restart_pods(ctx.druid["metadata"]["name"], replicas)
+
+
+def _stale(ctx: StepContext, pod: str) -> bool:
+    c = ctx.condition(plans.RELOAD_POD_PREFIX + pod)
+    return c is None or c.get("reason") != plans.RELOADED
+
+
+# How long pods may take to serve a re-issued certificate before they are restarted instead: the kubelet's refresh
+# of the Secret volume (hurried by touching the pod), the sidecar's 2 s copy and Druid's keystore scan, with margin.
+RELOAD_BUDGET_S = 90.0
+SERIAL_ANNOTATION = "tls.kubedruid.dev/certificate-serial"
+
+
+async def reload_certificates(ctx: StepContext) -> Wait | None:
+    """Each pod that reloads its keystore must serve the server certificate's current serial (a handshake with its
+    TLS port, verified against the CA bundle and its DNS name); a pod that cannot reload, cannot be reached, or
+    still serves the old one after RELOAD_BUDGET_S is marked NotReloaded for the restart phase."""
+    step = plans.RELOAD_CERTIFICATES
+    await ctx.start(step, "Waiting for every pod to serve the new certificate")
+    ns, name = ctx.druid["metadata"]["namespace"], ctx.druid["metadata"]["name"]
+    db = apply_defaults(Druid.model_validate(ctx.druid))
+    server = await ctx.kube.get("v1", "Secret", cluster.server_cert_secret(db) or "", ns)
+    leaf = (server or {}).get("data", {}).get("tls.crt")
+    if not leaf:
+        raise Fail(step, f"Secret {cluster.server_cert_secret(db)} has no tls.crt")
+    issued = x509.load_pem_x509_certificate(base64.b64decode(leaf)).serial_number
+    bundle_secret, _ = await ctx.provisioner.ca_bundle(db)
+    ca_pem = base64.b64decode(((bundle_secret or {}).get("data") or {}).get(bundle.CA_KEY) or "")
+    elapsed = ctx.timeout_s - ctx.deadline(step)
+
+    async def check(pod_name: str) -> tuple[str, str] | None:
+        """(reason, message) once decided, None while it may still reload."""
+        pod = await ctx.kube.get("v1", "Pod", pod_name, ns)
+        if pod is None or pod["metadata"].get("deletionTimestamp"):
+            return plans.NOT_RELOADED, "the pod is gone"
+        if not any(c["name"] == cluster.KEYSTORE_SYNC for c in pod["spec"].get("initContainers") or []):
+            return plans.NOT_RELOADED, "the pod cannot reload its keystore (no keystore sidecar, or Druid < 25)"
+        ip = (pod.get("status") or {}).get("podIP")
+        if not ip or not ca_pem:
+            return plans.NOT_RELOADED, "no pod IP or no CA bundle to check what it serves"
+        if (pod["metadata"].get("annotations") or {}).get(SERIAL_ANNOTATION) != f"{issued:x}":
+            # A pod update makes the kubelet refresh its Secret volumes now rather than at its next periodic sync.
+            await ctx.kube.patch("v1", "Pod", pod_name, {"metadata": {"annotations": {
+                SERIAL_ANNOTATION: f"{issued:x}"}}}, ns)
+        node = BY_KEY[pod["metadata"]["labels"][names.ROLE_LABEL]]
+        try:
+            served = await served_certificate(ip, node.tls_port, names.pod_fqdn(name, ns, pod_name), ca_pem)
+        except HandshakeFailed as e:
+            return plans.NOT_RELOADED, f"handshake with {ip}:{node.tls_port} failed: {e}"
+        if served.serial == issued:
+            return plans.RELOADED, f"serves serial {issued:x}"
+        if elapsed > RELOAD_BUDGET_S:
+            return plans.NOT_RELOADED, f"still serves serial {served.serial:x} after {RELOAD_BUDGET_S:g}s"
+        return None
+
+    pods = [p for p in _pods(ctx) if ctx.condition(plans.RELOAD_POD_PREFIX + p) is None]
+    results = await asyncio.gather(*(check(p) for p in pods))
+    decided = [(plans.RELOAD_POD_PREFIX + p, "True", f"{msg}; PodName:{p}", reason, False)
+               for p, r in zip(pods, results) if r is not None for reason, msg in [r]]
+    if decided:
+        await ctx.record_many(decided)
+    if any(r is None for r in results):
+        return ctx.wait_or_fail(step, "pods to serve the new certificate") if ctx.deadline(step) <= 0 \
+            else Wait(after=2.0)
+    stale = [p for p in _pods(ctx) if _stale(ctx, p)]
+    if stale:
+        await ctx.record(step, "True", f"{len(stale)} pod(s) did not reload and restart: {', '.join(stale)}",
+                         reason="RestartNeeded", event=True)
+    else:
+        await ctx.record(step, "True", f"every pod serves serial {issued:x} without a restart", reason="Reloaded",
+                         event=True)
+    return None
+
+
 def _eviction(pod: str, namespace: str):
     from lightkube.models.meta_v1 import ObjectMeta
     from lightkube.resources.core_v1 import Pod
@@ -380,6 +463,7 @@ STEPS: dict[str, Callable[[StepContext], Awaitable[Wait | None]]] = {
     plans.UPDATE_PETSETS: update_petsets,
     plans.RESTART_NODES: restart_nodes,
     plans.TRUST_ISSUER_CA: trust_issuer_ca,
+    plans.RELOAD_CERTIFICATES: reload_certificates,
     plans.PRUNE_CA_BUNDLE: prune_ca_bundle,
     plans.FINISH: finish,
     plans.REMOVE_TLS_OBJECTS: remove_tls_objects,

@@ -1,8 +1,9 @@
 """Change the issuer or the certificate specs of a Druid that serves TLS without a call between nodes failing:
 the new issuer's CA is learnt first (a probe certificate) and, if it is another CA, every node is rolled to trust
 both CAs before any serves a certificate of the new one; then the certificates are re-issued and rolled in; then the
-old CA is dropped from the bundle and rolled out. With the same CA (new certificate specs, or another issuer of the
-same CA) only the middle roll runs."""
+old CA is dropped from the bundle and rolled out. The new certificates reach the pods as a rotation does: reloaded
+where Druid can, else by a restart. With the same CA (new certificate specs, or another issuer of the same CA) the
+trust phases are not needed."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from ..plan import (
     Plan,
 )
 from .base import OpType, needs_issuer, requested_tls
+from .rotate_certificates import RELOAD, RESTART_STALE
 
 CA_CHANGED = (TRUST_ISSUER_CA, "CAChanged")
 
@@ -27,8 +29,10 @@ OP = OpType(
         Phase(None, (TRUST_ISSUER_CA,)),
         Phase("TrustBothCAsRolledOut", (UPDATE_PETSETS, RESTART_NODES), renders_target=False, only_if=CA_CHANGED,
               message="every node trusts the old and the new CA"),
-        Phase("CertificatesReissued", (CERTIFICATE_SYNCED, UPDATE_PETSETS, RESTART_NODES),
-              message="every node serves a certificate of the new issuer"),
+        Phase("CertificatesReissued", (CERTIFICATE_SYNCED, UPDATE_PETSETS),
+              message="the certificates are issued by the new issuer"),
+        RELOAD,
+        RESTART_STALE,
         Phase("OldCADropped", (PRUNE_CA_BUNDLE, RESTART_NODES), only_if=CA_CHANGED,
               message="every node trusts the new CA only"),
         Phase(None, (FINISH,)),
