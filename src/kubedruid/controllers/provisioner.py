@@ -25,6 +25,8 @@ from kubedruid.kube.client import Kube
 from kubedruid.specs import cluster, dependencies, names
 from kubedruid.specs import status as st
 
+from .renewal import Renewals
+
 log = logging.getLogger("kubedruid.provisioner")
 
 FINALIZER = "kubedb.com/druid"
@@ -51,6 +53,7 @@ def _password() -> str:
 class Provisioner:
     def __init__(self, kube: Kube):
         self.kube = kube
+        self.renewals = Renewals(kube)
 
     # -- entry point ------------------------------------------------------------------------------------------
     async def reconcile(self, namespace: str, name: str) -> float | None:
@@ -65,6 +68,8 @@ class Provisioner:
             raw = await self.kube.patch(DRUID_API, "Druid", name, {"metadata": {"finalizers": finalizers}}, namespace)
 
         conditions = (raw.get("status") or {}).get("conditions") or []
+        # Renewals reach the pods even while an op holds the pause (renewal.py).
+        conditions, renew_again = await self.renewals.check(raw, conditions)
         paused = cond.get_condition(conditions, st.PAUSED)
         if paused is not None and await self._pause_is_stale(namespace, paused):
             # The op that paused the Druid is gone or finished: never leave a Druid paused.
@@ -80,7 +85,9 @@ class Provisioner:
                 await self._write_status(raw, conditions)
                 await self.kube.event(raw, "Normal", "Paused", f"Paused Druid {namespace}/{name}: "
                                       f"{paused.get('message') or 'an ops request is in progress'}")
-            return None
+            elif conditions != ((raw.get("status") or {}).get("conditions") or []):
+                await self._write_status(raw, conditions)
+            return renew_again
 
         generation = raw["metadata"].get("generation")
         if not cond.is_true(conditions, st.PROVISIONING_STARTED):
@@ -98,7 +105,7 @@ class Provisioner:
                 log.info("druid %s/%s blocked: %s", namespace, name, b.message)
             again = None
         await self._write_status(raw, conditions)
-        return again
+        return min((t for t in (again, renew_again) if t is not None), default=None)
 
     async def _pause_is_stale(self, namespace: str, paused: dict) -> bool:
         ops_name = ops_queue.paused_by(paused.get("message"))

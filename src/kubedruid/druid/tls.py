@@ -22,6 +22,9 @@ FIRST_RELOADING_MAJOR = 25
 RELOAD_SECONDS = 5
 LIVE_DIR = "/opt/druid/tls-live"
 LIVE_KEYSTORE_PATH = f"{LIVE_DIR}/keystore.jks"
+# How long pods may take to serve a re-issued certificate before they are restarted instead: the kubelet's refresh
+# of the Secret volume (hurried by touching the pod), the sidecar's 2 s copy and Druid's keystore scan, with margin.
+RELOAD_BUDGET_S = 90.0
 
 
 def reloads(druid_version: str) -> bool:

@@ -68,3 +68,6 @@ def zookeeper_service(db: str) -> str:
 # set by the ops-manager. Absent: the mode the spec declares. Kept after a failed op, so that the provisioner keeps
 # the Druid in the mode its pods run in.
 TLS_MODE_ANNOTATION = "tls.kubedruid.dev/mode"
+# On a pod: the server certificate serial it should serve. Changing it makes the kubelet refresh the pod's Secret
+# volumes at once, so a re-issued keystore reaches the keystore sidecar without waiting for the kubelet's resync.
+SERIAL_ANNOTATION = "tls.kubedruid.dev/certificate-serial"

@@ -15,6 +15,7 @@ from lightkube.core.exceptions import ApiError
 from kubedruid.api import Druid, apply_defaults
 from kubedruid.certs import bundle
 from kubedruid.certs.served import HandshakeFailed, served_certificate
+from kubedruid.druid import tls
 from kubedruid.druid.nodes import BY_KEY
 from kubedruid.druid.tls import TLSMode
 from kubedruid.kube import conditions as cond
@@ -378,16 +379,11 @@ def _stale(ctx: StepContext, pod: str) -> bool:
     return c is None or c.get("reason") != plans.RELOADED
 
 
-# How long pods may take to serve a re-issued certificate before they are restarted instead: the kubelet's refresh
-# of the Secret volume (hurried by touching the pod), the sidecar's 2 s copy and Druid's keystore scan, with margin.
-RELOAD_BUDGET_S = 90.0
-SERIAL_ANNOTATION = "tls.kubedruid.dev/certificate-serial"
-
 
 async def reload_certificates(ctx: StepContext) -> Wait | None:
     """Each pod that reloads its keystore must serve the server certificate's current serial (a handshake with its
     TLS port, verified against the CA bundle and its DNS name); a pod that cannot reload, cannot be reached, or
-    still serves the old one after RELOAD_BUDGET_S is marked NotReloaded for the restart phase."""
+    still serves the old one after tls.RELOAD_BUDGET_S is marked NotReloaded for the restart phase."""
     step = plans.RELOAD_CERTIFICATES
     await ctx.start(step, "Waiting for every pod to serve the new certificate")
     ns, name = ctx.druid["metadata"]["namespace"], ctx.druid["metadata"]["name"]
@@ -411,10 +407,10 @@ async def reload_certificates(ctx: StepContext) -> Wait | None:
         ip = (pod.get("status") or {}).get("podIP")
         if not ip or not ca_pem:
             return plans.NOT_RELOADED, "no pod IP or no CA bundle to check what it serves"
-        if (pod["metadata"].get("annotations") or {}).get(SERIAL_ANNOTATION) != f"{issued:x}":
+        if (pod["metadata"].get("annotations") or {}).get(names.SERIAL_ANNOTATION) != f"{issued:x}":
             # A pod update makes the kubelet refresh its Secret volumes now rather than at its next periodic sync.
             await ctx.kube.patch("v1", "Pod", pod_name, {"metadata": {"annotations": {
-                SERIAL_ANNOTATION: f"{issued:x}"}}}, ns)
+                names.SERIAL_ANNOTATION: f"{issued:x}"}}}, ns)
         node = BY_KEY[pod["metadata"]["labels"][names.ROLE_LABEL]]
         try:
             served = await served_certificate(ip, node.tls_port, names.pod_fqdn(name, ns, pod_name), ca_pem)
@@ -422,8 +418,8 @@ async def reload_certificates(ctx: StepContext) -> Wait | None:
             return plans.NOT_RELOADED, f"handshake with {ip}:{node.tls_port} failed: {e}"
         if served.serial == issued:
             return plans.RELOADED, f"serves serial {issued:x}"
-        if elapsed > RELOAD_BUDGET_S:
-            return plans.NOT_RELOADED, f"still serves serial {served.serial:x} after {RELOAD_BUDGET_S:g}s"
+        if elapsed > tls.RELOAD_BUDGET_S:
+            return plans.NOT_RELOADED, f"still serves serial {served.serial:x} after {tls.RELOAD_BUDGET_S:g}s"
         return None
 
     pods = [p for p in _pods(ctx) if ctx.condition(plans.RELOAD_POD_PREFIX + p) is None]
