@@ -81,7 +81,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
             for op, f in value.items():
                 tr.write_line(f"  {op:14s} {f['phase']:10s} wall {f['wall_s']:6.1f} s  queries {f['queries_sent']:4d} "
                               f"failed {f['queries_failed']:4d}  longest gap {f['longest_gap_s']:5.1f} s  "
-                              f"pods restarted {f['pods_restarted']}/{f['pods']}  errors {f['errors']}")
+                              f"rolls {sorted(set(f['rolls'].values()))} of {f['pods']} pods  errors {f['errors']}  "
+                              f"peer errors {len(f['peer_errors'])}")
         elif isinstance(value, dict):
             for k, v in value.items():
                 tr.write_line(f"  {key} {k}: {v}")

@@ -169,3 +169,63 @@ def tiny_ingestion_spec(datasource: str) -> dict:
 def wait(predicate, timeout: float, what: str, interval: float = 1.0):
     """Anything a request to Druid or kubectl raises counts as "not yet" (the answer is what is awaited)."""
     return eventually(predicate, timeout, what, interval=interval, catch=(Exception,))
+
+
+class PublishedBundle:
+    """The CA bundle the operator publishes for clients (<db>-ca-bundle, ca.crt), as a file a client trusts, read
+    again at most every `ttl` seconds: a client that follows the Druid's trust through a change of CA."""
+
+    def __init__(self, view: DruidView, path: Path, ttl: float = 2.0):
+        self.view, self.path, self.ttl = view, path, ttl
+        self._read_at = 0.0
+
+    def file(self) -> Path | None:
+        import time
+
+        if time.monotonic() - self._read_at > self.ttl:
+            try:
+                pem = self.view.secret(names.ca_bundle_secret(self.view.name)).get("ca.crt")
+            except Exception:  # no bundle (plaintext Druid) or a transient kubectl failure: keep what we had
+                pem = None
+            if pem:
+                tmp = self.path.with_suffix(".tmp")
+                tmp.write_bytes(pem)
+                tmp.replace(self.path)
+            self._read_at = time.monotonic()
+        return self.path if self.path.exists() else None
+
+
+class PodRolls:
+    """Every UID each Druid pod had while it ran (polled each second: a pod's replacement takes far longer to
+    start): the rolls an op made, counted from what the cluster shows, not from what the operator says."""
+
+    def __init__(self, view: DruidView):
+        import threading
+
+        self.view, self.seen = view, {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self) -> "PodRolls":
+        self._record()
+        self._thread.start()
+        return self
+
+    def _record(self) -> None:
+        for p in self.view.pods():
+            self.seen.setdefault(p.name, set()).add(p.uid)
+
+    def _poll(self) -> None:
+        while not self._stop.wait(1.0):
+            try:
+                self._record()
+            except Exception:  # kubectl hiccup: the next poll sees the same pods
+                pass
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._record()
+
+    def rolls(self) -> dict[str, int]:
+        return {pod: len(uids) - 1 for pod, uids in sorted(self.seen.items())}

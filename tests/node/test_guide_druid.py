@@ -6,6 +6,7 @@ the op promises. The client's figures per op (sent, failed, longest gap) and the
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 import time
@@ -15,10 +16,11 @@ import pytest
 import yaml
 from cryptography import x509
 
+from kubedruid.certs import bundle
 from kubedruid.certs.pki import make_ca
 
 from .conftest import NODE_DRUID_VERSION, REPORT
-from .druid import DruidView, tiny_ingestion_spec, wait
+from .druid import DruidView, PodRolls, PublishedBundle, tiny_ingestion_spec, wait
 from .load import QueryLoad
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,7 +46,7 @@ class Story:
     def __init__(self, plane, workdir: Path):
         self.plane, self.workdir = plane, workdir
         self.view = DruidView(plane.kubectl, NS, DB, workdir)
-        self.cafile: Path | None = None  # the CA bundle a client trusts (used while the router Service is https)
+        self.bundle = PublishedBundle(self.view, workdir / "published-ca.crt")
 
     def apply(self, *files: Path, text: str | None = None) -> None:
         if text is not None:
@@ -61,41 +63,53 @@ class Story:
         self.plane.kubectl("-n", NS, "create", "secret", "tls", name, f"--cert={crt}", f"--key={key}")
         return crt
 
-    def run_op(self, manifest: Path, label: str, sql_check, *, timeout: str | None = None,
-               expect: str = "Successful") -> dict:
-        """Applies a DruidOpsRequest under a client load and returns the figures. `timeout` sets spec.timeout on
-        the guide's manifest (only where the op is known to fail, so that it fails in bounded time)."""
-        ops = yaml.safe_load(manifest.read_text())
-        name = ops["metadata"]["name"]
-        if timeout:
-            ops["spec"]["timeout"] = timeout
-        before = {p.name: p.uid for p in self.view.pods()}
+    def under_load(self, label: str, action, done, sql_check) -> dict:
+        """Runs `action`, then waits for `done()` (a phase name or None) while a client queries the router
+        Service every 0.5 s, following the port it advertises and trusting the CA bundle the operator publishes;
+        returns the figures: queries, failures, longest gap, rolls counted from pod UIDs, wall time."""
+        since = _now_rfc3339()
         started = time.monotonic()
-        with QueryLoad(lambda: self.view.router_endpoint(self.cafile), COUNT_SQL, self.view.admin_auth(),
-                       interval=0.5, check=sql_check) as load:
-            self.apply(text=yaml.safe_dump(ops))
-            phase = wait(lambda: self._finished(name), OP_TIMEOUT_S, f"{label} to finish", interval=0.5)
+        with PodRolls(self.view) as rolls, QueryLoad(lambda: self.view.router_endpoint(self.bundle.file()),
+                                                      COUNT_SQL, self.view.admin_auth(), interval=0.5,
+                                                      check=sql_check) as load:
+            action()
+            phase = wait(done, OP_TIMEOUT_S, f"{label} to finish", interval=0.5)
             wall = time.monotonic() - started
             if phase == "Successful":  # the client keeps going until every pod is back, as a user sees it
                 wait(lambda: all(p.ready for p in self.view.pods()), 300, "every pod Ready after the op")
-        after = {p.name: p.uid for p in self.view.pods()}
         figures = {"phase": phase, "wall_s": round(wall, 1), "queries_sent": load.report.sent,
                    "queries_failed": load.report.failed, "longest_gap_s": round(load.report.longest_gap_s, 1),
                    "errors": load.report.errors, "answered_over": load.report.schemes,
-                   "pods_restarted": sum(1 for p, uid in after.items() if before.get(p) != uid),
-                   "pods": len(after)}
+                   "rolls": rolls.rolls(), "pods": len(rolls.seen),
+                   "peer_errors": self.peer_errors(since)}
         REPORT.setdefault("ops", {})[label] = figures
-        if phase != expect:
-            drops = self.plane.kubectl("-n", NS, "get", "druidopsrequest", name, "-o", "yaml").stdout
-            raise AssertionError(f"{label} ended {phase}, not {expect}:\n{drops}")
-        self.last_ops = json.loads(self.plane.kubectl("-n", NS, "get", "druidopsrequest", name, "-o", "json").stdout)
         return figures
 
-    def pod_log(self, pod: str) -> str:
-        """The pod's log, with its previous container's when it restarted."""
-        now = self.plane.kubectl("-n", NS, "logs", pod, check=False).stdout
-        before = self.plane.kubectl("-n", NS, "logs", pod, "--previous", check=False).stdout
-        return before + now
+    def run_op(self, manifest: Path, label: str, sql_check) -> dict:
+        """Applies a guide DruidOpsRequest under the client load; it must end Successful."""
+        ops = yaml.safe_load(manifest.read_text())
+        name = ops["metadata"]["name"]
+        figures = self.under_load(label, lambda: self.apply(text=yaml.safe_dump(ops)), lambda: self._finished(name),
+                                  sql_check)
+        self.last_ops = json.loads(self.plane.kubectl("-n", NS, "get", "druidopsrequest", name, "-o", "json").stdout)
+        if figures["phase"] != "Successful":
+            raise AssertionError(f"{label} ended {figures['phase']}:\n{yaml.safe_dump(self.last_ops['status'])}")
+        return figures
+
+    def peer_errors(self, since: str) -> dict[str, int]:
+        """TLS, PKIX and connection-refused errors in every Druid pod's log since `since` (the previous
+        container's too): calls between Druid nodes that failed."""
+        found: dict[str, int] = {}
+        for pod in self.view.pods():
+            for previous in (False, True):
+                args = ["-n", NS, "logs", pod.name, "-c", "druid", f"--since-time={since}"]
+                text = self.plane.kubectl(*args, *(["--previous"] if previous else []), check=False).stdout
+                for line in text.splitlines():
+                    m = PEER_ERROR.search(line)
+                    if m:
+                        key = f"{pod.name}: {m.group(0)}"
+                        found[key] = found.get(key, 0) + 1
+        return found
 
     def _finished(self, name: str) -> str | None:
         out = self.plane.kubectl("-n", NS, "get", "druidopsrequest", name, "-o", "jsonpath={.status.phase}").stdout
@@ -103,6 +117,14 @@ class Story:
 
     def server_cert(self) -> x509.Certificate:
         return x509.load_pem_x509_certificate(self.view.secret(f"{DB}-server-cert")["tls.crt"])
+
+
+PEER_ERROR = re.compile(r"PKIX path building failed|SSLHandshakeException|No sslContext set|"
+                        r"unable to find valid certification path|Connection refused")
+
+
+def _now_rfc3339() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _rows_counted(rows: list) -> bool:
@@ -160,11 +182,11 @@ def test_ingested_rows_come_back_through_the_router_service(story):
 
 
 def _assert_serves(story, *, tls: bool, issuer_cn: str | None = None) -> None:
-    """A handshake from the host with every pod: TLS with the Secret's certificate (verified against the CA and the
-    pod's FQDN) and plaintext closed, or plaintext open and TLS closed."""
+    """A handshake from the host with every pod: TLS with the Secret's certificate (verified against the published
+    CA bundle and the pod's FQDN) and plaintext closed, or plaintext open and TLS closed."""
     expected = story.server_cert() if tls else None
     for pod in story.view.pods():
-        tls_port, plain_port = story.view.served(pod, story.cafile if tls else None)
+        tls_port, plain_port = story.view.served(pod, story.bundle.file() if tls else None)
         if tls:
             assert tls_port.open and tls_port.error is None, tls_port
             assert tls_port.serial == expected.serial_number, (pod.name, "serves a certificate other than the Secret's")
@@ -175,57 +197,96 @@ def _assert_serves(story, *, tls: bool, issuer_cn: str | None = None) -> None:
             assert not tls_port.open, tls_port
 
 
+def _assert_uninterrupted(figures: dict, rolls: int, label: str) -> None:
+    """What the zero-downtime plans promise (issue 10): no failed query, no failed call between Druid nodes, and
+    exactly the plan's number of rolls, counted from pod UIDs."""
+    assert figures["queries_failed"] == 0, (label, figures["errors"])
+    assert figures["queries_sent"] >= figures["wall_s"] / 0.5 * 0.8, (label, "the client kept its pace")
+    assert not figures["peer_errors"], (label, figures["peer_errors"])
+    assert set(figures["rolls"].values()) == {rolls}, (label, figures["rolls"])
+
+
+QUERY_NODES_REPLICAS = 2  # brokers, routers and historicals: one of each keeps serving while the other restarts
+
+
+def test_query_nodes_scaled_to_two(story):
+    """Brokers and routers at two replicas so that one answers while the other restarts; historicals too, so that
+    each segment stays served (Druid's default load rule keeps two replicas of each segment)."""
+    patch = {"spec": {"topology": {k: {"replicas": QUERY_NODES_REPLICAS}
+                                   for k in ("brokers", "routers", "historicals")}}}
+    story.plane.kubectl("-n", NS, "patch", "druid", DB, "--type=merge", "-p", json.dumps(patch))
+    wait(lambda: len(story.view.pods()) == 8 and all(p.ready for p in story.view.pods())
+         and story.view.druid()["status"]["phase"] == "Ready", READY_TIMEOUT_S, "two brokers, routers, historicals")
+    replicas_sql = "SELECT COUNT(*) AS n FROM sys.server_segments WHERE segment_id LIKE 'tiny%'"
+    wait(lambda: story.view.sql(replicas_sql, None) == [{"n": 2}], 300, "the segment on both historicals")
+
+
 def test_add_tls_under_load(story):
-    # The client trusts the CA from the start and uses it once the router Service advertises https.
-    story.cafile = story.ca_secret("druid-ca", "ca")
+    story.ca_secret("druid-ca", "ca")
     story.apply(EXAMPLES / "druid-ca-issuer.yaml")
     figures = story.run_op(EXAMPLES / "drops-add-tls.yaml", "add", _rows_counted)
     _assert_serves(story, tls=True, issuer_cn="ca")
-    assert story.view.sql(COUNT_SQL, story.cafile) == [{"n": 3, "added": 15}]
-    assert figures["pods_restarted"] == figures["pods"]
+    assert story.view.sql(COUNT_SQL, story.bundle.file()) == [{"n": 3, "added": 15}]
+    assert figures["answered_over"].get("http") and figures["answered_over"].get("https"), "followed the Service"
+    _assert_uninterrupted(figures, 3, "add")
 
 
-def test_rotate_under_load(story):
+def test_rotate_reloads_without_restarts(story):
     before = story.server_cert().serial_number
-    story.run_op(EXAMPLES / "drops-rotate.yaml", "rotate", _rows_counted)
+    figures = story.run_op(EXAMPLES / "drops-rotate.yaml", "rotate", _rows_counted)
     assert story.server_cert().serial_number != before
     _assert_serves(story, tls=True, issuer_cn="ca")
+    assert _condition(story.last_ops, "ServingNewCertificate")["reason"] == "Reloaded"
+    _assert_uninterrupted(figures, 0, "rotate")
 
 
-# The one-shot plan (one rolling restart, KubeDB's order) cannot change the CA or remove TLS of a Druid with basic
-# security, measured here: the first pod restarted (the historical) trusts only the new CA, or has no TLS client at
-# all, and its start-up calls to the coordinator — which still serves the old configuration — fail, so it never
-# becomes ready and the op fails at its timeout, resuming the Druid. These two tests pin that behaviour and record
-# its figures: they are the baseline the phased plans (trust in both CAs first; plaintext beside TLS before TLS goes)
-# must turn into Successful ops with no failed query.
-KNOWN_FAILURE_TIMEOUT = "3m"
-TLS_FAILURE = re.compile(r"PKIX path building failed|SSLHandshakeException|unable to find valid certification path")
+def test_a_cert_manager_renewal_reaches_every_pod_without_restarts(story):
+    """What `cmctl renew` does (the Certificate's Issuing condition): cert-manager re-issues on its own, no op
+    involved; the operator makes every pod serve the new certificate."""
+    before = story.server_cert().serial_number
+
+    def renew():
+        story.plane.kubectl("-n", NS, "patch", "certificate", f"{DB}-server-cert", "--subresource=status",
+                            "--type=merge", "-p", json.dumps({"status": {"conditions": [{
+                                "type": "Issuing", "status": "True", "reason": "ManuallyTriggered",
+                                "message": "Certificate re-issuance manually triggered",
+                                "lastTransitionTime": _now_rfc3339()}]}}))
+
+    def served_everywhere():
+        serial = story.server_cert().serial_number
+        if serial == before:
+            return None
+        served = [story.view.served(p, story.bundle.file())[0].serial for p in story.view.pods()]
+        return "Successful" if set(served) == {serial} else None
+
+    figures = story.under_load("renewal", renew, served_everywhere, _rows_counted)
+    _assert_serves(story, tls=True, issuer_cn="ca")
+    serving = _condition(story.view.druid(), "ServingIssuedCertificate")
+    wait(lambda: _condition(story.view.druid(), "ServingIssuedCertificate")["status"] == "True", 60,
+         "the Druid to report the renewed serial served", interval=1)
+    assert serving is not None
+    ops = json.loads(story.plane.kubectl("-n", NS, "get", "druidopsrequest", "-o", "json").stdout)["items"]
+    assert not [o for o in ops if "renewal" in o["metadata"]["name"]], "no restart was needed"
+    _assert_uninterrupted(figures, 0, "renewal")
 
 
-def _assert_failed_at_first_restarted_pod(story) -> None:
-    ops = story.last_ops
-    first = f"{DB}-historicals-0"
-    failed = next(c for c in ops["status"]["conditions"] if c["type"] == "Failed")
-    assert f"CheckPodRunning--{first}" in failed["message"], failed
-    assert TLS_FAILURE.search(story.pod_log(first)), f"{first} did not fail on TLS towards its peers"
-    druid = story.view.druid()
-    assert not any(c["type"] == "Paused" and c["status"] == "True"
-                   for c in druid.get("status", {}).get("conditions", [])), "the Druid is resumed"
-
-
-def test_update_issuer_fails_today_at_the_first_restarted_pod(story):
-    new_ca = story.ca_secret("druid-new-ca", "new-ca")
+def test_update_issuer_trusts_both_cas_during_the_change(story):
+    story.ca_secret("druid-new-ca", "new-ca")
     story.apply(EXAMPLES / "druid-new-issuer.yaml")
-    # A client that trusts both CAs during the change, as a user would configure it before changing the issuer.
-    both = story.workdir / "both-cas.crt"
-    both.write_bytes(story.cafile.read_bytes() + new_ca.read_bytes())
-    story.cafile = both
-    story.run_op(EXAMPLES / "druid-update-tls-issuer.yaml", "update-issuer", _rows_counted,
-                 timeout=KNOWN_FAILURE_TIMEOUT, expect="Failed")
-    _assert_failed_at_first_restarted_pod(story)
+    figures = story.run_op(EXAMPLES / "druid-update-tls-issuer.yaml", "update-issuer", _rows_counted)
+    _assert_serves(story, tls=True, issuer_cn="new-ca")
+    assert _condition(story.last_ops, "IssuerCATrusted")["reason"] == "CAChanged"
+    published = bundle.parse(story.view.secret(f"{DB}-ca-bundle")["ca.crt"])
+    assert [c.subject.rfc4514_string() for c in published] == ["O=kubedb,CN=new-ca"], "the old CA is dropped"
+    _assert_uninterrupted(figures, 2, "update-issuer")
 
 
-def test_remove_tls_fails_today_at_the_first_restarted_pod(story):
-    story.run_op(EXAMPLES / "drops-remove.yaml", "remove", _rows_counted,
-                 timeout=KNOWN_FAILURE_TIMEOUT, expect="Failed")
-    _assert_failed_at_first_restarted_pod(story)
+def test_remove_tls_under_load(story):
+    figures = story.run_op(EXAMPLES / "drops-remove.yaml", "remove", _rows_counted)
+    _assert_serves(story, tls=False)
+    assert figures["answered_over"].get("http") and figures["answered_over"].get("https"), "followed the Service"
+    _assert_uninterrupted(figures, 2, "remove")
+
+
+def _condition(obj: dict, type_: str) -> dict | None:
+    return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == type_), None)

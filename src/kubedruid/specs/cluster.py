@@ -161,6 +161,7 @@ def _probes(n: NodeType, secure: bool) -> dict:
     }
 
 
+PRE_STOP_SLEEP_S = 5
 KEYSTORE_SYNC = "keystore-sync"
 # Copies the keystore from the Secret volume (symlinks, swapped by the kubelet) to a regular file that Druid's
 # keystore scanner sees change: a copy then a rename, so Druid never reads half a file. POSIX sh and cksum only
@@ -307,6 +308,9 @@ def petset(db: Druid, n: NodeType, inputs: Inputs) -> dict:
                   for tls_ in (False, True) if (mode.tls_port if tls_ else mode.plaintext_port)],
         "env": _env(db, n, inputs) + jvm_env, "volumeMounts": mounts,
         **_probes(n, mode.probes_tls),
+        # Leaving without dropping a query: the endpoints and kube-proxy forget the pod while it sleeps; then Druid
+        # unannounces itself from its peers and drains (druid/properties.py), well within the grace period.
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRE_STOP_SLEEP_S}}},
         "resources": res,
         "securityContext": security_context,
     }
