@@ -310,7 +310,9 @@ async def finish(ctx: StepContext) -> Wait | None:
     final = ctx.op.plan.final_mode or cluster.tls_mode_of(bool(ctx.druid["spec"].get("enableSSL")),
                                                            ctx.druid["metadata"].get("annotations"))
     annotations = ctx.druid["metadata"].get("annotations") or {}
-    if final is TLSMode.declared(bool(target.get("enableSSL"))):
+    # Without TLS in the spec no mode but off can be honoured (the pods of a removal's last roll drop their client
+    # trust at their next restart), so the annotation goes too.
+    if final is TLSMode.declared(bool(target.get("enableSSL"))) or not target.get("enableSSL"):
         extra = {"metadata": {"annotations": {names.TLS_MODE_ANNOTATION: None}}} \
             if names.TLS_MODE_ANNOTATION in annotations else {}
     else:
@@ -396,6 +398,7 @@ async def reload_certificates(ctx: StepContext) -> Wait | None:
     bundle_secret, _ = await ctx.provisioner.ca_bundle(db)
     ca_pem = base64.b64decode(((bundle_secret or {}).get("data") or {}).get(bundle.CA_KEY) or "")
     elapsed = ctx.timeout_s - ctx.deadline(step)
+    budget = min(tls.RELOAD_BUDGET_S, ctx.timeout_s / 2)  # a short spec.timeout leaves time for the restarts
 
     async def check(pod_name: str) -> tuple[str, str] | None:
         """(reason, message) once decided, None while it may still reload."""
@@ -418,8 +421,8 @@ async def reload_certificates(ctx: StepContext) -> Wait | None:
             return plans.NOT_RELOADED, f"handshake with {ip}:{node.tls_port} failed: {e}"
         if served.serial == issued:
             return plans.RELOADED, f"serves serial {issued:x}"
-        if elapsed > tls.RELOAD_BUDGET_S:
-            return plans.NOT_RELOADED, f"still serves serial {served.serial:x} after {tls.RELOAD_BUDGET_S:g}s"
+        if elapsed > budget:
+            return plans.NOT_RELOADED, f"still serves serial {served.serial:x} after {budget:g}s"
         return None
 
     pods = [p for p in _pods(ctx) if ctx.condition(plans.RELOAD_POD_PREFIX + p) is None]
