@@ -13,6 +13,8 @@ from lightkube import codecs
 from lightkube.core.exceptions import ApiError
 
 from kubedruid.api.durations import parse_duration
+from kubedruid.druid.tls import TLSMode
+from kubedruid.specs.names import TLS_MODE_ANNOTATION
 
 from . import progress
 from .common import (
@@ -119,12 +121,13 @@ def _check_cluster(conn: Connection, op: str, druid_name: str, issuer: str | Non
     druid = get_druid(conn, druid_name)
     if druid["metadata"].get("deletionTimestamp"):
         raise CliError(f"Druid {ns}/{druid_name} is being deleted", EXIT_BAD_INPUT)
-    has_tls = tls_enabled(druid)
+    partial = (druid["metadata"].get("annotations") or {}).get(TLS_MODE_ANNOTATION)
+    has_tls = tls_enabled(druid) and partial in (None, TLSMode.TLS_ONLY.value)
     if op == "add" and has_tls:
         raise CliError(f"Druid {ns}/{druid_name} already has TLS; to change its issuer use "
                        f"`tls update {druid_name} --issuer NAME`, to renew its certificates `tls rotate {druid_name}`",
                        EXIT_BAD_INPUT)
-    if op != "add" and not has_tls:
+    if op != "add" and not tls_enabled(druid):
         hint = f"; to add it use `tls add {druid_name} --issuer NAME`"
         raise CliError(f"Druid {ns}/{druid_name} has no TLS (spec.enableSSL is not true){hint}", EXIT_BAD_INPUT)
     if op in ("add", "update"):
@@ -194,7 +197,8 @@ def add(druid: DruidArg, issuer: IssuerOpt = None, issuer_kind: IssuerKindOpt = 
         timeout: TimeoutOpt = None, apply: ApplyOpt = Apply.IfReady, name: NameOpt = None, wait: WaitOpt = False,
         output: OutputOpt = None, namespace: NamespaceOpt = None, context: ContextOpt = None,
         kubeconfig: KubeconfigOpt = None) -> None:
-    """Add TLS to a Druid that has none: cert-manager certificates from --issuer, every node restarted onto TLS."""
+    """Add TLS to a Druid that has none (or complete an add that stopped half-way): cert-manager certificates from
+    --issuer, then three rolls (client trust, TLS beside plaintext, TLS only) with the Services moved between."""
     run("add", druid, issuer=issuer, issuer_kind=issuer_kind, timeout=timeout, apply=apply, name=name, wait=wait,
         output=output, namespace=namespace, context=context, kubeconfig=kubeconfig)
 
@@ -205,7 +209,8 @@ def update(druid: DruidArg, issuer: IssuerOpt = None, issuer_kind: IssuerKindOpt
            timeout: TimeoutOpt = None, apply: ApplyOpt = Apply.IfReady, name: NameOpt = None, wait: WaitOpt = False,
            output: OutputOpt = None, namespace: NamespaceOpt = None, context: ContextOpt = None,
            kubeconfig: KubeconfigOpt = None) -> None:
-    """Move a Druid's TLS to another issuer: certificates re-issued by --issuer, every node restarted."""
+    """Move a Druid's TLS to another issuer: every node trusts both CAs, certificates re-issued by --issuer and
+    reloaded (restarted where Druid cannot reload), then the old CA dropped."""
     run("update", druid, issuer=issuer, issuer_kind=issuer_kind, timeout=timeout, apply=apply, name=name,
         wait=wait, output=output, namespace=namespace, context=context, kubeconfig=kubeconfig)
 
@@ -215,7 +220,8 @@ def update(druid: DruidArg, issuer: IssuerOpt = None, issuer_kind: IssuerKindOpt
 def rotate(druid: DruidArg, timeout: TimeoutOpt = None, apply: ApplyOpt = Apply.IfReady, name: NameOpt = None,
            wait: WaitOpt = False, output: OutputOpt = None, namespace: NamespaceOpt = None,
            context: ContextOpt = None, kubeconfig: KubeconfigOpt = None) -> None:
-    """Re-issue a Druid's certificates (new serials, same issuer), every node restarted onto them."""
+    """Re-issue a Druid's certificates (new serials, same issuer): reloaded by every node that can, the others
+    restarted onto them."""
     run("rotate", druid, timeout=timeout, apply=apply, name=name, wait=wait, output=output, namespace=namespace,
         context=context, kubeconfig=kubeconfig)
 
@@ -225,6 +231,7 @@ def rotate(druid: DruidArg, timeout: TimeoutOpt = None, apply: ApplyOpt = Apply.
 def remove(druid: DruidArg, timeout: TimeoutOpt = None, apply: ApplyOpt = Apply.IfReady, name: NameOpt = None,
            wait: WaitOpt = False, output: OutputOpt = None, namespace: NamespaceOpt = None,
            context: ContextOpt = None, kubeconfig: KubeconfigOpt = None) -> None:
-    """Turn a Druid's TLS off: every node restarted onto plaintext, then its certificates and Secrets deleted."""
+    """Turn a Druid's TLS off in two rolls (plaintext beside TLS, then TLS off), then its certificates and Secrets
+    deleted."""
     run("remove", druid, timeout=timeout, apply=apply, name=name, wait=wait, output=output, namespace=namespace,
         context=context, kubeconfig=kubeconfig)
