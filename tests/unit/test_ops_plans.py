@@ -198,3 +198,31 @@ def test_the_parser_accepts_only_what_the_crd_accepts(text):
         assert not re.fullmatch(GO_DURATION.strip("^$"), text)
     else:
         assert re.fullmatch(GO_DURATION.strip("^$"), text)
+
+
+# --- queueing ----------------------------------------------------------------------------------------------------
+
+
+def _queued(name: str, created: str, rv: str, type_: str = "Restart", phase: str = "") -> dict:
+    return {"metadata": {"name": name, "creationTimestamp": created, "resourceVersion": rv},
+            "spec": {"type": type_}, "status": {"phase": phase} if phase else {}}
+
+
+def test_within_one_second_the_request_written_last_is_the_newest():
+    from kubedruid.controllers.ops.queue import queue
+
+    # restart-2 was created after restart-1 in the same second: its name sorts higher, its revision is larger.
+    decision = queue([_queued("restart-2", "2026-12-03T10:00:00Z", "1200"),
+                      _queued("restart-1", "2026-12-03T10:00:00Z", "1100")])
+    assert decision.skip == {"restart-1": "restart-2"} and decision.run == "restart-2"
+    decision = queue([_queued("a-later", "2026-12-03T10:00:00Z", "900"),
+                      _queued("z-earlier", "2026-12-03T10:00:00Z", "800")])
+    assert decision.skip == {"z-earlier": "a-later"}, "the revision decides, not the name"
+
+
+def test_a_progressing_request_keeps_running_and_others_wait():
+    from kubedruid.controllers.ops.queue import queue
+
+    decision = queue([_queued("tls", "2026-12-03T10:00:00Z", "5", "ReconfigureTLS", "Progressing"),
+                      _queued("restart", "2026-12-03T09:00:00Z", "4")])
+    assert decision.run == "tls" and decision.waiting == ["restart"] and not decision.skip
