@@ -1,8 +1,9 @@
 """Leader election with a coordination.k8s.io Lease, so that two operator replicas never act at once.
 
-The holder renews the Lease every `renew_s`; another replica takes it over only once it has not been renewed for
-`lease_s`. A leader that fails to renew before its own lease runs out stops acting (the operator exits and its
-Deployment restarts it as a follower).
+The holder tries to renew the Lease every `renew_s`; another replica takes it over only once it has not been renewed
+for `lease_s`. A leader that has not renewed within `renew_deadline_s` (well below `lease_s`) stops acting — the
+operator exits and its Deployment restarts it as a follower. Each attempt is cut off at that deadline, so no slow
+apiserver call can stretch a renewal past the lease (kube-controller-manager's 2 s / 10 s / 15 s).
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ def _now() -> datetime.datetime:
 
 
 class LeaderElection:
-    def __init__(self, kube: Kube, namespace: str, name: str, identity: str, lease_s: int = 15, renew_s: float = 5):
+    def __init__(self, kube: Kube, namespace: str, name: str, identity: str, lease_s: int = 15, renew_s: float = 2,
+                 renew_deadline_s: float = 10):
+        assert renew_s < renew_deadline_s < lease_s
         self.kube, self.namespace, self.name, self.identity = kube, namespace, name, identity
-        self.lease_s, self.renew_s = lease_s, renew_s
+        self.lease_s, self.renew_s, self.renew_deadline_s = lease_s, renew_s, renew_deadline_s
 
     async def _try(self) -> bool:
         """One attempt to take or renew the Lease (optimistic concurrency on its resourceVersion)."""
@@ -73,17 +76,23 @@ class LeaderElection:
         log.info("leading (Lease %s/%s)", self.namespace, self.name)
 
     async def keep(self, lost: asyncio.Event) -> None:
-        """Renews the Lease until cancelled; sets `lost` when it could not renew within the lease duration."""
-        last_renewed = _now()
+        """Renews the Lease until cancelled; sets `lost` once it has not renewed for `renew_deadline_s`. The time
+        that counts is when a successful attempt started: the renewTime it wrote is no later than that."""
+        last_renewed = asyncio.get_running_loop().time()
         while True:
             await asyncio.sleep(self.renew_s)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
             try:
-                if await self._try():
-                    last_renewed = _now()
+                left = self.renew_deadline_s - (started - last_renewed)
+                if left > 0 and await asyncio.wait_for(self._try(), timeout=left):
+                    last_renewed = started
                     continue
-            except Exception as e:  # noqa: BLE001 - an apiserver hiccup is retried until the lease runs out
+            except asyncio.TimeoutError:
+                log.warning("renewing the Lease took longer than the renew deadline")
+            except Exception as e:  # noqa: BLE001 - an apiserver hiccup is retried until the deadline
                 log.warning("could not renew the Lease: %s", e)
-            if (_now() - last_renewed).total_seconds() >= self.lease_s - self.renew_s:
+            if loop.time() - last_renewed >= self.renew_deadline_s - self.renew_s:
                 log.error("lost leadership (Lease %s/%s): stopping", self.namespace, self.name)
                 lost.set()
                 return
