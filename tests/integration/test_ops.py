@@ -202,7 +202,7 @@ def test_reconfigure_tls_guide_add_rotate_update_issuer_remove(plane, kube, name
     assert [p.port for p in kube.get(Service, f"{db}-routers", namespace=ns).spec.ports] == [9088]
     druid = kube.get(DruidRes, db, namespace=ns)
     assert druid["spec"]["enableSSL"] is True and condition(druid, "Paused") is None
-    assert "tls.kubedruid.dev/mode" not in (druid["metadata"].get("annotations") or {}), "the spec says it all"
+    assert "tls.kubedruid.dev/mode" not in (druid.metadata.annotations or {}), "the spec says it all"
     assert druid["status"]["phase"] == "Ready"
 
     # B. Rotate certificates
@@ -250,8 +250,10 @@ def test_reconfigure_tls_guide_add_rotate_update_issuer_remove(plane, kube, name
     druid = kube.get(DruidRes, db, namespace=ns)
     assert not druid["spec"].get("enableSSL") and "tls" not in druid["spec"]
     common = _common_properties(kube, ns, db)
-    assert not [k for k in common if k.startswith(("druid.server.https", "druid.client.https"))]
-    assert "druid.enableTlsPort" not in common
+    # The last roll kept client trust (peers still announced TLS ports until it ended): no TLS port, no keystore.
+    assert not [k for k in common if k.startswith("druid.server.https")] and "druid.enableTlsPort" not in common
+    assert common["druid.client.https.trustStorePath"] == "/opt/druid/trust/truststore.p12"
+    assert druid.metadata.annotations["tls.kubedruid.dev/mode"] == "client-trust"
     for role, suffix in (("routers", "routers"), ("brokers", "brokers")):
         pod = kube.get(Pod, f"{db}-{suffix}-0", namespace=ns)
         assert [p.containerPort for p in pod.spec.containers[0].ports] == [PLAIN_PORTS[role]]
@@ -259,6 +261,17 @@ def test_reconfigure_tls_guide_add_rotate_update_issuer_remove(plane, kube, name
     remaining = {s.metadata.name for s in kube.list(Secret, namespace=ns)}
     assert not remaining & {f"{db}-server-cert", f"{db}-client-cert", f"{db}-keystore-cred"}
     wait_for(lambda: _phase_of(kube, db, ns) == "Ready", what="Druid Ready after remove")
+
+    # E. The next Restart drops the client trust, and then the CA bundle goes.
+    with PodWatch(plane, ns, db) as pods:
+        _ops(kube, "restart-after-remove", ns, db, type="Restart")
+        _wait_phase(kube, "restart-after-remove", ns, "Successful", operator)
+    assert pods.restarts() == {p: 1 for p in _expected_pods(db)}
+    common = _common_properties(kube, ns, db)
+    assert not [k for k in common if k.startswith(("druid.server.https", "druid.client.https"))]
+    assert "tls.kubedruid.dev/mode" not in (kube.get(DruidRes, db, namespace=ns).metadata.annotations or {})
+    wait_for(lambda: f"{db}-ca-bundle" not in {s.metadata.name for s in kube.list(Secret, namespace=ns)},
+             what="the CA bundle deleted once no pod mounts it")
 
 
 def _phase_of(kube, db, ns):

@@ -902,6 +902,12 @@ def test_without_the_annotation_the_spec_declares_the_mode():
 
 def test_a_mode_needing_tls_material_is_ignored_when_the_spec_has_no_tls():
     assert cluster.tls_mode(_in_mode("tls-port", ssl=False)).value == "off"
+    # client trust needs only the CA bundle: a removal leaves it until the next Restart
+    db = _in_mode("client-trust", ssl=False)
+    assert cluster.tls_mode(db).value == "client-trust"
+    c = main_container(petsets(db)["brokers"])
+    assert "/opt/druid/trust" in {m["mountPath"] for m in c["volumeMounts"]}
+    assert "DRUID_KEY_STORE_PASSWORD" not in env(c)
     assert cluster.tls_mode(_in_mode("no-such-mode")).value == "tls-only"
 
 

@@ -56,15 +56,16 @@ def tls_mode(db: Druid) -> tls.TLSMode:
 
 def tls_mode_of(enable_ssl: bool, annotations: dict[str, str] | None) -> tls.TLSMode:
     """The mode a Druid's children are rendered in: the one an op in progress (or a failed one) left in the
-    annotation, else the one the spec declares. A mode that needs TLS material is honoured only while the spec has
-    it (the ops-manager keeps enableSSL until the last roll of a removal)."""
+    annotation, else the one the spec declares. A mode with a TLS port needs the certificates the spec declares, so
+    it is honoured only while the spec has TLS; client trust needs only the CA bundle, so a removed TLS keeps it
+    until the pods are restarted (a removal's last roll ends in client trust)."""
     declared = tls.TLSMode.declared(enable_ssl)
     text = (annotations or {}).get(names.TLS_MODE_ANNOTATION)
     try:
         mode = tls.TLSMode(text) if text else declared
     except ValueError:
         return declared
-    return mode if enable_ssl or mode is tls.TLSMode.OFF else declared
+    return mode if enable_ssl or not mode.tls_port else declared
 
 
 def _meta(name: str, db: Druid, inputs: Inputs, labels: dict | None = None) -> dict:

@@ -24,6 +24,7 @@ UPDATE_PETSETS = "UpdatePetSets"
 RESTART_NODES = "RestartNodes"
 FINISH = "Finish"  # the Druid's spec becomes the op's target and the mode annotation goes: idempotent, no condition
 REMOVE_TLS_OBJECTS = "RemoveTLSObjects"  # remove: no condition in KubeDB; idempotent deletes
+SETTLE_TLS_MODE = "SettleTLSMode"  # restart: client trust left by a removal goes with the roll; no condition
 SUCCESSFUL = "Successful"
 PLAN = "Plan"  # the plan an op runs (its reason): chosen once, when the op starts
 
@@ -36,7 +37,7 @@ STEP_CONDITIONS = {
     RESTART_NODES: "Successfully restarted all nodes",
 }
 # Steps that record nothing: each is idempotent and cheap, so a re-run simply repeats it.
-UNRECORDED = (FINISH, REMOVE_TLS_OBJECTS)
+UNRECORDED = (FINISH, REMOVE_TLS_OBJECTS, SETTLE_TLS_MODE)
 
 DEFAULT_STEP_TIMEOUT_S = 600.0  # KubeDB: 120 retries x 5 s
 

@@ -305,14 +305,12 @@ async def _patch_druid(ctx: StepContext, spec: dict, extra: dict) -> None:
 
 async def finish(ctx: StepContext) -> Wait | None:
     """The Druid's spec becomes the target, and it keeps a mode annotation only if its pods run in a mode other
-    than the one the spec declares (a plan that ends mid-way, which none does today)."""
+    than the one the spec declares: after a removal, client trust (its last roll kept it), until the next Restart."""
     target = ctx.op.target(ctx.druid["spec"], ctx.ops)
     final = ctx.op.plan.final_mode or cluster.tls_mode_of(bool(ctx.druid["spec"].get("enableSSL")),
                                                            ctx.druid["metadata"].get("annotations"))
     annotations = ctx.druid["metadata"].get("annotations") or {}
-    # Without TLS in the spec no mode but off can be honoured (the pods of a removal's last roll drop their client
-    # trust at their next restart), so the annotation goes too.
-    if final is TLSMode.declared(bool(target.get("enableSSL"))) or not target.get("enableSSL"):
+    if final is TLSMode.declared(bool(target.get("enableSSL"))):
         extra = {"metadata": {"annotations": {names.TLS_MODE_ANNOTATION: None}}} \
             if names.TLS_MODE_ANNOTATION in annotations else {}
     else:
@@ -451,6 +449,19 @@ def _eviction(pod: str, namespace: str):
     return Pod.Eviction(metadata=ObjectMeta(name=pod, namespace=namespace))
 
 
+async def settle_tls_mode(ctx: StepContext) -> Wait | None:
+    """Before a Restart's roll: a Druid left in client trust by a removal (no pod announces a TLS port any more)
+    goes back to plain off, so the roll drops the last TLS setting and, after it, the CA bundle goes."""
+    if cluster.tls_mode_of(bool(ctx.druid["spec"].get("enableSSL")),
+                           ctx.druid["metadata"].get("annotations")) is not TLSMode.CLIENT_TRUST \
+            or ctx.druid["spec"].get("enableSSL"):
+        return None
+    await _patch_druid(ctx, ctx.druid["spec"], {"metadata": {"annotations": {names.TLS_MODE_ANNOTATION: None}}})
+    db, inputs, _ = await ctx.provisioner.prepare(ctx.druid)
+    await ctx.provisioner.apply(db, inputs)
+    return None
+
+
 async def remove_tls_objects(ctx: StepContext) -> Wait | None:
     await ctx.provisioner.remove_tls_objects(ctx.druid)
     return None
@@ -465,5 +476,6 @@ STEPS: dict[str, Callable[[StepContext], Awaitable[Wait | None]]] = {
     plans.RELOAD_CERTIFICATES: reload_certificates,
     plans.PRUNE_CA_BUNDLE: prune_ca_bundle,
     plans.FINISH: finish,
+    plans.SETTLE_TLS_MODE: settle_tls_mode,
     plans.REMOVE_TLS_OBJECTS: remove_tls_objects,
 }

@@ -1,7 +1,7 @@
 """Remove TLS from a Druid in two rolls (the reverse of adding it): every node opens plaintext beside TLS, the
-Services move to the plaintext ports, then every node closes its TLS port. The client truststore stays in the
-restarted pods, because until the last pod is restarted some peer still announces a TLS port; the template no
-longer has it, so each pod drops it on its next restart."""
+Services move to the plaintext ports, then every node closes its TLS port. The last roll keeps client trust (the
+CA bundle), because until its last pod is restarted some peer still announces a TLS port; the Druid stays in
+client trust (its tls.kubedruid.dev/mode annotation) until the next Restart drops it."""
 
 from __future__ import annotations
 
