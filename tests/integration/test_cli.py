@@ -151,6 +151,17 @@ def test_add_status_rotate_update_describe_remove(plane, kube, namespace, operat
     before = _ok(cli(plane, "status", db, "-n", ns))
     assert re.search(r"^TLS\s+off\s*$", before, re.M) and "Ops requests  none" in before
 
+    # The plan first, changing nothing: the same phases the operator will run, each with its pods.
+    planned = json.loads(_ok(cli(plane, "tls", "plan", "add", db, "-n", ns, "--issuer", "druid-ca-issuer",
+                                 "-o", "json")))
+    assert planned["op"] == "AddTLS" and planned["rolls"] == {"whenPodsReload": 3, "atMost": 3}
+    assert [p["phase"] for p in planned["phases"] if p["restarts"]] == [
+        "ClientTrustRolledOut", "TLSPortOpened", "PlaintextClosed"]
+    assert planned["phases"][1]["restarts"][0] == f"{db}-historicals-0" and planned["refused"] is None
+    shown = _ok(cli(plane, "tls", "plan", "rotate", db, "-n", ns))
+    assert "would fail before anything is paused" in shown and "has no TLS" in shown
+    assert _ops_names(kube, ns) == [], "planning creates nothing"
+
     # Add TLS, following it: steps and pods as they happen, then Successful.
     out = _ok(cli(plane, "tls", "add", db, "-n", ns, "--issuer", "druid-ca-issuer", "--timeout", "5m", "--wait"))
     add = _created(out)

@@ -226,3 +226,15 @@ def test_a_progressing_request_keeps_running_and_others_wait():
     decision = queue([_queued("tls", "2026-12-03T10:00:00Z", "5", "ReconfigureTLS", "Progressing"),
                       _queued("restart", "2026-12-03T09:00:00Z", "4")])
     assert decision.run == "tls" and decision.waiting == ["restart"] and not decision.skip
+
+
+def test_outline_says_what_each_phase_does_to_which_pods():
+    from kubedruid.controllers.ops.plan import outline
+
+    pods = ["d-historicals-0", "d-brokers-0", "d-coordinators-0"]
+    add = outline(OP_TYPES["AddTLS"].plan, pods, TLSMode.OFF)
+    assert [p["tlsMode"] for p in add] == ["off", "client-trust", "tls-port", "tls-services", "tls-only"]
+    assert [p["restarts"] for p in add] == [[], pods, pods, [], pods]
+    rotate = outline(OP_TYPES["RotateCertificates"].plan, pods, TLSMode.TLS_ONLY)
+    assert rotate[2]["restarts"] == "only pods that did not reload"
+    assert rotate[2]["onlyIf"] == "ServingNewCertificate is RestartNeeded"

@@ -191,6 +191,56 @@ def run(op: str, druid: str, *, issuer: str | None = None, issuer_kind: IssuerKi
                    EXIT_FAILED)
 
 
+class PlanOp(str, enum.Enum):
+    add = "add"
+    update = "update"
+    rotate = "rotate"
+    remove = "remove"
+
+
+@app.command("plan")
+@handle_errors
+def plan(op: Annotated[PlanOp, typer.Argument(help="The change to plan.")], druid: DruidArg,
+         issuer: IssuerOpt = None, issuer_kind: IssuerKindOpt = IssuerKind.Issuer, output: OutputOpt = None,
+         namespace: NamespaceOpt = None, context: ContextOpt = None, kubeconfig: KubeconfigOpt = None) -> None:
+    """What an op would do to DRUID, phase by phase, changing nothing: the same plan the operator runs (its TLS mode
+    in each phase, which pods restart in which order, how many rolls)."""
+    from kubedruid.api import Druid as DruidModel
+    from kubedruid.api import apply_defaults
+    from kubedruid.controllers.ops.optypes import classify
+    from kubedruid.controllers.ops.plan import outline, restart_pods
+    from kubedruid.specs.cluster import tls_mode_of
+
+    conn = open_target(namespace, context, kubeconfig)
+    found = get_druid(conn, druid)
+    body = request_body(op.value, druid, "plan", conn.namespace, issuer or "(issuer)", issuer_kind, None,
+                        Apply.IfReady)
+    mode = tls_mode_of(bool(found["spec"].get("enableSSL")), found["metadata"].get("annotations"))
+    chosen = classify(body, mode)
+    problem = chosen.preflight(body, found)
+    db = apply_defaults(DruidModel.model_validate(found))
+    pods = restart_pods(druid, {k: n.replicas for k, n in db.spec.topology.nodes().items()})
+    data = {"druid": f"{conn.namespace}/{druid}", "op": chosen.kind, "what": chosen.what, "currentMode": mode.value,
+            "rolls": {"whenPodsReload": chosen.plan.rolls_when_reloading, "atMost": chosen.plan.rolls},
+            "refused": problem, "phases": outline(chosen.plan, pods, mode)}
+    if output:
+        emit(data, output)
+        return
+    out = console()
+    out.print(f"{chosen.kind} on Druid {data['druid']} (now {mode.value}): {chosen.what}", soft_wrap=True)
+    if problem:
+        out.print(f"[red]would fail before anything is paused:[/red] {problem}", soft_wrap=True)
+    for i, ph in enumerate(data["phases"], 1):
+        restarts = ph["restarts"] if isinstance(ph["restarts"], str) else \
+            (f"restarts {len(ph['restarts'])} pods: {', '.join(ph['restarts'])}" if ph["restarts"] else "no restart")
+        when = f" (only if {ph['onlyIf']})" if ph.get("onlyIf") else ""
+        out.print(f"{i}. {ph['phase']}{when} — mode {ph['tlsMode']}; {ph['does'] or ', '.join(ph['steps'])}; "
+                  f"{restarts}", soft_wrap=True)
+    rolls = data["rolls"]
+    out.print(f"rolling restarts: {rolls['whenPodsReload']} where pods reload their keystore, at most "
+              f"{rolls['atMost']}", soft_wrap=True)
+
+
 @app.command("add")
 @handle_errors
 def add(druid: DruidArg, issuer: IssuerOpt = None, issuer_kind: IssuerKindOpt = IssuerKind.Issuer,

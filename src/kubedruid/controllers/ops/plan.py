@@ -100,6 +100,22 @@ class Plan:
         return f"{' -> '.join(names_)} ({rolls})" if names_ else rolls
 
 
+def outline(plan: Plan, pods: list[str], start_mode: TLSMode) -> list[dict]:
+    """What each phase of `plan` does to a Druid whose pods (in restart order) run in `start_mode`: for people
+    (`kubedruid tls plan`), computed from the same plan the operator runs."""
+    out, mode = [], start_mode
+    for phase in plan.phases:
+        mode = phase.mode or mode
+        entry = {"phase": phase.name or "(steps)", "steps": list(phase.steps), "does": phase.message or None,
+                 "tlsMode": mode.value,
+                 "restarts": (pods if phase.rolls and not phase.restart_only_stale
+                              else "only pods that did not reload" if phase.restart_only_stale else [])}
+        if phase.only_if:
+            entry["onlyIf"] = f"{phase.only_if[0]} is {phase.only_if[1]}"
+        out.append(entry)
+    return out
+
+
 def clears(step: str, condition_type: str) -> bool:
     """Whether `condition_type` is one that `step` writes (its own, its certificate checks, its per-pod triples):
     what goes when the step is run again in a later phase."""
