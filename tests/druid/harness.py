@@ -32,6 +32,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kubedruid.certs import bundle
 from kubedruid.druid import properties as druid_props
 from kubedruid.druid import tls as druid_tls
 from kubedruid.druid.nodes import BROKERS, COORDINATORS, HISTORICALS, MIDDLE_MANAGERS, ROUTERS, NodeType
@@ -215,8 +216,9 @@ def common_overrides(install: DruidInstall, work: Path, rendered: dict[str, str]
     if rendered.get("druid.enableTlsPort") == "true":
         out["druid.server.https.keyStorePath"] = str(work / "tls" / Path(druid_tls.KEYSTORE_PATH).name)
         out["druid.client.https.trustStorePath"] = str(work / "tls" / Path(druid_tls.TRUSTSTORE_PATH).name)
-        why.append("druid.server.https.keyStorePath, druid.client.https.trustStorePath: the same files, copied "
-                   "from the cert-manager Secret to <work>/tls instead of mounted at /opt/druid/ssl")
+        why.append("druid.server.https.keyStorePath, druid.client.https.trustStorePath: the same files (the keystore "
+                   "from the cert-manager Secret, the truststore as the operator's CA bundle renders it) in "
+                   "<work>/tls instead of the pod's /opt/druid/tls-live and /opt/druid/trust")
     return out, why
 
 
@@ -327,10 +329,14 @@ class LocalDruid:
         self._write_tls()
 
     def _write_tls(self) -> None:
+        files = dict(self.tls_files)
+        if "ca.crt" in files:  # the CA bundle the operator composes (certs/bundle.py) from the issuer's CA
+            files[Path(druid_tls.TRUSTSTORE_PATH).name] = bundle.render(bundle.parse(files["ca.crt"]))[
+                bundle.TRUSTSTORE_KEY]
         if self.tls_layout == "secret-volume":
-            write_secret_volume(self.work / "tls", self.tls_files)
+            write_secret_volume(self.work / "tls", files)
             return
-        for name, data in self.tls_files.items():  # plain files, each replaced by an atomic rename
+        for name, data in files.items():  # plain files, each replaced by an atomic rename
             tmp = self.work / "tls" / f".{name}.tmp"
             tmp.write_bytes(data)
             os.replace(tmp, self.work / "tls" / name)
