@@ -2,8 +2,9 @@
 Secret volume (kubelet's `..data` symlink swap) without a restart, per Druid version?
 
 kubedruid renders reloadSslContext and points Druid at a regular-file copy of the keystore (specs/cluster.py's
-keystore sidecar) because of what this test found. It sets the reload period to 1 s (over the rendered 5 s), runs ZooKeeper and a router (the lightest process; Jetty's TLS connector is the same in every node type),
-renews the certificate with cert-manager, swaps the Secret volume the way the kubelet does, and waits for the new
+keystore sidecar) because of what this test found. It sets the reload period to 1 s (over the rendered 5 s), runs
+ZooKeeper and a router (the lightest process; Jetty's TLS connector is the same in every node type), renews the
+certificate with cert-manager, swaps the Secret volume the way the kubelet does, and waits for the new
 serial on the TLS port. The result is recorded in the report either way; the test fails if no reload happens, which
 is the answer to spec druid-tls §9 ("whether Jetty 9.4.x reloads a symlinked keystore from a Secret volume").
 """
