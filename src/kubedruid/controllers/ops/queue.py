@@ -17,11 +17,10 @@ class QueueDecision:
 
 
 def _created(o: dict) -> tuple:
-    """Oldest first. creationTimestamp has a one-second resolution, so within a second the resourceVersion the
-    object was created with decides (etcd's revision: what was written later is larger), then the name."""
-    meta = o["metadata"]
-    rv = meta.get("resourceVersion") or ""
-    return (meta.get("creationTimestamp") or "", int(rv) if rv.isdigit() else 0, meta["name"])
+    # KubeDB sorts by creationTimestamp ascending, ties by name descending. (resourceVersion cannot break the tie:
+    # it changes with every write, and the ops-manager writes a request's status as soon as it sees it.)
+    name = o["metadata"]["name"]
+    return (o["metadata"].get("creationTimestamp") or "", tuple(-ord(ch) for ch in name))
 
 
 def queue(ops_for_db: list[dict]) -> QueueDecision:
