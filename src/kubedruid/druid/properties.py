@@ -168,7 +168,7 @@ def common_properties(c: ClusterConfig) -> dict[str, str]:
         "druid.sql.enable": "true",
         # On SIGTERM a node first leaves discovery, lets its peers notice, then stops taking requests and finishes
         # the ones it has: a restart in an op then drops no query (with the pod's preStop sleep, specs/cluster.py).
-        "druid.server.http.unannouncePropagationDelay": "PT5S",
+        "druid.server.http.unannouncePropagationDelay": "PT3S",
         "druid.server.http.gracefulShutdownTimeout": "PT10S",
     }
     props.update(c.deep_storage_properties)

@@ -162,7 +162,7 @@ def _probes(n: NodeType, secure: bool) -> dict:
     }
 
 
-PRE_STOP_SLEEP_S = 5
+PRE_STOP_SLEEP_S = 3
 KEYSTORE_SYNC = "keystore-sync"
 # Copies the keystore from the Secret volume (symlinks, swapped by the kubelet) to a regular file that Druid's
 # keystore scanner sees change: a copy then a rename, so Druid never reads half a file. POSIX sh and cksum only
