@@ -166,8 +166,9 @@ def test_add_status_rotate_update_describe_remove(plane, kube, namespace, operat
     out = _ok(cli(plane, "tls", "add", db, "-n", ns, "--issuer", "druid-ca-issuer", "--timeout", "5m", "--wait"))
     add = _created(out)
     assert re.fullmatch(rf"{db}-tls-add-[a-z0-9]{{5}}", add), add
-    for shown in ("step: ReconfigureTLS", "step: UpdatePetSets", f"pod: {db}-historicals-0 (restarting)",
-                  f"pod: {db}-coordinators-0 (ready)"):
+    for shown in ("plan: AddTLS: ClientTrustRolledOut -> TLSPortOpened -> ServicesSwitchedToTLS -> PlaintextClosed "
+                  "(3 rolling restarts)", "step: ReconfigureTLS", "step: UpdatePetSets", "step: TLSPortOpened",
+                  f"pod: {db}-historicals-0 (restarting)", f"pod: {db}-coordinators-0 (ready)"):
         assert shown in out, (shown, out)
     assert re.fullmatch(rf"DruidOpsRequest {ns}/{add} Successful in \w+: Successfully completed reconfigureTLS for "
                         r"druid\.", out.strip().splitlines()[-1]), out

@@ -21,6 +21,7 @@ from .output import CliError, human_duration
 
 FINISHED = ("Successful", "Failed", "Skipped", "Denied")
 POD_STEPS = ("CheckPodRunning--", "EvictPod--")
+PLAN = "Plan"  # written with the request's first condition; shown on a line of its own, never as the step
 
 
 def _key(c: dict, index: int) -> tuple[str, int]:
@@ -41,13 +42,18 @@ class Tracker:
     pod: str | None = None
     pod_ready: bool = False
     message: str = ""
+    plan: str | None = None  # "<op type>: <phases> (<rolls>)"
     _seen: dict[str, tuple] = field(default_factory=dict)
 
     def update(self, ops: dict) -> bool:
         """Takes a new version of the request; says whether anything shown changed."""
         before = self.view()
         conds = conditions(ops)
-        changed = [(c, i) for i, c in enumerate(conds) if self._seen.get(c.get("type")) != _fingerprint(c)]
+        changed = [(c, i) for i, c in enumerate(conds)
+                   if self._seen.get(c.get("type")) != _fingerprint(c) and c.get("type") != PLAN]
+        plan = next((c for c in conds if c.get("type") == PLAN), None)
+        if plan:
+            self.plan = f"{plan.get('reason')}: {plan.get('message')}"
         if changed:
             self.step = max(changed, key=lambda ci: _key(*ci))[0].get("type")
         self._seen = {c.get("type"): _fingerprint(c) for c in conds}
@@ -63,7 +69,7 @@ class Tracker:
         return self.view() != before
 
     def view(self) -> tuple:
-        return (self.phase, self.step, self.pod, self.pod_ready)
+        return (self.phase, self.step, self.pod, self.pod_ready, self.plan)
 
     @property
     def pod_text(self) -> str:
@@ -87,6 +93,8 @@ class _Panel:
         colour = {"Successful": "green", "Failed": "red", "Skipped": "yellow"}.get(t.phase, "cyan")
         grid.add_row("request", self.title)
         grid.add_row("phase", Text(t.phase, style=colour))
+        if t.plan:
+            grid.add_row("plan", t.plan)
         grid.add_row("step", t.step or "-")
         grid.add_row("pod", t.pod_text)
         grid.add_row("elapsed", human_duration(time.monotonic() - self.started))
@@ -128,8 +136,12 @@ def follow(conn: Connection, name: str, out: Console, live: bool) -> tuple[dict,
                 if tracker.phase in FINISHED:
                     break
     else:
+        shown_plan = None
         for last in events():
             if tracker.update(last):
+                if tracker.plan and tracker.plan != shown_plan:
+                    out.print(f"plan: {tracker.plan}", soft_wrap=True)
+                    shown_plan = tracker.plan
                 out.print(_plain_line(tracker, time.monotonic() - started), soft_wrap=True)
             if tracker.phase in FINISHED:
                 break
