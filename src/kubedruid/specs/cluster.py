@@ -143,7 +143,7 @@ def config_secret(db: Druid, inputs: Inputs) -> dict:
 
 def _probes(n: NodeType, secure: bool) -> dict:
     """Start-up and liveness on /status/health (the JVM serves HTTP), readiness on the node type's own "usable" path
-    (druid/nodes.py). Timing in decision 0009: up to 10 minutes to start, Ready within ~3 s of being usable,
+    (druid/nodes.py). Timing in decision 0009: up to 10 minutes to start, Ready within ~1 s of being usable,
     restarted after a minute without an answer."""
     def get(path: str) -> dict:
         action = {"path": path, "port": n.port(secure), "scheme": "HTTPS" if secure else "HTTP"}
@@ -154,10 +154,10 @@ def _probes(n: NodeType, secure: bool) -> dict:
         return action
 
     return {
-        "startupProbe": {"httpGet": get(HEALTH_PATH), "initialDelaySeconds": 5, "periodSeconds": 2,
-                         "timeoutSeconds": 3, "failureThreshold": 300},
-        "readinessProbe": {"httpGet": get(n.readiness_path), "periodSeconds": 3, "timeoutSeconds": 3,
-                           "failureThreshold": 3},
+        "startupProbe": {"httpGet": get(HEALTH_PATH), "initialDelaySeconds": 5, "periodSeconds": 1,
+                         "timeoutSeconds": 3, "failureThreshold": 600},
+        "readinessProbe": {"httpGet": get(n.readiness_path), "periodSeconds": 1, "timeoutSeconds": 3,
+                           "failureThreshold": 5},
         "livenessProbe": {"httpGet": get(HEALTH_PATH), "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 6},
     }
 
