@@ -31,6 +31,7 @@ class PodInfo:
     ip: str
     node_type: str  # kubedb.com/role
     ready: bool
+    terminating: bool = False
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,8 @@ class DruidView:
         for p in items:
             ready = any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions", []))
             out.append(PodInfo(p["metadata"]["name"], p["metadata"]["uid"], p["status"].get("podIP", ""),
-                               p["metadata"]["labels"].get(names.ROLE_LABEL, ""), ready))
+                               p["metadata"]["labels"].get(names.ROLE_LABEL, ""), ready,
+                               bool(p["metadata"].get("deletionTimestamp"))))
         return sorted(out, key=lambda p: p.name)
 
     def secret(self, name: str) -> dict[str, bytes]:
@@ -196,13 +198,15 @@ class PublishedBundle:
 
 
 class PodRolls:
-    """Every UID each Druid pod had while it ran (polled each second: a pod's replacement takes far longer to
-    start): the rolls an op made, counted from what the cluster shows, not from what the operator says."""
+    """Every UID each Druid pod had while it ran, and when it was away (terminating, or not Ready), polled each
+    second (a pod's replacement takes far longer to start): the rolls an op made, counted from what the cluster
+    shows, not from what the operator says."""
 
     def __init__(self, view: DruidView):
         import threading
 
         self.view, self.seen = view, {}
+        self.away: dict[str, list[list[float]]] = {}  # pod -> [start, end] epoch seconds it was restarting
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
@@ -212,8 +216,17 @@ class PodRolls:
         return self
 
     def _record(self) -> None:
+        import time
+
+        now = time.time()
         for p in self.view.pods():
             self.seen.setdefault(p.name, set()).add(p.uid)
+            spans = self.away.setdefault(p.name, [])
+            if p.terminating or not p.ready:
+                if spans and spans[-1][1] >= now - 2.5:  # still the same absence
+                    spans[-1][1] = now
+                else:
+                    spans.append([now, now])
 
     def _poll(self) -> None:
         while not self._stop.wait(1.0):
@@ -229,3 +242,7 @@ class PodRolls:
 
     def rolls(self) -> dict[str, int]:
         return {pod: len(uids) - 1 for pod, uids in sorted(self.seen.items())}
+
+    def was_away(self, pod: str, at: float, slack: float = 3.0) -> bool:
+        """Whether `pod` was restarting around `at` (epoch seconds), give or take the poll interval."""
+        return any(start - slack <= at <= end + slack for start, end in self.away.get(pod, []))

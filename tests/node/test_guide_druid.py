@@ -81,7 +81,7 @@ class Story:
                    "queries_failed": load.report.failed, "longest_gap_s": round(load.report.longest_gap_s, 1),
                    "errors": load.report.errors, "answered_over": load.report.schemes,
                    "rolls": rolls.rolls(), "pods": len(rolls.seen),
-                   "peer_errors": self.peer_errors(since)}
+                   "peer_errors": self.peer_errors(since, rolls)}
         REPORT.setdefault("ops", {})[label] = figures
         return figures
 
@@ -96,19 +96,30 @@ class Story:
             raise AssertionError(f"{label} ended {figures['phase']}:\n{yaml.safe_dump(self.last_ops['status'])}")
         return figures
 
-    def peer_errors(self, since: str) -> dict[str, int]:
-        """TLS, PKIX and connection-refused errors in every Druid pod's log since `since` (the previous
-        container's too): calls between Druid nodes that failed."""
+    def peer_errors(self, since: str, rolls: PodRolls) -> dict[str, int]:
+        """Failed calls between Druid nodes in every Druid pod's log since `since` (the previous container's too):
+        any TLS or PKIX error, and any connection refused by a pod that was not being restarted at that moment (a
+        node whose process is stopping refuses connections whatever its TLS settings; one that is up must not)."""
         found: dict[str, int] = {}
         for pod in self.view.pods():
             for previous in (False, True):
                 args = ["-n", NS, "logs", pod.name, "-c", "druid", f"--since-time={since}"]
                 text = self.plane.kubectl(*args, *(["--previous"] if previous else []), check=False).stdout
+                stamp = None
                 for line in text.splitlines():
+                    t = LOG_TIME.match(line)
+                    if t:
+                        stamp = datetime.datetime.strptime(t.group(1), "%Y-%m-%dT%H:%M:%S").replace(
+                            tzinfo=datetime.timezone.utc).timestamp()
                     m = PEER_ERROR.search(line)
-                    if m:
-                        key = f"{pod.name}: {m.group(0)}"
-                        found[key] = found.get(key, 0) + 1
+                    if not m:
+                        continue
+                    if m.group(0).startswith("Connection refused"):
+                        target = REFUSED_BY.search(line)
+                        if target and stamp is not None and rolls.was_away(target.group(1), stamp):
+                            continue  # refused by a pod that was restarting
+                    key = f"{pod.name}: {line.strip()[:160]}"
+                    found[key] = found.get(key, 0) + 1
         return found
 
     def _finished(self, name: str) -> str | None:
@@ -121,6 +132,8 @@ class Story:
 
 PEER_ERROR = re.compile(r"PKIX path building failed|SSLHandshakeException|No sslContext set|"
                         r"unable to find valid certification path|Connection refused")
+LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)")  # Druid's log4j2 layout, UTC
+REFUSED_BY = re.compile(r"Connection refused: ([a-z0-9-]+)\.")  # the pod's FQDN starts with its name
 
 
 def _now_rfc3339() -> str:
