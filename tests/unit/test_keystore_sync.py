@@ -39,7 +39,7 @@ def test_the_sidecar_copies_each_new_keystore_as_a_regular_file(tmp_path):
     secret, live = tmp_path / "ssl", tmp_path / "live"
     secret.mkdir(), live.mkdir()
     script = cluster._SYNC_SCRIPT.replace(tls.KEYSTORE_PATH, str(secret / "keystore.jks")).replace(
-        tls.LIVE_KEYSTORE_PATH, str(live / "keystore.jks")).replace("sleep 2", "sleep 0.2")
+        tls.LIVE_KEYSTORE_PATH, str(live / "keystore.jks")).replace("sleep 2 ", "sleep 0.2 ")
     dst = live / "keystore.jks"
     proc = subprocess.Popen(["sh", "-c", script])
     try:
@@ -52,6 +52,10 @@ def test_the_sidecar_copies_each_new_keystore_as_a_regular_file(tmp_path):
         assert _until(lambda: dst.read_bytes() == b"renewed keystore")
         assert not dst.is_symlink() and os.stat(dst).st_ino != first, "replaced by a rename, never written in place"
         assert sorted(p.name for p in live.iterdir()) == ["keystore.jks"], "no temporary file left behind"
+        # The kubelet stops a container with SIGTERM: the sidecar leaves at once, not at the grace period's end.
+        started = time.monotonic()
+        proc.terminate()
+        assert proc.wait(timeout=5) == 0 and time.monotonic() - started < 1.0
     finally:
         proc.kill()
         proc.wait()

@@ -166,11 +166,12 @@ PRE_STOP_SLEEP_S = 3
 KEYSTORE_SYNC = "keystore-sync"
 # Copies the keystore from the Secret volume (symlinks, swapped by the kubelet) to a regular file that Druid's
 # keystore scanner sees change: a copy then a rename, so Druid never reads half a file. POSIX sh and cksum only
-# (every Druid image has them).
-_SYNC_SCRIPT = (f'src={tls.KEYSTORE_PATH}; dst={tls.LIVE_KEYSTORE_PATH}; '
+# (every Druid image has them). As PID 1 the shell ignores SIGTERM unless it traps it, and the pod would wait out
+# its grace period at every restart: it traps it, and sleeps in the background so the trap runs at once.
+_SYNC_SCRIPT = (f"trap 'exit 0' TERM INT; src={tls.KEYSTORE_PATH}; dst={tls.LIVE_KEYSTORE_PATH}; "
                 'while :; do '
                 'if [ -s "$src" ] && [ "$(cksum < "$src")" != "$(cksum < "$dst" 2>/dev/null)" ]; then '
-                'cp "$src" "$dst.tmp" && mv -f "$dst.tmp" "$dst"; fi; sleep 2; done')
+                'cp "$src" "$dst.tmp" && mv -f "$dst.tmp" "$dst"; fi; sleep 2 & wait $!; done')
 
 
 def _keystore_sync(inputs: Inputs, security_context: dict) -> dict:
