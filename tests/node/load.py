@@ -83,16 +83,23 @@ def _kind(error: BaseException) -> str:
 
 
 class QueryLoad:
-    """Runs in a thread until stopped; never sends faster than one query per `interval`."""
+    """Runs in a thread until stopped; sends a query every `interval` (the next one at once when an answer took
+    longer). Where to send it is looked up again every `refresh` seconds by a second thread, as a client's resolver
+    and connection pool would follow a Service: the lookup (kubectl) never delays a query."""
 
     def __init__(self, endpoint: Callable[[], Endpoint], sql: str, auth: tuple[str, str] | None,
-                 interval: float = 0.5, check: Callable[[list], bool] = bool):
-        self._endpoint, self._sql, self._auth, self._interval, self._check = endpoint, sql, auth, interval, check
+                 interval: float = 0.5, check: Callable[[list], bool] = bool, refresh: float = 1.0):
+        self._lookup, self._sql, self._auth, self._interval, self._check = endpoint, sql, auth, interval, check
+        self._refresh = refresh
+        self._endpoint: Endpoint | None = None
         self.report = LoadReport()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="druid-query-load", daemon=True)
+        self._follower = threading.Thread(target=self._follow, name="druid-endpoint", daemon=True)
 
     def __enter__(self) -> "QueryLoad":
+        self._endpoint = self._lookup()
+        self._follower.start()
         self._thread.start()
         return self
 
@@ -102,15 +109,23 @@ class QueryLoad:
     def stop(self) -> LoadReport:
         self._stop.set()
         self._thread.join(timeout=30)
+        self._follower.join(timeout=30)
         return self.report
+
+    def _follow(self) -> None:
+        while not self._stop.wait(self._refresh):
+            try:
+                self._endpoint = self._lookup()
+            except Exception:  # a kubectl hiccup: keep the last known endpoint
+                pass
 
     def _run(self) -> None:
         last_ok = time.monotonic()
+        next_at = time.monotonic()
         while not self._stop.is_set():
-            started = time.monotonic()
             self.report.sent += 1
+            endpoint = self._endpoint
             try:
-                endpoint = self._endpoint()
                 rows = sql_query(endpoint, self._sql, self._auth, timeout=max(self._interval * 4, 2.0))
                 if not self._check(rows):
                     raise ValueError(f"unexpected answer {rows!r:.80}")
@@ -123,5 +138,6 @@ class QueryLoad:
                 self.report.failed += 1
                 kind = _kind(e)
                 self.report.errors[kind] = self.report.errors.get(kind, 0) + 1
-            self._stop.wait(max(0.0, self._interval - (time.monotonic() - started)))
+            next_at = max(next_at + self._interval, time.monotonic())
+            self._stop.wait(max(0.0, next_at - time.monotonic()))
         self.report.longest_gap_s = max(self.report.longest_gap_s, time.monotonic() - last_ok)

@@ -29,7 +29,7 @@ NS, DB = "demo", "druid-cluster"
 DATASOURCE = "tiny"
 COUNT_SQL = f"SELECT COUNT(*) AS n, SUM(added) AS added FROM {DATASOURCE}"
 READY_TIMEOUT_S = 900
-OP_TIMEOUT_S = 900
+OP_TIMEOUT_S = 1800  # three rolls of eight JVM pods
 
 
 def guide_manifest() -> str:
