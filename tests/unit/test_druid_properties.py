@@ -353,4 +353,6 @@ def test_a_node_with_its_tls_port_open_always_has_client_trust():
     """Peers reach a node over HTTPS once it announces a TLS port; every mode that opens one also trusts."""
     assert all(m.client_trust for m in MODES if m.tls_port)
     assert all(m.plaintext_port for m in MODES if not m.services_tls), "Services never point at a closed port"
+    for m in MODES:  # a Service offers only ports every pod of that mode serves
+        assert all((m.tls_port if tls_ else m.plaintext_port) for tls_ in m.service_schemes), m
     assert tls.TLSMode.declared(True) is tls.TLSMode.TLS_ONLY and tls.TLSMode.declared(False) is tls.TLSMode.OFF

@@ -72,22 +72,31 @@ def test_add_walks_every_mode_up_and_remove_walks_down():
 @pytest.mark.parametrize("kind, start", [("AddTLS", TLSMode.OFF), ("RemoveTLS", TLSMode.TLS_ONLY)])
 def test_every_moment_of_every_roll_keeps_all_calls_working(kind, start):
     """During a roll some pods run the previous mode and some the next. Any node may call any other: a caller
-    needs client trust whenever the callee announces a TLS port; the Services (moved only by phases that restart
-    nothing) point at a port every pod serves."""
-    before = start
+    needs client trust whenever the callee announces a TLS port. The Services keep their ports during a roll and
+    take the new mode's after it (UpdateServices); a phase without a roll moves them at once. At every moment each
+    port a Service offers is served by every pod, and the port a client follows (the first) is still offered after
+    it moves, so a client that has not yet followed finds its port."""
+    served = (lambda m, tls: m.tls_port if tls else m.plaintext_port)  # noqa: E731
+    before, services = start, start.service_schemes
     for phase in OP_TYPES[kind].plan.phases:
         if phase.mode is None:
             continue
         after = phase.mode
+        assert OP_TYPES[kind].plan.mode_before(phase) is before
         if phase.rolls:
-            assert before.services_tls == after.services_tls, f"{phase.name} moves the Services during a roll"
+            assert plans.UPDATE_SERVICES in phase.steps[phase.steps.index(plans.RESTART_NODES):], phase.name
             for caller in (before, after):
                 for callee in (before, after):
                     assert caller.client_trust or not callee.tls_port, (phase.name, caller, callee)
-        service_port_open = (lambda m, tls: m.tls_port if tls else m.plaintext_port)  # noqa: E731
-        for pods in (before, after):
-            assert service_port_open(pods, after.services_tls), (phase.name, pods)
-        before = after
+            during = before.service_schemes_during_roll_to(after)
+            assert during and during[0] == services[0], (phase.name, "the port clients use stays first")
+            for pods in (before, after):  # what the Services offer during the roll
+                assert all(served(pods, tls) for tls in during), (phase.name, pods, during)
+        moved = after.service_schemes
+        assert services[0] in moved, (phase.name, "the port clients use left the Service")
+        assert all(served(after, tls) for tls in moved), (phase.name, moved)
+        before, services = after, moved
+    assert services == TLSMode.declared(kind == "AddTLS").service_schemes or kind == "RemoveTLS"
 
 
 def test_a_change_of_ca_keeps_every_caller_trusting_every_callee():
@@ -125,7 +134,7 @@ def test_phase_names_are_unique_and_only_unnamed_phases_have_no_recurring_steps(
 def test_recurring_steps_are_cleared_when_a_phase_completes():
     add = OP_TYPES["AddTLS"].plan
     assert add.recurring_after(0) == set()  # certificates are synced once
-    assert add.recurring_after(1) == {plans.UPDATE_PETSETS, plans.RESTART_NODES}
+    assert add.recurring_after(1) == {plans.UPDATE_PETSETS, plans.RESTART_NODES, plans.UPDATE_SERVICES}
     assert add.recurring_after(3) == {plans.UPDATE_PETSETS}
     assert add.recurring_after(len(add.phases) - 1) == set()
     assert plans.clears(plans.RESTART_NODES, "EvictPod--druid-cluster-historicals-0")

@@ -892,8 +892,11 @@ def test_a_mode_in_progress_sets_ports_probes_mounts_and_services(mode):
     for svc in services(db).values():
         if svc["spec"].get("clusterIP") == "None":
             continue
-        (port,) = svc["spec"]["ports"]
-        assert port["name"] == ("https" if m.services_tls else "http")
+        ports = svc["spec"]["ports"]
+        assert ports[0]["name"] == ("https" if m.services_tls else "http"), "the port clients should use comes first"
+        # While pods serve both ports the Service offers both: a port that leaves a Service takes its forwarding
+        # rules with it at once, so a client that has not yet followed the switch must still find the other.
+        assert [p["name"] for p in ports][1:] == ({"tls-port": ["https"], "tls-services": ["http"]}.get(mode) or [])
 
 
 def test_without_the_annotation_the_spec_declares_the_mode():

@@ -191,17 +191,22 @@ class Provisioner:
         await asyncio.gather(*(self.kube.ensure(c) for c in certificates))
         return certificates
 
-    async def apply(self, db: Druid, inputs: cluster.Inputs) -> list[dict]:
-        """The configuration Secret, the Services and the PetSets (written concurrently); returns the PetSets.
-        Writes nothing when a node's memory cannot hold the JVM Druid needs (Blocked, with the minimum)."""
+    async def apply(self, db: Druid, inputs: cluster.Inputs,
+                    service_schemes: tuple[bool, ...] | None = None) -> list[dict]:
+        """The configuration Secret, the Services (offering `service_schemes` when given: what an op's roll offers
+        while pods move between modes) and the PetSets, written concurrently; returns the PetSets. Writes nothing
+        when a node's memory cannot hold the JVM Druid needs (Blocked, with the minimum)."""
         try:
             petsets = [cluster.petset(db, n, inputs) for n in cluster.nodes(db)]
         except jvm.JvmSizingError as e:
             raise Blocked(e.reason, str(e)) from None
         await asyncio.gather(self.kube.ensure(cluster.config_secret(db, inputs)),
-                             *(self.kube.ensure(s) for s in cluster.services(db, inputs)),
+                             *(self.kube.ensure(s) for s in cluster.services(db, inputs, service_schemes)),
                              *(self.kube.ensure(ps) for ps in petsets))
         return petsets
+
+    async def apply_services(self, db: Druid, inputs: cluster.Inputs) -> None:
+        await asyncio.gather(*(self.kube.ensure(s) for s in cluster.services(db, inputs)))
 
     async def ca_bundle(self, db: Druid) -> tuple[dict | None, list]:
         """The CA bundle Secret and the CAs it holds."""

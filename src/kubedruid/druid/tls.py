@@ -81,8 +81,25 @@ class TLSMode(enum.Enum):
 
     @property
     def services_tls(self) -> bool:
-        """The Druid's Services (what clients use) point at the TLS ports."""
+        """The Druid's Services (what clients use) point at the TLS ports first."""
         return self in (TLSMode.TLS_SERVICES, TLSMode.TLS_ONLY)
+
+    @property
+    def service_schemes(self) -> tuple[bool, ...]:
+        """The ports a Service offers, TLS or not, the one clients should use first. While both ports are open the
+        Service offers both, so that a client that has not yet followed a switch keeps a port that answers: a
+        Service's port that disappears takes its forwarding rules with it at once."""
+        if self in (TLSMode.TLS_PORT, TLSMode.TLS_SERVICES):
+            return (self.services_tls, not self.services_tls)
+        return (self.services_tls,)
+
+    def serves(self, tls: bool) -> bool:
+        return self.tls_port if tls else self.plaintext_port
+
+    def service_schemes_during_roll_to(self, new: TLSMode) -> tuple[bool, ...]:
+        """While pods move from this mode to `new` one by one, the Services offer the ports they offered that `new`
+        serves too, in the same order (the port clients follow stays first); `new`'s own once every pod runs it."""
+        return tuple(tls for tls in self.service_schemes if new.serves(tls))
 
     @property
     def probes_tls(self) -> bool:

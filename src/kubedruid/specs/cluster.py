@@ -80,8 +80,12 @@ def _owned_meta(name: str, db: Druid, uid: str, labels: dict | None = None) -> d
             "ownerReferences": [druid_ref]}
 
 
-def services(db: Druid, inputs: Inputs) -> list[dict]:
-    name, secure = db.metadata.name, tls_mode(db).services_tls
+def services(db: Druid, inputs: Inputs, schemes: tuple[bool, ...] | None = None) -> list[dict]:
+    """The governing Service and each node type's primary Service, offering the ports of the Druid's TLS mode (or
+    `schemes`, TLS or not, first the one clients should use: what an op's roll offers)."""
+    name, mode = db.metadata.name, tls_mode(db)
+    schemes = schemes or mode.service_schemes
+    secure = schemes[0]
     present = nodes(db)
     governing = {
         "apiVersion": "v1", "kind": "Service", "metadata": _meta(names.governing_service(name), db, inputs),
@@ -99,8 +103,8 @@ def services(db: Druid, inputs: Inputs) -> list[dict]:
             "metadata": _meta(names.primary_service(name, n), db, inputs,
                               {**names.offshoot_labels(name, db.metadata.labels), names.ROLE_LABEL: n.key}),
             "spec": {"type": "ClusterIP", "selector": names.node_labels(name, n),
-                     "ports": [{"name": n.port_name(secure), "port": n.port(secure), "targetPort": n.port(secure),
-                                "protocol": "TCP"}]},
+                     "ports": [{"name": n.port_name(tls_), "port": n.port(tls_), "targetPort": n.port(tls_),
+                                "protocol": "TCP"} for tls_ in schemes]},
         })
     return out
 

@@ -25,6 +25,7 @@ RESTART_NODES = "RestartNodes"
 FINISH = "Finish"  # the Druid's spec becomes the op's target and the mode annotation goes: idempotent, no condition
 REMOVE_TLS_OBJECTS = "RemoveTLSObjects"  # remove: no condition in KubeDB; idempotent deletes
 SETTLE_TLS_MODE = "SettleTLSMode"  # restart: client trust left by a removal goes with the roll; no condition
+UPDATE_SERVICES = "UpdateServices"  # after a roll: the Services offer the new mode's ports; no condition
 SUCCESSFUL = "Successful"
 PLAN = "Plan"  # the plan an op runs (its reason): chosen once, when the op starts
 
@@ -37,7 +38,7 @@ STEP_CONDITIONS = {
     RESTART_NODES: "Successfully restarted all nodes",
 }
 # Steps that record nothing: each is idempotent and cheap, so a re-run simply repeats it.
-UNRECORDED = (FINISH, REMOVE_TLS_OBJECTS, SETTLE_TLS_MODE)
+UNRECORDED = (FINISH, REMOVE_TLS_OBJECTS, SETTLE_TLS_MODE, UPDATE_SERVICES)
 
 DEFAULT_STEP_TIMEOUT_S = 600.0  # KubeDB: 120 retries x 5 s
 
@@ -70,6 +71,16 @@ class Phase:
 class Plan:
     kind: str  # the op's kind (ops/optypes): the Plan condition's reason
     phases: tuple[Phase, ...]
+    starts_from: TLSMode | None = None  # the mode a plan that changes modes starts from
+
+    def mode_before(self, phase: Phase) -> TLSMode | None:
+        """The mode the pods run in when `phase` starts (None: the plan changes no mode)."""
+        mode = self.starts_from
+        for p in self.phases:
+            if p is phase:
+                return mode
+            mode = p.mode or mode
+        raise ValueError(f"{phase.name} is not a phase of {self.kind}")
 
     def recurring_after(self, index: int) -> set[str]:
         """Steps of phase `index` that a later phase runs again: their conditions are cleared when it completes."""

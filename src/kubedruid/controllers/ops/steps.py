@@ -287,8 +287,12 @@ async def update_petsets(ctx: StepContext) -> Wait | None:
     if db.spec.enableSSL:  # the pods about to restart mount the CA bundle: it holds the CA of their certificates
         await ctx.provisioner.ensure_ca_bundle(ctx.druid, db)
     # A pod recreated after an eviction is built from the PetSet as it is then, so no need to wait for the PetSet
-    # controller to observe the new template.
-    await ctx.provisioner.apply(db, inputs)
+    # controller to observe the new template. During a roll that changes the mode the Services offer only ports
+    # both modes serve; the new mode's once every pod runs it (UpdateServices, after the roll).
+    before = ctx.op.plan.mode_before(ctx.phase)
+    during = before.service_schemes_during_roll_to(ctx.phase.mode) \
+        if ctx.phase.rolls and ctx.phase.mode is not None and before is not None else None
+    await ctx.provisioner.apply(db, inputs, service_schemes=during)
     await ctx.record(step, "True", plans.STEP_CONDITIONS[step], event=True)
     return None
 
@@ -449,6 +453,13 @@ def _eviction(pod: str, namespace: str):
     return Pod.Eviction(metadata=ObjectMeta(name=pod, namespace=namespace))
 
 
+async def update_services(ctx: StepContext) -> Wait | None:
+    """After a roll: the Services offer the ports of the mode every pod now runs (idempotent)."""
+    db, inputs, _ = await ctx.provisioner.prepare(ctx.druid)
+    await ctx.provisioner.apply_services(db, inputs)
+    return None
+
+
 async def settle_tls_mode(ctx: StepContext) -> Wait | None:
     """Before a Restart's roll: a Druid left in client trust by a removal (no pod announces a TLS port any more)
     goes back to plain off, so the roll drops the last TLS setting and, after it, the CA bundle goes."""
@@ -477,5 +488,6 @@ STEPS: dict[str, Callable[[StepContext], Awaitable[Wait | None]]] = {
     plans.PRUNE_CA_BUNDLE: prune_ca_bundle,
     plans.FINISH: finish,
     plans.SETTLE_TLS_MODE: settle_tls_mode,
+    plans.UPDATE_SERVICES: update_services,
     plans.REMOVE_TLS_OBJECTS: remove_tls_objects,
 }

@@ -6,15 +6,16 @@ from __future__ import annotations
 
 from kubedruid.druid.tls import TLSMode
 
-from ..plan import CERTIFICATE_SYNCED, FINISH, RESTART_NODES, UPDATE_PETSETS, Phase, Plan
+from ..plan import CERTIFICATE_SYNCED, FINISH, RESTART_NODES, UPDATE_PETSETS, UPDATE_SERVICES, Phase, Plan
 from .base import OpType, needs_issuer, requested_tls
 
-ROLL = (UPDATE_PETSETS, RESTART_NODES)
+# The Services keep their ports during a roll and take the new mode's once every pod runs it.
+ROLL = (UPDATE_PETSETS, RESTART_NODES, UPDATE_SERVICES)
 
 OP = OpType(
     kind="AddTLS", request_type="ReconfigureTLS", target=requested_tls, preflight=needs_issuer,
     what="issues the certificates, then rolls in client trust, the TLS port beside plaintext, and TLS only",
-    plan=Plan("AddTLS", (
+    plan=Plan("AddTLS", starts_from=TLSMode.OFF, phases=(
         Phase(None, (CERTIFICATE_SYNCED,)),
         Phase("ClientTrustRolledOut", ROLL, TLSMode.CLIENT_TRUST,
               "every node trusts the issuer's CA for its calls to peers; all serve plaintext only"),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from kubedruid.druid.tls import TLSMode
 
-from ..plan import FINISH, REMOVE_TLS_OBJECTS, RESTART_NODES, UPDATE_PETSETS, Phase, Plan
+from ..plan import FINISH, REMOVE_TLS_OBJECTS, RESTART_NODES, UPDATE_PETSETS, UPDATE_SERVICES, Phase, Plan
 from .base import OpType, needs_tls
 
 
@@ -17,12 +17,13 @@ def without_tls(druid_spec: dict, ops: dict) -> dict:
     return spec
 
 
-ROLL = (UPDATE_PETSETS, RESTART_NODES)
+# The Services keep their ports during a roll and take the new mode's once every pod runs it.
+ROLL = (UPDATE_PETSETS, RESTART_NODES, UPDATE_SERVICES)
 
 OP = OpType(
     kind="RemoveTLS", request_type="ReconfigureTLS", target=without_tls, preflight=needs_tls("remove"),
     what="rolls in plaintext beside TLS, moves the Services to plaintext, then rolls the TLS port off",
-    plan=Plan("RemoveTLS", (
+    plan=Plan("RemoveTLS", starts_from=TLSMode.TLS_ONLY, phases=(
         Phase("PlaintextOpened", ROLL, TLSMode.TLS_SERVICES, "every node serves plaintext beside TLS",
               renders_target=False),
         Phase("ServicesSwitchedToPlaintext", (UPDATE_PETSETS,), TLSMode.TLS_PORT,
