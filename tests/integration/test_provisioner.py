@@ -116,7 +116,8 @@ def test_tls_druid_from_creation_gets_certificates_tls_ports_and_properties(kube
         assert [p.containerPort for p in container.ports] == [TLS_PORTS[role]]
         assert container.readinessProbe.httpGet.scheme == "HTTPS"
         mounts = {m.mountPath: m.name for m in container.volumeMounts}
-        assert "/opt/druid/ssl" in mounts
+        assert {"/opt/druid/ssl", "/opt/druid/tls-live", "/opt/druid/trust"} <= set(mounts)
+        assert [c.name for c in pod.spec.initContainers or []] == ["keystore-sync"]
     governing = kube.get(Service, f"{db}-pods", namespace=ns)
     assert sorted(p.port for p in governing.spec.ports) == sorted(TLS_PORTS.values())
     assert [p.port for p in kube.get(Service, f"{db}-routers", namespace=ns).spec.ports] == [9088]
@@ -124,7 +125,12 @@ def test_tls_druid_from_creation_gets_certificates_tls_ports_and_properties(kube
     druid = kube.get(Druid, db, namespace=ns)
     common = _config(kube, db, ns, druid.metadata.uid)["common.runtime.properties"]
     assert common["druid.enableTlsPort"] == "true" and common["druid.enablePlaintextPort"] == "false"
-    assert common["druid.server.https.keyStorePath"] == "/opt/druid/ssl/keystore.jks"
+    # the regular-file copy the keystore sidecar keeps, reloaded by Druid; trust from the operator's CA bundle
+    assert common["druid.server.https.keyStorePath"] == "/opt/druid/tls-live/keystore.jks"
+    assert common["druid.server.https.reloadSslContext"] == "true"
+    assert common["druid.client.https.trustStorePath"] == "/opt/druid/trust/truststore.p12"
+    trusted = x509.load_pem_x509_certificates(secret_data(kube, f"{db}-ca-bundle", ns)["ca.crt"])
+    assert trusted == x509.load_pem_x509_certificates(secret_data(kube, f"{db}-server-cert", ns)["ca.crt"])
     assert common["druid.client.https.validateHostnames"] == "true"
     assert "simple-client-sslcontext" in json.loads(common["druid.extensions.loadList"])
     assert druid["spec"]["enableSSL"] is True
