@@ -41,7 +41,11 @@ kubectl delete namespace demo --ignore-not-found --wait=true --timeout=300s >/de
 kubectl create namespace demo
 version=36.0.0 ready_timeout=180s
 if [ "$mode" = real ]; then  # a Druid version whose image was built here, and the guide's S3 deep storage
-  version=$(kubectl get druidversions -l kubedruid.dev/image=local -o jsonpath='{.items[-1:].spec.version}')
+  # the newest whose image runs KubeDB's default configuration (MySQL metadata, basic security, S3)
+  version=$(kubectl get druidversions -l kubedruid.dev/image=local,kubedruid.dev/runs-defaults=true \
+    -o jsonpath='{.items[-1:].spec.version}')
+  [ -n "$version" ] || { echo "error: no local Druid image runs the default configuration" \
+    "(kubectl get druidversions -L kubedruid.dev/runs-defaults)" >&2; exit 1; }
   ready_timeout=900s
   kubectl apply -f examples/s3-local.yaml
 fi

@@ -391,3 +391,17 @@ def test_druid_sh_drops_loadlist_entries_this_image_lacks_and_names_them(tmp_pat
     common_props = _props(out / "conf" / "cluster" / "_common" / "common.runtime.properties")
     assert common_props["druid.extensions.loadList"] == '["druid-datasketches"]'
     assert "lacks the extension(s) druid-kafka-indexing-service" in proc.stdout + proc.stderr
+
+
+def test_local_druid_versions_say_whether_their_image_runs_the_default_configuration():
+    import yaml
+
+    from kubedruid.devcluster.node import DEFAULT_CONFIG_EXTENSIONS, local_druid_versions_manifest
+
+    full = set(DEFAULT_CONFIG_EXTENSIONS) | {"druid-datasketches"}
+    present = {"28.0.0": full, "33.0.0": full - {"mysql-metadata-storage"}}.get
+    docs = list(yaml.safe_load_all(local_druid_versions_manifest(["28.0.0", "33.0.0"], present)))
+    labels = {d["metadata"]["name"]: d["metadata"]["labels"] for d in docs}
+    assert labels["28.0.0"]["kubedruid.dev/runs-defaults"] == "true"
+    assert labels["33.0.0"]["kubedruid.dev/runs-defaults"] == "false"
+    assert all(v["kubedruid.dev/image"] == "local" for v in labels.values())

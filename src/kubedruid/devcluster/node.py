@@ -311,12 +311,26 @@ def local_druid_versions(plane: PlaneLayout) -> list[str]:
     return json.loads(path.read_text()) if path.exists() else []
 
 
-def local_druid_versions_manifest(versions: list[str]) -> str:
-    """DruidVersion objects for the Druid versions that have a local image (labelled, so users can tell)."""
+# What KubeDB's default Druid (and its reconfigure-TLS guide) needs in the image: MySQL metadata, basic security,
+# S3 deep storage, the TLS client.
+DEFAULT_CONFIG_EXTENSIONS = ("mysql-metadata-storage", "druid-basic-security", "druid-s3-extensions",
+                             "simple-client-sslcontext")
+RUNS_DEFAULTS_LABEL = "kubedruid.dev/runs-defaults"
+
+
+def local_druid_versions_manifest(versions: list[str], present=None) -> str:
+    """DruidVersion objects for the Druid versions that have a local image (labelled, so users can tell), each
+    saying whether its image runs the default configuration (`kubedruid.dev/runs-defaults`): Maven Central here
+    lacks some extensions at some versions (33.0.0 has no MySQL metadata extension that links)."""
+    from .images import druid_extensions_present
+
+    present = present or druid_extensions_present
     docs = []
     for v in versions:
         obj = druid_version(v).to_dict()
-        obj["metadata"].setdefault("labels", {})[LOCAL_IMAGE_LABEL] = "local"
+        labels = obj["metadata"].setdefault("labels", {})
+        labels[LOCAL_IMAGE_LABEL] = "local"
+        labels[RUNS_DEFAULTS_LABEL] = str(set(DEFAULT_CONFIG_EXTENSIONS) <= present(v)).lower()
         docs.append(obj)
     return yaml.safe_dump_all(docs)
 
