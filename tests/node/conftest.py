@@ -80,7 +80,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         if key == "ops":
             for op, f in value.items():
                 tr.write_line(f"  {op:14s} {f['phase']:10s} wall {f['wall_s']:6.1f} s  queries {f['queries_sent']:4d} "
-                              f"failed {f['queries_failed']:4d}  longest gap {f['longest_gap_s']:5.1f} s  "
+                              f"failed {f['queries_failed']:4d}  longest gap {f['longest_gap_s']:5.1f} s  slowest "
+                              f"{f.get('slowest_answer_s', 0):4.1f} s ({f.get('answers_over_2s', 0)} over 2 s)  "
                               f"rolls {sorted(set(f['rolls'].values()))} of {f['pods']} pods  errors {f['errors']}  "
                               f"peer errors {len(f['peer_errors'])}")
         elif isinstance(value, dict):

@@ -80,6 +80,8 @@ class Story:
         figures = {"phase": phase, "wall_s": round(wall, 1), "queries_sent": load.report.sent,
                    "queries_failed": load.report.failed, "longest_gap_s": round(load.report.longest_gap_s, 1),
                    "errors": load.report.errors, "answered_over": load.report.schemes,
+                   "slowest_answer_s": round(load.report.slowest_s, 1),
+                   "answers_over_2s": load.report.slower_than_2s,
                    "rolls": rolls.rolls(), "pods": len(rolls.seen),
                    "peer_errors": self.peer_errors(since, rolls)}
         REPORT.setdefault("ops", {})[label] = figures
