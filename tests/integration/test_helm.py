@@ -3,6 +3,7 @@ provision a Druid and add TLS to it while running under the chart's ServiceAccou
 
 from __future__ import annotations
 
+import datetime
 import json
 import subprocess
 import sys
@@ -14,7 +15,11 @@ from lightkube import codecs
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.core_v1 import Namespace
+from prometheus_client import generate_latest
 
+from kubedruid.certs import inventory
+from kubedruid.certs.served import Served
+from kubedruid.controllers.serving import SERVED_CERTIFICATES
 from kubedruid.devcluster.binaries import build
 
 from .conftest import free_port, wait_for
@@ -36,6 +41,32 @@ def test_helm_lint_is_clean(helm):
     result = subprocess.run([helm, "lint", str(CHART), "--strict"], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 chart(s) linted, 0 chart(s) failed" in result.stdout
+
+
+def test_the_prometheus_rule_lints_and_alerts_on_metrics_the_operator_serves(helm):
+    """The served-certificate alerts (issue 11): lint-clean with the rule on, and each expression names a metric
+    that the operator's /metrics really has (from its collectors, as a scrape sees them)."""
+    lint = subprocess.run([helm, "lint", str(CHART), "--strict", "--set", "prometheusRule.enabled=true"],
+                          capture_output=True, text=True)
+    assert lint.returncode == 0 and "0 chart(s) failed" in lint.stdout, lint.stdout + lint.stderr
+    rendered = subprocess.run([helm, "template", "kubedruid", str(CHART), "--set", "prometheusRule.enabled=true",
+                               "--show-only", "templates/prometheusrule.yaml"], capture_output=True, text=True,
+                              check=True).stdout
+    (rule,) = [d for d in yaml.safe_load_all(rendered) if d]
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert alerts["DruidServedCertificateExpiresSoon"]["expr"] == \
+        "kubedruid_served_certificate_expiry_seconds < 7 * 24 * 3600"
+    assert alerts["DruidServedCertificateNotIssued"]["for"] == "10m"
+    now = datetime.datetime.now(datetime.timezone.utc)
+    SERVED_CERTIFICATES.observe("ns", "db", [inventory.entry("db-routers-0", Served(1, "CN=ca", now, now, "00"))],
+                                mismatch=True)
+    scraped = generate_latest().decode()
+    SERVED_CERTIFICATES.forget("ns", "db")
+    for alert in alerts.values():
+        metric = alert["expr"].split()[0]
+        assert f"\n{metric}{{" in scraped, (metric, "not served by the operator")
+    default = subprocess.run([helm, "template", "kubedruid", str(CHART)], capture_output=True, text=True, check=True)
+    assert "kind: PrometheusRule" not in default.stdout, "off by default: its CRD comes with the Prometheus Operator"
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import datetime
 import json
 import re
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -198,10 +199,13 @@ def test_ingested_rows_come_back_through_the_router_service(story):
 
 def _assert_serves(story, *, tls: bool, issuer_cn: str | None = None) -> None:
     """A handshake from the host with every pod: TLS with the Secret's certificate (verified against the published
-    CA bundle and the pod's FQDN) and plaintext closed, or plaintext open and TLS closed."""
+    CA bundle and the pod's FQDN) and plaintext closed, or plaintext open and TLS closed. The Druid's served-
+    certificate inventory (the operator's own handshakes, status.servedCertificates) says the same."""
     expected = story.server_cert() if tls else None
+    handshakes = {}
     for pod in story.view.pods():
         tls_port, plain_port = story.view.served(pod, story.bundle.file() if tls else None)
+        handshakes[pod.name] = tls_port
         if tls:
             assert tls_port.open and tls_port.error is None, tls_port
             assert tls_port.serial == expected.serial_number, (pod.name, "serves a certificate other than the Secret's")
@@ -210,6 +214,21 @@ def _assert_serves(story, *, tls: bool, issuer_cn: str | None = None) -> None:
         else:
             assert plain_port.open and plain_port.error is None, plain_port
             assert not tls_port.open, tls_port
+
+    def inventory():
+        return (story.view.druid().get("status") or {}).get("servedCertificates") or []
+
+    if not tls:
+        wait(lambda: inventory() == [], 60, "no served-certificate inventory without TLS", interval=1)
+        return
+
+    def matches() -> bool:
+        recorded = {e["pod"]: e for e in inventory()}
+        return set(recorded) == set(handshakes) and all(
+            recorded[p].get("serial") == format(h.serial, "X") and recorded[p].get("fingerprint") == h.fingerprint
+            and recorded[p].get("issuer") == h.issuer for p, h in handshakes.items())
+
+    wait(matches, 120, "the Druid's served-certificate inventory to match a handshake with every pod", interval=1)
 
 
 def _assert_uninterrupted(figures: dict, rolls: int, label: str) -> None:
@@ -255,10 +274,19 @@ def test_rotate_reloads_without_restarts(story):
     _assert_uninterrupted(figures, 0, "rotate")
 
 
-def test_a_cert_manager_renewal_reaches_every_pod_without_restarts(story):
+def test_a_cert_manager_renewal_reaches_every_pod_without_restarts(story, operator):
     """What `cmctl renew` does (the Certificate's Issuing condition): cert-manager re-issues on its own, no op
-    involved; the operator makes every pod serve the new certificate."""
+    involved; the operator makes every pod serve the new certificate. Its mismatch gauge (served != issued) goes
+    1 -> 0 on the way."""
     before = story.server_cert().serial_number
+    mismatch_seen = []
+
+    def mismatch() -> float | None:
+        with urllib.request.urlopen(f"http://127.0.0.1:{operator.probe_port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        m = re.search(r'^kubedruid_served_certificate_mismatch\{druid="%s",namespace="%s"\} (\S+)$' % (DB, NS),
+                      text, re.M)
+        return float(m.group(1)) if m else None
 
     def renew():
         story.plane.kubectl("-n", NS, "patch", "certificate", f"{DB}-server-cert", "--subresource=status",
@@ -268,14 +296,21 @@ def test_a_cert_manager_renewal_reaches_every_pod_without_restarts(story):
                                 "lastTransitionTime": _now_rfc3339()}]}}))
 
     def served_everywhere():
+        value = mismatch()
+        if not mismatch_seen or mismatch_seen[-1] != value:
+            mismatch_seen.append(value)
         serial = story.server_cert().serial_number
         if serial == before:
             return None
         served = [story.view.served(p, story.bundle.file())[0].serial for p in story.view.pods()]
         return "Successful" if set(served) == {serial} else None
 
+    mismatch_seen.append(mismatch())  # after the rotation, before the renewal
     figures = story.under_load("renewal", renew, served_everywhere, _rows_counted)
     _assert_serves(story, tls=True, issuer_cn="ca")
+    wait(lambda: mismatch() == 0.0, 60, "the mismatch gauge back to 0", interval=0.5)
+    assert mismatch_seen[0] == 0.0 and 1.0 in mismatch_seen, mismatch_seen  # 0 -> 1 (renewed, not yet served) -> 0
+    REPORT["renewal_mismatch_gauge"] = mismatch_seen + [mismatch()]
     serving = _condition(story.view.druid(), "ServingIssuedCertificate")
     wait(lambda: _condition(story.view.druid(), "ServingIssuedCertificate")["status"] == "True", 60,
          "the Druid to report the renewed serial served", interval=1)

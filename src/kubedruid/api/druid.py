@@ -133,10 +133,24 @@ class DruidSpec(KubeModel):
     autoOps: AutoOpsSpec | None = None
 
 
+class ServedCertificate(KubeModel):
+    """What one pod serves on its TLS port, from the operator's handshake (kubedruid's addition to KubeDB's status;
+    certs/inventory.py): the certificate, or why there was no handshake."""
+
+    pod: str
+    serial: str | None = None  # upper-case hex, as openssl prints it
+    issuer: str | None = None
+    notBefore: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    notAfter: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
+    fingerprint: str | None = None  # SHA-256 of the DER certificate, hex
+    error: str | None = None
+
+
 class DruidStatus(KubeModel):
     phase: DruidPhase | None = None
     observedGeneration: int | None = None
     conditions: list[Condition] | None = None
+    servedCertificates: list[ServedCertificate] | None = None
 
 
 class Druid(Resource):

@@ -18,13 +18,14 @@ HANDSHAKE_TIMEOUT_S = 3.0
 class Served:
     serial: int
     issuer: str
+    not_before: datetime.datetime
     not_after: datetime.datetime
     fingerprint: str  # SHA-256, hex
 
     @classmethod
     def of(cls, cert: x509.Certificate) -> Served:
-        return cls(cert.serial_number, cert.issuer.rfc4514_string(), cert.not_valid_after_utc,
-                   cert.fingerprint(hashes.SHA256()).hex())
+        return cls(cert.serial_number, cert.issuer.rfc4514_string(), cert.not_valid_before_utc,
+                   cert.not_valid_after_utc, cert.fingerprint(hashes.SHA256()).hex())
 
 
 class HandshakeFailed(Exception):

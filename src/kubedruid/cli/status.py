@@ -12,6 +12,7 @@ from lightkube.resources.core_v1 import Secret
 from rich.table import Table
 from rich.text import Text
 
+from kubedruid.certs.inventory import serial_hex
 from kubedruid.druid.tls import CLIENT_ALIAS, SERVER_ALIAS
 
 from .common import (
@@ -33,11 +34,6 @@ from .kubeconn import Connection
 from .output import age, console, emit, handle_errors, iso
 
 ALIASES = (SERVER_ALIAS, CLIENT_ALIAS)
-
-
-def serial_hex(serial: int) -> str:
-    """openssl's spelling of a serial number: upper-case hex."""
-    return format(serial, "X")
 
 
 def _leaf(conn: Connection, secret_name: str) -> x509.Certificate | None:
@@ -89,7 +85,15 @@ def collect(conn: Connection, name: str) -> dict:
             "version": (druid.get("spec") or {}).get("version"),
             "paused": bool(paused),
             "tls": {"enabled": tls_enabled(druid), "issuer": issuer},
-            "certificates": certs, "ops": history}
+            "certificates": certs, "served": served_info(druid, certs), "ops": history}
+
+
+def served_info(druid: dict, certs: list[dict]) -> list[dict]:
+    """What each pod really serves, as the operator last saw it by a handshake (status.servedCertificates), and
+    whether that is the certificate cert-manager issued."""
+    issued = next((c["serial"] for c in certs if c["alias"] == SERVER_ALIAS), None)
+    return [{**e, "issued": e.get("serial") == issued if e.get("serial") else None}
+            for e in (druid.get("status") or {}).get("servedCertificates") or []]
 
 
 def render(data: dict) -> None:
@@ -119,6 +123,19 @@ def render(data: dict) -> None:
     else:
         out.print("[bold]Certificates[/bold]  none")
 
+    if data["served"]:
+        out.print()
+        table = Table(title="Served (a handshake with each pod's TLS port)", title_justify="left", title_style="bold")
+        for col in ("pod", "serial", "issued", "issuer", "not after", "sha-256"):
+            table.add_column(col, overflow="fold")
+        for e in data["served"]:
+            if e.get("error"):
+                table.add_row(e["pod"], Text(e["error"], style="yellow"), "-", "-", "-", "-")
+                continue
+            table.add_row(e["pod"], e["serial"], Text("yes", style="green") if e["issued"] else
+                          Text("no", style="red"), e["issuer"], e["notAfter"], e["fingerprint"][:16] + "...")
+        out.print(table)
+
     out.print()
     if data["ops"]:
         table = Table(title="Ops requests (oldest first)", title_justify="left", title_style="bold")
@@ -139,7 +156,8 @@ def status(
     output: OutputOpt = None, namespace: NamespaceOpt = None, context: ContextOpt = None,
     kubeconfig: KubeconfigOpt = None,
 ) -> None:
-    """A Druid's phase, TLS, issuer, certificates (serial, issuer DN, notAfter) and ops history."""
+    """A Druid's phase, TLS, issuer, certificates (serial, issuer DN, notAfter), what each pod serves, and its ops
+    history."""
     conn = open_target(namespace, context, kubeconfig)
     data = collect(conn, druid)
     if output:

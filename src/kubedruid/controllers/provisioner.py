@@ -68,8 +68,9 @@ class Provisioner:
             raw = await self.kube.patch(DRUID_API, "Druid", name, {"metadata": {"finalizers": finalizers}}, namespace)
 
         conditions = (raw.get("status") or {}).get("conditions") or []
-        # Renewals reach the pods even while an op holds the pause (renewal.py).
-        conditions, renew_again = await self.renewals.check(raw, conditions)
+        # Renewals reach the pods even while an op holds the pause (renewal.py); the same check says what they serve.
+        checked = await self.renewals.check(raw, conditions)
+        conditions, renew_again, served = checked.conditions, checked.again, checked.served
         paused = cond.get_condition(conditions, st.PAUSED)
         if paused is not None and await self._pause_is_stale(namespace, paused):
             # The op that paused the Druid is gone or finished: never leave a Druid paused.
@@ -82,11 +83,11 @@ class Provisioner:
                 conditions = cond.set_condition(conditions, st.PAUSED, "True", "Paused",
                                                 paused.get("message") or "Paused by an ops request",
                                                 raw["metadata"].get("generation"))
-                await self._write_status(raw, conditions)
+                await self._write_status(raw, conditions, served)
                 await self.kube.event(raw, "Normal", "Paused", f"Paused Druid {namespace}/{name}: "
                                       f"{paused.get('message') or 'an ops request is in progress'}")
-            elif conditions != ((raw.get("status") or {}).get("conditions") or []):
-                await self._write_status(raw, conditions)
+            else:
+                await self._write_status(raw, conditions, served)
             return renew_again
 
         generation = raw["metadata"].get("generation")
@@ -104,7 +105,7 @@ class Provisioner:
                 await self.kube.event(raw, "Warning", b.reason, b.message)
                 log.info("druid %s/%s blocked: %s", namespace, name, b.message)
             again = None
-        await self._write_status(raw, conditions)
+        await self._write_status(raw, conditions, served)
         return min((t for t in (again, renew_again) if t is not None), default=None)
 
     async def _pause_is_stale(self, namespace: str, paused: dict) -> bool:
@@ -114,10 +115,13 @@ class Provisioner:
         ops = await self.kube.get("ops.kubedb.com/v1alpha1", "DruidOpsRequest", ops_name, namespace)
         return ops is None or ((ops.get("status") or {}).get("phase") in ops_queue.FINISHED)
 
-    async def _write_status(self, raw: dict, conditions: list[dict]) -> None:
+    async def _write_status(self, raw: dict, conditions: list[dict], served: list[dict] | None = None) -> None:
+        """Writes only what changed; `served`: a new servedCertificates (None keeps the recorded one)."""
         status = raw.get("status") or {}
         new = {"phase": st.phase(conditions), "observedGeneration": raw["metadata"].get("generation"),
                "conditions": conditions}
+        if served is not None:
+            new["servedCertificates"] = served or None  # merge patch: null removes the field
         if any(status.get(k) != v for k, v in new.items()):
             await self.kube.patch(DRUID_API, "Druid", raw["metadata"]["name"], {"status": new},
                                   raw["metadata"]["namespace"], status=True)

@@ -7,6 +7,10 @@ pod was last seen serving; when the Secret holds another, each pod is touched (t
 volume, the keystore sidecar copies, Druid reloads) and checked by a handshake. Pods that cannot reload, or still
 serve the old serial after tls.RELOAD_BUDGET_S, are restarted by a Restart DruidOpsRequest the operator creates, so the
 restart is queued, paced and recorded like any other. Pods that cannot be reached are reported, not restarted.
+
+The same handshakes are the Druid's served-certificate inventory (`status.servedCertificates`, certs/inventory.py,
+and the served-certificate metrics): taken at each renewal, after every op, once after the operator starts and every
+inventory.INVENTORY_EVERY_S; a served certificate near its notAfter with no renewal under way is a Warning.
 """
 
 from __future__ import annotations
@@ -17,12 +21,13 @@ import datetime
 import logging
 import re
 import time
+from dataclasses import dataclass
 
 from cryptography import x509
 from pydantic import ValidationError
 
 from kubedruid.api import Druid, apply_defaults
-from kubedruid.certs import bundle
+from kubedruid.certs import bundle, inventory
 from kubedruid.certs.served import HandshakeFailed, served_certificate
 from kubedruid.druid import tls
 from kubedruid.druid.nodes import BY_KEY
@@ -33,10 +38,13 @@ from kubedruid.specs import status as st
 
 from .ops import queue as ops_queue
 from .ops.plan import restart_pods
+from .serving import SERVED_CERTIFICATES
 
 log = logging.getLogger("kubedruid.renewal")
 
 SERVING = "ServingIssuedCertificate"
+# A served certificate nears its notAfter and no renewal is under way (cert-manager is not renewing it).
+EXPIRING = "ServedCertificateExpiring"
 RENEWAL_OPS_LABEL = "tls.kubedruid.dev/renewal-of"
 CHECK_AGAIN_S = 3.0
 UNVERIFIED_AGAIN_S = 60.0
@@ -53,33 +61,54 @@ def _since(c: dict) -> float:
     return (datetime.datetime.now(datetime.timezone.utc) - t0).total_seconds()
 
 
+@dataclass
+class Checked:
+    conditions: list[dict]
+    again: float | None  # when to look again
+    served: list[dict] | None = None  # a new status.servedCertificates (certs/inventory.py); None: unchanged
+
+
 class Renewals:
     def __init__(self, kube: Kube):
         self.kube = kube
         # (namespace, name) -> (serial, when) of the last check that could not reach a pod: any reconcile may ask
         # again, but handshakes that time out are not repeated more often than UNVERIFIED_AGAIN_S.
         self._unverified: dict[tuple[str, str], tuple[str, float]] = {}
+        # (namespace, name) -> when every pod was last handshaken with (the inventory's age); forgotten while an op
+        # holds the pause, so that the first check after it looks again.
+        self._checked_at: dict[tuple[str, str], float] = {}
 
-    async def check(self, raw: dict, conditions: list[dict]) -> tuple[list[dict], float | None]:
-        """The Druid's conditions with SERVING brought up to date, and when to look again."""
+    async def check(self, raw: dict, conditions: list[dict]) -> Checked:
+        """The Druid's conditions with SERVING brought up to date, what every pod serves, and when to look again."""
         try:
             db = apply_defaults(Druid.model_validate(raw))
         except ValidationError:
-            return conditions, None
-        if not cluster.tls_mode(db).tls_port or not cluster.server_cert_secret(db):
-            return cond.remove_condition(conditions, SERVING), None
-        if await self._tls_op_holds_the_pause(raw, conditions):
-            return conditions, None
+            return Checked(conditions, None)
         ns, name = db.metadata.namespace, db.metadata.name
+        recorded = (raw.get("status") or {}).get("servedCertificates")
+        if not cluster.tls_mode(db).tls_port or not cluster.server_cert_secret(db):
+            SERVED_CERTIFICATES.forget(ns, name)
+            self._checked_at.pop((ns, name), None)
+            conditions = cond.remove_condition(cond.remove_condition(conditions, SERVING), EXPIRING)
+            return Checked(conditions, None, [] if recorded else None)
+        paused = cond.get_condition(conditions, st.PAUSED) is not None
+        if paused:
+            self._checked_at.pop((ns, name), None)
+        if await self._tls_op_holds_the_pause(raw, conditions):
+            return Checked(conditions, None)
         secret = await self.kube.get("v1", "Secret", cluster.server_cert_secret(db), ns)
         leaf = ((secret or {}).get("data") or {}).get("tls.crt")
         if not leaf:
-            return conditions, None
-        issued = f"{x509.load_pem_x509_certificate(base64.b64decode(leaf)).serial_number:x}"
+            return Checked(conditions, None)
+        issued_serial = x509.load_pem_x509_certificate(base64.b64decode(leaf)).serial_number
+        issued = f"{issued_serial:x}"
         generation = raw["metadata"].get("generation")
         current = cond.get_condition(conditions, SERVING)
         if current and current["status"] == "True" and _serial_of(current["message"]) == issued:
-            return conditions, None  # every pod serves what the Secret holds: nothing to do
+            due = self._inventory_due(ns, name, recorded)
+            if paused or due > 0:  # every pod serves what the Secret holds: nothing to do until the next look
+                SERVED_CERTIFICATES.observe(ns, name, recorded, mismatch=False)
+                return Checked(conditions, None if paused else due)
         if current is None or _serial_of(current["message"]) != issued:
             if current is not None:  # not the first certificate: a renewal
                 await self.kube.event(raw, "Normal", "CertificateRenewed", f"cert-manager issued serial {issued} "
@@ -91,36 +120,71 @@ class Renewals:
         last = self._unverified.get((ns, name))
         if current["reason"] == "Unverified" and last and last[0] == issued and \
                 time.monotonic() - last[1] < UNVERIFIED_AGAIN_S:
-            return conditions, UNVERIFIED_AGAIN_S - (time.monotonic() - last[1])
+            return Checked(conditions, UNVERIFIED_AGAIN_S - (time.monotonic() - last[1]))
         bundle_secret = await self.kube.get("v1", "Secret", names.ca_bundle_secret(name), ns)
         ca_pem = base64.b64decode(((bundle_secret or {}).get("data") or {}).get(bundle.CA_KEY) or "")
         replicas = {k: n.replicas for k, n in db.spec.topology.nodes().items()}
         pods = restart_pods(name, replicas)
         results = await asyncio.gather(*(self._pod(ns, name, p, issued, ca_pem) for p in pods))
-        stale = [p for p, r in zip(pods, results) if r == "stale"]
-        unreachable = [p for p, r in zip(pods, results) if r == "unreachable"]
+        self._checked_at[(ns, name)] = time.monotonic()
+        served = [e for _, e in results]
+        verdicts = [v for v, _ in results]
+        SERVED_CERTIFICATES.observe(ns, name, served, mismatch=bool(inventory.serving_other(served, issued_serial)))
+        stale = [p for p, r in zip(pods, verdicts) if r == "stale"]
+        unreachable = [p for p, r in zip(pods, verdicts) if r == "unreachable"]
         if not stale and not unreachable:
-            await self.kube.event(raw, "Normal", "CertificateServed", f"every pod serves serial {issued}")
-            return cond.set_condition(conditions, SERVING, "True", "Served",
-                                      f"every pod serves serial {issued}", generation), None
-        cannot_reload = [p for p, r in zip(pods, results) if r == "cannot-reload"]
+            conditions = await self._expiring(raw, conditions, served, generation)
+            if current["status"] != "True":
+                await self.kube.event(raw, "Normal", "CertificateServed", f"every pod serves serial {issued}")
+            return Checked(cond.set_condition(conditions, SERVING, "True", "Served",
+                                              f"every pod serves serial {issued}", generation),
+                           None if paused else inventory.INVENTORY_EVERY_S, served)
+        if current["status"] == "True":  # a pod fell behind since the last look: it gets the reload budget again
+            conditions = cond.set_condition(conditions, SERVING, "False", "Pending",
+                                            f"waiting for every pod to serve serial {issued}", generation)
+            current = cond.get_condition(conditions, SERVING)
+        cannot_reload = [p for p, r in zip(pods, verdicts) if r == "cannot-reload"]
         if cannot_reload or (stale and _since(current) > tls.RELOAD_BUDGET_S):
             await self._request_restart(raw, issued)
-            return cond.set_condition(conditions, SERVING, "False", "RestartRequested",
-                                      f"waiting for every pod to serve serial {issued}: restarting "
-                                      f"{', '.join(cannot_reload + stale)}", generation), CHECK_AGAIN_S * 10
+            return Checked(cond.set_condition(conditions, SERVING, "False", "RestartRequested",
+                                              f"waiting for every pod to serve serial {issued}: restarting "
+                                              f"{', '.join(cannot_reload + stale)}", generation),
+                           CHECK_AGAIN_S * 10, served)
         if unreachable and not stale:
             self._unverified[(ns, name)] = (issued, time.monotonic())
-            return cond.set_condition(conditions, SERVING, "False", "Unverified",
-                                      f"waiting for every pod to serve serial {issued}: no handshake with "
-                                      f"{', '.join(unreachable)}", generation), UNVERIFIED_AGAIN_S
-        return conditions, CHECK_AGAIN_S
+            return Checked(cond.set_condition(conditions, SERVING, "False", "Unverified",
+                                              f"waiting for every pod to serve serial {issued}: no handshake with "
+                                              f"{', '.join(unreachable)}", generation), UNVERIFIED_AGAIN_S, served)
+        return Checked(conditions, CHECK_AGAIN_S, served)
 
-    async def _pod(self, ns: str, db: str, pod_name: str, issued: str, ca_pem: bytes) -> str:
-        """served | stale | cannot-reload | unreachable"""
+    def _inventory_due(self, ns: str, name: str, recorded: list[dict] | None) -> float:
+        """Seconds until every pod should be handshaken with again (0: now)."""
+        at = self._checked_at.get((ns, name))
+        if at is None or recorded is None:
+            return 0.0
+        every = inventory.UNREACHABLE_AGAIN_S if inventory.unreachable(recorded) else inventory.INVENTORY_EVERY_S
+        return max(0.0, every - (time.monotonic() - at))
+
+    async def _expiring(self, raw: dict, conditions: list[dict], served: list[dict], generation) -> list[dict]:
+        """EXPIRING while a pod serves a certificate near its notAfter and no renewal is under way (every pod serves
+        the issued one): cert-manager is not renewing it. A Warning event when that starts."""
+        near = inventory.nearing_expiry(served, datetime.datetime.now(datetime.timezone.utc))
+        if not near:
+            return cond.remove_condition(conditions, EXPIRING)
+        by_pod = {e["pod"]: e for e in served}
+        message = (f"no renewal under way, and {len(near)} pod(s) serve a certificate that expires soon: " +
+                   ", ".join(f"{p} (notAfter {by_pod[p]['notAfter']})" for p in near))
+        if cond.get_condition(conditions, EXPIRING) is None:
+            await self.kube.event(raw, "Warning", EXPIRING, message)
+        return cond.set_condition(conditions, EXPIRING, "True", "NoRenewal", message, generation)
+
+    async def _pod(self, ns: str, db: str, pod_name: str, issued: str, ca_pem: bytes) -> tuple[str, dict]:
+        """(served | stale | cannot-reload | unreachable, the pod's status.servedCertificates entry)"""
         pod = await self.kube.get("v1", "Pod", pod_name, ns)
-        if pod is None or not (pod.get("status") or {}).get("podIP") or not ca_pem:
-            return "unreachable"
+        if pod is None or not (pod.get("status") or {}).get("podIP"):
+            return "unreachable", inventory.entry(pod_name, None, "the pod has no address")
+        if not ca_pem:
+            return "unreachable", inventory.entry(pod_name, None, "no CA bundle to verify it with")
         if not any(c["name"] == cluster.KEYSTORE_SYNC for c in pod["spec"].get("initContainers") or []):
             cannot = True
         else:
@@ -132,11 +196,11 @@ class Renewals:
         try:
             served = await served_certificate(pod["status"]["podIP"], node.tls_port,
                                               names.pod_fqdn(db, ns, pod_name), ca_pem)
-        except HandshakeFailed:
-            return "unreachable"
+        except HandshakeFailed as e:
+            return "unreachable", inventory.entry(pod_name, None, f"no handshake with port {node.tls_port}: {e}")
         if f"{served.serial:x}" == issued:
-            return "served"
-        return "cannot-reload" if cannot else "stale"
+            return "served", inventory.entry(pod_name, served)
+        return ("cannot-reload" if cannot else "stale"), inventory.entry(pod_name, served)
 
     async def _tls_op_holds_the_pause(self, raw: dict, conditions: list[dict]) -> bool:
         paused = cond.get_condition(conditions, st.PAUSED)

@@ -10,6 +10,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
+from kubedruid.certs import inventory
+
 
 class CertificateExpiry:
     """Seconds until each Druid certificate's notAfter, computed at scrape time from what cert-manager reports in
@@ -38,6 +40,45 @@ class CertificateExpiry:
 
 CERTIFICATE_EXPIRY = CertificateExpiry()
 REGISTRY.register(CERTIFICATE_EXPIRY)
+
+
+class ServedCertificates:
+    """What each pod really serves (the renewal check's handshakes, certs/inventory.py): seconds until the served
+    certificate's notAfter, per pod, and whether any pod serves a certificate other than the one issued."""
+
+    def __init__(self):
+        self.entries: dict[tuple[str, str], list[dict]] = {}  # (namespace, druid) -> status.servedCertificates
+        self.mismatch: dict[tuple[str, str], bool] = {}
+
+    def observe(self, namespace: str, druid: str, entries: list[dict] | None, mismatch: bool) -> None:
+        if entries is not None:
+            self.entries[(namespace, druid)] = entries
+        self.mismatch[(namespace, druid)] = mismatch
+
+    def forget(self, namespace: str, druid: str) -> None:
+        self.entries.pop((namespace, druid), None)
+        self.mismatch.pop((namespace, druid), None)
+
+    def collect(self):
+        expiry = GaugeMetricFamily("kubedruid_served_certificate_expiry_seconds",
+                                   "Seconds until the notAfter of the certificate the pod serves (a handshake with "
+                                   "its TLS port; negative: expired)", labels=["namespace", "druid", "pod"])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        for (ns, druid), entries in sorted(self.entries.items()):
+            for e in entries:
+                if (left := inventory.expiry_seconds(e, now)) is not None:
+                    expiry.add_metric([ns, druid, e["pod"]], left)
+        yield expiry
+        mismatch = GaugeMetricFamily("kubedruid_served_certificate_mismatch",
+                                     "1 while a pod serves a certificate other than the one cert-manager issued",
+                                     labels=["namespace", "druid"])
+        for (ns, druid), value in sorted(self.mismatch.items()):
+            mismatch.add_metric([ns, druid], 1.0 if value else 0.0)
+        yield mismatch
+
+
+SERVED_CERTIFICATES = ServedCertificates()
+REGISTRY.register(SERVED_CERTIFICATES)
 
 
 class Probes:
