@@ -704,6 +704,7 @@ def test_server_and_client_certificates():
         assert spec["keystores"]["pkcs12"]["passwordSecretRef"] == password
         assert "127.0.0.1" in spec["ipAddresses"]
         assert spec["renewBefore"] == "5m"
+        assert spec["privateKey"] == {"rotationPolicy": "Always"}  # pinned: a new key with every certificate
         assert cert["metadata"]["ownerReferences"][0]["uid"] == UID
     assert certs[f"{name}-server-cert"]["spec"]["usages"] == [
         "digital signature", "key encipherment", "server auth", "client auth"]

@@ -35,6 +35,9 @@ def reloads(druid_version: str) -> bool:
         return False
 
 
+# cert-manager's privateKey.rotationPolicy on every Certificate: a new key with every certificate.
+KEY_ROTATION_POLICY = "Always"
+
 KEYSTORE_PASSWORD_ENV = "DRUID_KEY_STORE_PASSWORD"
 # Keys of the keystore-credential Secret (<db>-keystore-cred).
 KEYSTORE_PASSWORD_KEY = "keystore_password"

@@ -425,8 +425,11 @@ def certificates_owned_by(db: Druid, uid: str) -> list[dict]:
             spec["uris"] = c.uris
         if c.emailAddresses:
             spec["emailAddresses"] = c.emailAddresses
+        # Pinned, whatever cert-manager's version defaults to (Never before 1.18): every issue, a rotation
+        # especially, comes with a new private key.
+        spec["privateKey"] = {"rotationPolicy": tls.KEY_ROTATION_POLICY}
         if c.privateKey and c.privateKey.encoding:
-            spec["privateKey"] = {"encoding": c.privateKey.encoding}
+            spec["privateKey"]["encoding"] = c.privateKey.encoding
         out.append({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
                     "metadata": _owned_meta(f"{name}-{c.alias}-cert", db, uid), "spec": spec})
     return out

@@ -23,6 +23,7 @@ from kubedruid.specs import status as druid_status
 
 from ..provisioner import Blocked, Provisioner
 from . import plan as plans
+from . import preflight
 from . import queue as queueing
 from .optypes import OP_TYPES, REQUEST_MESSAGES, SUPPORTED_REQUESTS, OpType, classify
 from .steps import Fail, StepContext, Wait, run_step
@@ -132,9 +133,14 @@ class OpsManager:
         if _phase(ops) != "Progressing":
             if _phase(ops) == "":
                 ops = await self._set_status(ops, "Pending", [])
-            problem = await self._preflight(ops, druid)
-            if problem:
-                return await self._fail(ops, druid, "PreflightFailed", problem, resume=False)
+            failed = await self._preflight(ops, druid)
+            if not failed and self._may_start(ops, druid):
+                failed = await preflight.first_failure(preflight.START_CHECKS, self.kube, ops, druid,
+                                                       classify(ops, _current_mode(druid)))
+            if failed:
+                check, problem = failed
+                return await self._fail(ops, druid, preflight.CONDITION_PREFIX + check,
+                                        f"pre-flight check {check}: {problem}", resume=False)
             if not self._may_start(ops, druid):
                 return None  # the Druid's next status change enqueues us again
             op = classify(ops, _current_mode(druid))
@@ -183,38 +189,18 @@ class OpsManager:
                 await ctx.complete_phase(phase, op.plan.recurring_after(index))
         return await self._succeed(ctx.ops, druid)
 
-    async def _preflight(self, ops: dict, druid: dict | None) -> str | None:
-        """Checks that make an op fail before it pauses anything."""
+    async def _preflight(self, ops: dict, druid: dict | None) -> tuple[str, str] | None:
+        """(check, message) of the first pre-flight check that fails (preflight.py), before anything is paused."""
         ns, db = ops["metadata"]["namespace"], ops["spec"]["databaseRef"]["name"]
         if ops["spec"]["type"] not in SUPPORTED_REQUESTS:
-            return f"ops request type {ops['spec']['type']} is not supported by kubedruid (supported: " \
-                   f"{', '.join(SUPPORTED_REQUESTS)})"
+            return "RequestSupported", (f"ops request type {ops['spec']['type']} is not supported by kubedruid "
+                                        f"(supported: {', '.join(SUPPORTED_REQUESTS)})")
         if druid is None:
-            return f"spec.databaseRef {ns}/{db}, is invalid or not found"
+            return "DatabaseFound", f"spec.databaseRef {ns}/{db}, is invalid or not found"
         if druid["metadata"].get("deletionTimestamp"):
-            return f"Druid {ns}/{db} is being deleted"
-        try:
-            parse_duration(ops["spec"].get("timeout") or "0")
-        except ValueError:
-            return f"spec.timeout {ops['spec']['timeout']!r} is not a Go duration such as 90s, 5m or 1h30m"
-        op = classify(ops, _current_mode(druid))
-        problem = op.preflight(ops, druid)
-        if problem:
-            return problem
-        target = op.target(druid["spec"], ops)
-        if target.get("enableSSL") and op.request_type == "ReconfigureTLS":
-            refs = [(target.get("tls") or {}).get("issuerRef")] + [
-                c.get("issuerRef") for c in (target.get("tls") or {}).get("certificates") or []]
-            for ref in [r for r in refs if r]:
-                kind_, name_ = ref.get("kind"), ref.get("name")
-                if kind_ not in ("Issuer", "ClusterIssuer"):
-                    return f"spec.tls.issuerRef.kind {kind_!r} is not Issuer or ClusterIssuer"
-                issuer = await self.kube.get("cert-manager.io/v1", kind_, name_, ns if kind_ == "Issuer" else None)
-                if issuer is None:
-                    return f"{kind_} {name_} (spec.tls.issuerRef) does not exist"
-                if not cond.is_true((issuer.get("status") or {}).get("conditions"), "Ready"):
-                    return f"{kind_} {name_} (spec.tls.issuerRef) is not Ready"
-        return None
+            return "DatabaseFound", f"Druid {ns}/{db} is being deleted"
+        return await preflight.first_failure(preflight.REQUEST_CHECKS, self.kube, ops, druid,
+                                             classify(ops, _current_mode(druid)))
 
     def _may_start(self, ops: dict, druid: dict) -> bool:
         """apply: IfReady waits for phase Ready; Always waits only for the Druid to have been provisioned."""
