@@ -63,9 +63,10 @@ def test_each_preflight_check_fails_the_op_before_anything_is_touched(kube, name
              "keystore_password is shorter than 6 characters", operator, uids)
 
     # A budget over the historicals that allows no eviction: the restart would wait on it with the Druid paused.
-    kube.create(PodDisruptionBudget(metadata=ObjectMeta(name="historicals-stay"), spec={
-        "maxUnavailable": 0, "selector": {"matchLabels": {"app.kubernetes.io/instance": db,
-                                                          "kubedb.com/role": "historicals"}}}), namespace=ns)
+    kube.create(codecs.from_dict({
+        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": {"name": "historicals-stay"},
+        "spec": {"maxUnavailable": 0, "selector": {"matchLabels": {"app.kubernetes.io/instance": db,
+                                                                   "kubedb.com/role": "historicals"}}}}), namespace=ns)
     wait_for(lambda: (kube.get(PodDisruptionBudget, "historicals-stay", namespace=ns).status.expectedPods or 0) == 1,
              what="the disruption controller to count the budget's pods")
     _ops(kube, "restart-blocked", ns, db, type="Restart")
