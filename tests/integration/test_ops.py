@@ -138,7 +138,12 @@ def _assert_restarted_in_order(kube, ns, db, before: dict[str, str]):
 
 class PodWatch:
     """Every pod UID that exists while it runs (a watch on the Druid's pods): how many times each pod was
-    restarted, counted from UIDs rather than from what the operator says."""
+    restarted, counted from UIDs rather than from what the operator says.
+
+    Only pods that became Ready count: kwok's fake kubelet deletes a terminating pod by name, and when one pod-delete
+    stage is played twice its second delete can hit the replacement the PetSet controller created a few ms before
+    (seen in kwok's log: two "Delete pod" 7 ms apart, no "not found"), which is then replaced again. A real kubelet
+    deletes with the pod's UID as precondition; a pod that never became Ready never served either way."""
 
     def __init__(self, plane, ns, db):
         self.seen: dict[str, set[str]] = {}
@@ -152,14 +157,25 @@ class PodWatch:
         wait_for(lambda: len(self.seen) >= 5, what="the pod watch to start")
         return self
 
+    def _caught_up(self) -> bool:
+        """Every pod that is Ready now has been seen Ready by the watch."""
+        plane, ns, db = self._args
+        pods = plane.client().list(Pod, namespace=ns, labels={"app.kubernetes.io/instance": db})
+        return all(p.metadata.uid in self.seen.get(p.metadata.name, ()) for p in pods
+                   if "kubedb.com/role" in p.metadata.labels
+                   and any(c.type == "Ready" and c.status == "True" for c in (p.status.conditions or [])))
+
     def _watch(self, client, ns, db):
         for _, pod in client.watch(Pod, namespace=ns, labels={"app.kubernetes.io/instance": db}):
-            if "kubedb.com/role" in pod.metadata.labels:
+            ready = any(c.type == "Ready" and c.status == "True" for c in (pod.status and pod.status.conditions) or [])
+            if "kubedb.com/role" in pod.metadata.labels and ready:
                 self.seen.setdefault(pod.metadata.name, set()).add(pod.metadata.uid)
             if self._stop.is_set():
                 return
 
     def __exit__(self, *exc):
+        if exc[0] is None:
+            wait_for(self._caught_up, timeout=10, what="the pod watch to see every Ready pod")
         self._stop.set()
 
     def restarts(self) -> dict[str, int]:
