@@ -148,6 +148,7 @@ if [ "$mode" = real ]; then
   ip=$(kubectl -n demo get svc $svc -o jsonpath='{.spec.clusterIP}')
   port=$(kubectl -n demo get svc $svc -o jsonpath='{.spec.ports[0].port}')
   auth=$(kubectl -n demo get dr druid-cluster -o jsonpath='{.spec.authSecret.name}')
+  auth=${auth:-druid-cluster-auth}  # the operator defaults spec.authSecret to <db>-auth without writing it back
   user=$(kubectl -n demo get secret "$auth" -o jsonpath='{.data.username}' | base64 -d)
   pass=$(kubectl -n demo get secret "$auth" -o jsonpath='{.data.password}' | base64 -d)
   ca=$(mktemp); kubectl -n demo get secret druid-ca -o jsonpath='{.data.tls\.crt}' | base64 -d > "$ca"

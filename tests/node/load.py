@@ -34,6 +34,8 @@ class LoadReport:
     schemes: dict[str, int] = field(default_factory=dict)  # http / https → queries answered
     slowest_s: float = 0.0  # the longest a query that was answered took
     slower_than_2s: int = 0
+    # error kind → the first few: seconds since the load started, where the query went, what came back
+    samples: dict[str, list[str]] = field(default_factory=dict)
 
     def summary(self) -> str:
         return (f"sent {self.sent}, failed {self.failed}, longest gap {self.longest_gap_s:.1f} s, slowest answer "
@@ -69,7 +71,7 @@ def sql_query(endpoint: Endpoint, sql: str, auth: tuple[str, str] | None, timeou
         resp = conn.getresponse()
         body = resp.read()
         if resp.status != 200:
-            raise QueryFailed(f"HTTP {resp.status}", body[:200].decode(errors="replace"))
+            raise QueryFailed(f"HTTP {resp.status}", body[:300].decode(errors="replace"))
         return json.loads(body)
     finally:
         conn.close()
@@ -132,6 +134,7 @@ class QueryLoad:
 
         lock = threading.Lock()
         last_ok = [time.monotonic()]
+        load_started = time.monotonic()
 
         def one(endpoint: Endpoint) -> None:
             started = time.monotonic()
@@ -144,6 +147,11 @@ class QueryLoad:
                     self.report.failed += 1
                     kind = _kind(e)
                     self.report.errors[kind] = self.report.errors.get(kind, 0) + 1
+                    detail = e.args[1] if isinstance(e, QueryFailed) and len(e.args) > 1 else str(e)
+                    samples = self.report.samples.setdefault(kind, [])
+                    if len(samples) < 3:
+                        samples.append(f"{started - load_started:.1f} s, {'https' if endpoint.tls else 'http'}://"
+                                       f"{endpoint.address}:{endpoint.port}: {detail[:300]}")
                 return
             now = time.monotonic()
             with lock:

@@ -69,7 +69,7 @@ class Story:
         Service every 0.5 s, following the port it advertises and trusting the CA bundle the operator publishes;
         returns the figures: queries, failures, longest gap, rolls counted from pod UIDs, wall time."""
         since = _now_rfc3339()
-        started = time.monotonic()
+        started, epoch = time.monotonic(), time.time()
         with PodRolls(self.view) as rolls, QueryLoad(lambda: self.view.router_endpoint(self.bundle.file()),
                                                       COUNT_SQL, self.view.admin_auth(), interval=0.5,
                                                       check=sql_check) as load:
@@ -80,10 +80,13 @@ class Story:
                 wait(lambda: all(p.ready for p in self.view.pods()), 300, "every pod Ready after the op")
         figures = {"phase": phase, "wall_s": round(wall, 1), "queries_sent": load.report.sent,
                    "queries_failed": load.report.failed, "longest_gap_s": round(load.report.longest_gap_s, 1),
-                   "errors": load.report.errors, "answered_over": load.report.schemes,
+                   "errors": load.report.errors, "error_samples": load.report.samples,
+                   "answered_over": load.report.schemes,
                    "slowest_answer_s": round(load.report.slowest_s, 1),
                    "answers_over_2s": load.report.slower_than_2s,
                    "rolls": rolls.rolls(), "pods": len(rolls.seen),
+                   "away_s": {p: [[round(a - epoch, 1), round(b - epoch, 1)] for a, b in spans]
+                              for p, spans in rolls.away.items() if spans},
                    "peer_errors": self.peer_errors(since, rolls)}
         REPORT.setdefault("ops", {})[label] = figures
         return figures
@@ -234,7 +237,7 @@ def _assert_serves(story, *, tls: bool, issuer_cn: str | None = None) -> None:
 def _assert_uninterrupted(figures: dict, rolls: int, label: str) -> None:
     """What the zero-downtime plans promise (issue 10): no failed query, no failed call between Druid nodes, and
     exactly the plan's number of rolls, counted from pod UIDs."""
-    assert figures["queries_failed"] == 0, (label, figures["errors"])
+    assert figures["queries_failed"] == 0, (label, figures["errors"], figures["error_samples"])
     assert figures["queries_sent"] >= figures["wall_s"] / 0.5 * 0.8, (label, "the client kept its pace")
     assert not figures["peer_errors"], (label, figures["peer_errors"])
     assert set(figures["rolls"].values()) == {rolls}, (label, figures["rolls"])
