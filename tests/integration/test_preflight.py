@@ -24,7 +24,8 @@ def _refused(kube, ns, db, name, check, fragment, operator, uids_before):
     ops = _wait_phase(kube, name, ns, "Failed", operator)
     named = condition(ops, f"Preflight--{check}")
     assert named and named["status"] == "False" and fragment in named["message"], ops["status"]
-    assert condition(ops, "Failed")["message"] == f"pre-flight check {check}: {named['message']}"
+    assert named["message"].startswith(f"pre-flight check {check}: ")
+    assert condition(ops, "Failed")["message"] == named["message"]
     assert {c["type"] for c in ops["status"]["conditions"]} == {f"Preflight--{check}", "Failed"}, "no step ran"
     assert any(e.type == "Warning" and check in e.message for e in _events(kube, ns, name))
     druid = kube.get(DruidRes, db, namespace=ns)
