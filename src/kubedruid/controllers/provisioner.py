@@ -209,8 +209,9 @@ class Provisioner:
                              *(self.kube.ensure(ps) for ps in petsets))
         return petsets
 
-    async def apply_services(self, db: Druid, inputs: cluster.Inputs) -> None:
-        await asyncio.gather(*(self.kube.ensure(s) for s in cluster.services(db, inputs)))
+    async def apply_services(self, db: Druid, inputs: cluster.Inputs) -> bool:
+        """The Services of the Druid's mode; True if any was written."""
+        return any(await asyncio.gather(*(self.kube.ensure(s) for s in cluster.services(db, inputs))))
 
     async def ca_bundle(self, db: Druid) -> tuple[dict | None, list]:
         """The CA bundle Secret and the CAs it holds."""

@@ -454,10 +454,38 @@ def _eviction(pod: str, namespace: str):
 
 
 async def update_services(ctx: StepContext) -> Wait | None:
-    """After a roll: the Services offer the ports of the mode every pod now runs (idempotent)."""
+    """After a roll: the Services offer the ports of the mode every pod now runs (idempotent), and the step ends
+    only once each port they offer has ready endpoints and kube-proxy has had its turn: the next phase may put a
+    new port first, and a client that follows it before kube-proxy forwards it reaches no pod (measured on the
+    real node: "No route to host" when the add put the TLS port first in the same second it was added)."""
     db, inputs, _ = await ctx.provisioner.prepare(ctx.druid)
-    await ctx.provisioner.apply_services(db, inputs)
+    services = cluster.services(db, inputs)
+    written = await ctx.provisioner.apply_services(db, inputs)
+    unserved = await _ports_without_endpoints(ctx, services)
+    if unserved:
+        if ctx.deadline(plans.RESTART_NODES) <= 0:  # the roll's step ended when the pods were back
+            raise Fail(plans.RESTART_NODES, f"timed out after {ctx.timeout_s:g}s waiting for ready endpoints of "
+                                            f"{', '.join(unserved)}")
+        return Wait(after=1.0)
+    if written:
+        await asyncio.sleep(cluster.PRE_STOP_SLEEP_S)  # kube-proxy's turn, as when a pod leaves
     return None
+
+
+async def _ports_without_endpoints(ctx: StepContext, services: list[dict]) -> list[str]:
+    """`<service>:<port name>` of each port of the Druid's ClusterIP Services that no ready endpoint serves yet."""
+    ns = ctx.druid["metadata"]["namespace"]
+    missing = []
+    for svc in services:
+        if svc["spec"].get("clusterIP") == "None":
+            continue  # the governing Service: DNS only, nothing to forward
+        name = svc["metadata"]["name"]
+        slices = await ctx.kube.list("discovery.k8s.io/v1", "EndpointSlice", ns,
+                                     labels={"kubernetes.io/service-name": name})
+        served = {port.get("name") for sl in slices for port in sl.get("ports") or []
+                  if any((e.get("conditions") or {}).get("ready") for e in sl.get("endpoints") or [])}
+        missing += [f"{name}:{port['name']}" for port in svc["spec"]["ports"] if port["name"] not in served]
+    return missing
 
 
 async def settle_tls_mode(ctx: StepContext) -> Wait | None:
