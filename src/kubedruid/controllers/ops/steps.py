@@ -24,6 +24,7 @@ from kubedruid.specs import cluster, names, petset_pods
 
 from ..provisioner import Provisioner
 from . import plan as plans
+from . import segments
 from .optypes import OpType
 
 
@@ -341,6 +342,12 @@ async def restart_nodes(ctx: StepContext) -> Wait | None:
         if ctx.condition(evict_t) is None:
             if pod is None:
                 return ctx.wait_or_fail(step, f"pod {pod_name} to exist")
+            if pod["metadata"]["labels"].get(names.ROLE_LABEL) == HISTORICALS and \
+                    await _segments_left(ctx):  # the historicals' peers first see every segment served elsewhere
+                if ctx.deadline(step) <= 0:
+                    raise Fail(step, f"{step}: timed out after {ctx.timeout_s:g}s waiting for the Coordinator to "
+                                     f"see every segment fully replicated before evicting {pod_name}")
+                return Wait(after=2.0)
             # The pod's UID is recorded before the eviction: a re-run after a crash evicts only that pod, once.
             await ctx.record_many([
                 (get_t, "True", plans.pod_message("get pod", pod_name), "", True),
@@ -369,6 +376,17 @@ async def restart_nodes(ctx: StepContext) -> Wait | None:
         return ctx.wait_or_fail(check_t, f"pod {pod_name} to be Ready again after its eviction")
     await ctx.record(step, "True", plans.STEP_CONDITIONS[step], event=True)
     return None
+
+
+HISTORICALS = BY_KEY["historicals"].key
+
+
+async def _segments_left(ctx: StepContext) -> bool:
+    """Whether the Coordinator still has segments to load (segments.py); False when it cannot be asked."""
+    db = apply_defaults(Druid.model_validate(ctx.druid))
+    bundle_secret, _ = await ctx.provisioner.ca_bundle(db)
+    ca_pem = base64.b64decode(((bundle_secret or {}).get("data") or {}).get(bundle.CA_KEY) or "")
+    return await segments.fully_replicated(ctx.kube, db, ca_pem) is False
 
 
 def _pods(ctx: StepContext) -> list[str]:
