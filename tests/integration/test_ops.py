@@ -360,7 +360,9 @@ def test_timeout_fails_the_op_names_the_pod_and_resumes_the_druid(kube, namespac
     after = _pod_uids(kube, ns, db)
     assert after[f"{db}-middlemanagers-0"] == before[f"{db}-middlemanagers-0"], "nothing more is evicted"
     wait_for(lambda: condition(kube.get(DruidRes, db, namespace=ns), "Paused") is None, what="Druid resumed")
-    assert any(e.type == "Warning" and e.reason == "Failed" for e in _events(kube, ns, "restart-stuck"))
+    # Events are posted in the background, after the status that says Failed.
+    wait_for(lambda: any(e.type == "Warning" and e.reason == "Failed" for e in _events(kube, ns, "restart-stuck")),
+             timeout=10, what="the Warning event of the failed op")
 
 
 def test_operator_killed_in_the_middle_of_each_phase_each_pod_restarted_once_per_roll(plane, kube, namespace,

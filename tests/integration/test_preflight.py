@@ -27,7 +27,8 @@ def _refused(kube, ns, db, name, check, fragment, operator, uids_before):
     assert named["message"].startswith(f"pre-flight check {check}: ")
     assert condition(ops, "Failed")["message"] == named["message"]
     assert {c["type"] for c in ops["status"]["conditions"]} == {f"Preflight--{check}", "Failed"}, "no step ran"
-    assert any(e.type == "Warning" and check in e.message for e in _events(kube, ns, name))
+    wait_for(lambda: any(e.type == "Warning" and check in e.message for e in _events(kube, ns, name)), timeout=10,
+             what="the op's Warning event, posted in the background")
     druid = kube.get(DruidRes, db, namespace=ns)
     assert condition(druid, "Paused") is None and druid["status"]["phase"] == "Ready"
     assert _pod_uids(kube, ns, db) == uids_before, "no pod was touched"
