@@ -7,12 +7,19 @@ public, and a pod must still start after the keystore password's Secret is gone)
 
 from __future__ import annotations
 
+import base64
+
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 CA_KEY = "ca.crt"
 TRUSTSTORE_KEY = "truststore.p12"
+
+
+def pem_of(secret: dict | None) -> bytes:
+    """The PEM a `<db>-ca-bundle` Secret holds (empty when there is none)."""
+    return base64.b64decode(((secret or {}).get("data") or {}).get(CA_KEY) or "")
 
 
 def parse(pem: bytes | None) -> list[x509.Certificate]:

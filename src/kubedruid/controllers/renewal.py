@@ -122,7 +122,7 @@ class Renewals:
                 time.monotonic() - last[1] < UNVERIFIED_AGAIN_S:
             return Checked(conditions, UNVERIFIED_AGAIN_S - (time.monotonic() - last[1]))
         bundle_secret = await self.kube.get("v1", "Secret", names.ca_bundle_secret(name), ns)
-        ca_pem = base64.b64decode(((bundle_secret or {}).get("data") or {}).get(bundle.CA_KEY) or "")
+        ca_pem = bundle.pem_of(bundle_secret)
         replicas = {k: n.replicas for k, n in db.spec.topology.nodes().items()}
         pods = restart_pods(name, replicas)
         results = await asyncio.gather(*(self._pod(ns, name, p, issued, ca_pem) for p in pods))

@@ -205,7 +205,7 @@ async def trust_issuer_ca(ctx: StepContext) -> Wait | None:
     if live is None or not _ready_for_generation(live) or secret is None:
         return ctx.wait_or_fail(step, f"cert-manager to issue the probe certificate {name} from {issuer['kind']} "
                                       f"{issuer['name']}")
-    new = bundle.parse(base64.b64decode((secret.get("data") or {}).get("ca.crt") or ""))
+    new = bundle.parse(bundle.pem_of(secret))
     if not new:
         raise Fail(step, f"{issuer['kind']} {issuer['name']} does not publish its CA (no ca.crt in Secret {name}): "
                          "the Druid's nodes cannot be made to trust it before their certificates change")
@@ -385,7 +385,7 @@ async def _segments_left(ctx: StepContext) -> bool:
     """Whether the Coordinator still has segments to load (segments.py); False when it cannot be asked."""
     db = apply_defaults(Druid.model_validate(ctx.druid))
     bundle_secret, _ = await ctx.provisioner.ca_bundle(db)
-    ca_pem = base64.b64decode(((bundle_secret or {}).get("data") or {}).get(bundle.CA_KEY) or "")
+    ca_pem = bundle.pem_of(bundle_secret)
     return await segments.fully_replicated(ctx.kube, db, ca_pem) is False
 
 
@@ -416,7 +416,7 @@ async def reload_certificates(ctx: StepContext) -> Wait | None:
         raise Fail(step, f"Secret {cluster.server_cert_secret(db)} has no tls.crt")
     issued = x509.load_pem_x509_certificate(base64.b64decode(leaf)).serial_number
     bundle_secret, _ = await ctx.provisioner.ca_bundle(db)
-    ca_pem = base64.b64decode(((bundle_secret or {}).get("data") or {}).get(bundle.CA_KEY) or "")
+    ca_pem = bundle.pem_of(bundle_secret)
     elapsed = ctx.timeout_s - ctx.deadline(step)
     budget = min(tls.RELOAD_BUDGET_S, ctx.timeout_s / 2)  # a short spec.timeout leaves time for the restarts
 
