@@ -343,10 +343,10 @@ async def restart_nodes(ctx: StepContext) -> Wait | None:
             if pod is None:
                 return ctx.wait_or_fail(step, f"pod {pod_name} to exist")
             if pod["metadata"]["labels"].get(names.ROLE_LABEL) == HISTORICALS and \
-                    await _segments_left(ctx):  # the historicals' peers first see every segment served elsewhere
+                    not await _segments_handed_over(ctx):  # its peers first see every segment served elsewhere
                 if ctx.deadline(step) <= 0:
-                    raise Fail(step, f"{step}: timed out after {ctx.timeout_s:g}s waiting for the Coordinator to "
-                                     f"see every segment fully replicated before evicting {pod_name}")
+                    raise Fail(step, f"{step}: timed out after {ctx.timeout_s:g}s waiting for the Coordinator and "
+                                     f"every broker to see every segment fully replicated before evicting {pod_name}")
                 return Wait(after=2.0)
             # The pod's UID is recorded before the eviction: a re-run after a crash evicts only that pod, once.
             await ctx.record_many([
@@ -371,7 +371,12 @@ async def restart_nodes(ctx: StepContext) -> Wait | None:
                             plans.pod_message("evict pod", pod_name))
             return ctx.wait_or_fail(check_t, f"pod {pod_name} to be Ready again after its eviction")
         if pod is not None and pod["metadata"]["uid"] != old_uid and petset_pods.is_ready(pod):
+            if not await _serving_endpoint(ctx, pod):  # no event of ours says when: look again shortly
+                return Wait(after=1.0) if ctx.deadline(check_t) > 0 else ctx.wait_or_fail(
+                    check_t, f"pod {pod_name} to be a ready endpoint of its Service")
             await ctx.record(check_t, "True", plans.pod_message("check pod running", pod_name), reason="", event=True)
+            if _same_petset(ctx, pod_name):  # the next eviction would leave the Service only this pod
+                await asyncio.sleep(cluster.KUBE_PROXY_TURN_S)
             continue
         return ctx.wait_or_fail(check_t, f"pod {pod_name} to be Ready again after its eviction")
     await ctx.record(step, "True", plans.STEP_CONDITIONS[step], event=True)
@@ -381,12 +386,33 @@ async def restart_nodes(ctx: StepContext) -> Wait | None:
 HISTORICALS = BY_KEY["historicals"].key
 
 
-async def _segments_left(ctx: StepContext) -> bool:
-    """Whether the Coordinator still has segments to load (segments.py); False when it cannot be asked."""
+async def _segments_handed_over(ctx: StepContext) -> bool:
+    """Whether the Coordinator and every broker see every segment as replicated as it can be (segments.py); True
+    when the Coordinator cannot be asked."""
     db = apply_defaults(Druid.model_validate(ctx.druid))
     bundle_secret, _ = await ctx.provisioner.ca_bundle(db)
     ca_pem = bundle.pem_of(bundle_secret)
-    return await segments.fully_replicated(ctx.kube, db, ca_pem) is False
+    return await segments.handed_over(ctx.kube, db, ca_pem) is not False
+
+
+async def _serving_endpoint(ctx: StepContext, pod: dict) -> bool:
+    """Whether the pod's IP is a ready endpoint of its node type's client Service (True for node types without
+    one): a Ready pod the Service does not forward to yet would leave it empty if its peer left now."""
+    node = BY_KEY[pod["metadata"]["labels"][names.ROLE_LABEL]]
+    if not node.has_primary_service:
+        return True
+    ip = (pod.get("status") or {}).get("podIP")
+    slices = await ctx.kube.list("discovery.k8s.io/v1", "EndpointSlice", pod["metadata"]["namespace"], labels={
+        "kubernetes.io/service-name": names.primary_service(ctx.druid["metadata"]["name"], node)})
+    return any(ip in (e.get("addresses") or []) and (e.get("conditions") or {}).get("ready")
+               for sl in slices for e in sl.get("endpoints") or [])
+
+
+def _same_petset(ctx: StepContext, pod_name: str) -> bool:
+    """Whether the pod restarted after `pod_name` in this roll belongs to the same PetSet."""
+    pods = _pods(ctx)
+    i = pods.index(pod_name)
+    return i + 1 < len(pods) and pods[i + 1].rsplit("-", 1)[0] == pod_name.rsplit("-", 1)[0]
 
 
 def _pods(ctx: StepContext) -> list[str]:
@@ -464,6 +490,19 @@ async def reload_certificates(ctx: StepContext) -> Wait | None:
     return None
 
 
+async def clients_follow(ctx: StepContext) -> Wait | None:
+    """After the Services moved to other ports: clients get plan.CLIENT_SWITCH_GRACE_S, counted from the step's
+    start (a re-run after a crash waits only what is left), before the next roll closes the ports they left."""
+    step = plans.CLIENTS_FOLLOW
+    await ctx.start(step, "Giving clients time to follow the Services to their new ports")
+    left = plans.CLIENT_SWITCH_GRACE_S - (ctx.timeout_s - ctx.deadline(step))
+    if left > 0:
+        return Wait(after=left)
+    await ctx.record(step, "True", f"clients had {plans.CLIENT_SWITCH_GRACE_S:g}s to follow the Services",
+                     event=True)
+    return None
+
+
 def _eviction(pod: str, namespace: str):
     from lightkube.models.meta_v1 import ObjectMeta
     from lightkube.resources.core_v1 import Pod
@@ -486,7 +525,7 @@ async def update_services(ctx: StepContext) -> Wait | None:
                                             f"{', '.join(unserved)}")
         return Wait(after=1.0)
     if written:
-        await asyncio.sleep(cluster.PRE_STOP_SLEEP_S)  # kube-proxy's turn, as when a pod leaves
+        await asyncio.sleep(cluster.KUBE_PROXY_TURN_S)
     return None
 
 
@@ -535,5 +574,6 @@ STEPS: dict[str, Callable[[StepContext], Awaitable[Wait | None]]] = {
     plans.FINISH: finish,
     plans.SETTLE_TLS_MODE: settle_tls_mode,
     plans.UPDATE_SERVICES: update_services,
+    plans.CLIENTS_FOLLOW: clients_follow,
     plans.REMOVE_TLS_OBJECTS: remove_tls_objects,
 }
