@@ -79,7 +79,8 @@ PHASES = {  # the phase conditions each guide op records, in order (controllers/
     "RotateCertificates": ["CertificatesReloaded", "NotReloadedRestarted"],
 }
 # Conditions of kubedruid's own steps, beside KubeDB's.
-OWN_STEPS = ("Plan", "IssueCertificatesSucceeded", "IssuerCATrusted", "CABundlePruned", "ServingNewCertificate")
+OWN_STEPS = ("Plan", "IssueCertificatesSucceeded", "IssuerCATrusted", "CABundlePruned", "ServingNewCertificate",
+             "ClientsFollowed")
 
 
 def _assert_guide_conditions(ops, db, with_certificates: bool, kind: str):

@@ -99,6 +99,25 @@ def test_every_moment_of_every_roll_keeps_all_calls_working(kind, start):
     assert services == TLSMode.declared(kind == "AddTLS").service_schemes or kind == "RemoveTLS"
 
 
+@pytest.mark.parametrize("kind, start", [("AddTLS", TLSMode.OFF), ("RemoveTLS", TLSMode.TLS_ONLY)])
+def test_a_port_leaves_a_service_only_after_clients_had_time_to_follow(kind, start):
+    """Clients follow a Service's first port, but not in the instant it moves: a phase whose Services offer fewer
+    ports than the previous phase left them must come after a phase that ends giving clients time (ClientsFollowed),
+    which itself moved the first port away from the one that goes."""
+    services, previous = start.service_schemes, None
+    for phase in OP_TYPES[kind].plan.phases:
+        if phase.mode is None:
+            continue
+        before = OP_TYPES[kind].plan.mode_before(phase)
+        offered = before.service_schemes_during_roll_to(phase.mode) if phase.rolls else phase.mode.service_schemes
+        dropped = set(services) - set(offered)
+        if dropped:
+            assert previous is not None and previous.steps[-1] == plans.CLIENTS_FOLLOW, (kind, phase.name)
+            assert previous.mode.service_schemes[0] not in dropped, (kind, phase.name)
+        services, previous = phase.mode.service_schemes, phase
+    assert any(plans.CLIENTS_FOLLOW in p.steps for p in OP_TYPES[kind].plan.phases), "the test saw a port leave"
+
+
 def test_a_change_of_ca_keeps_every_caller_trusting_every_callee():
     """A node's state is (the CA of the certificate it serves, the CAs it trusts). Each phase of UpdateTLS changes
     one of them for every pod, one pod at a time: at every moment every node must trust what every other serves."""

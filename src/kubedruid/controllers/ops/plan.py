@@ -26,6 +26,7 @@ FINISH = "Finish"  # the Druid's spec becomes the op's target and the mode annot
 REMOVE_TLS_OBJECTS = "RemoveTLSObjects"  # remove: no condition in KubeDB; idempotent deletes
 SETTLE_TLS_MODE = "SettleTLSMode"  # restart: client trust left by a removal goes with the roll; no condition
 UPDATE_SERVICES = "UpdateServices"  # after a roll: the Services offer the new mode's ports; no condition
+CLIENTS_FOLLOW = "ClientsFollowed"  # after the Services moved: clients had CLIENT_SWITCH_GRACE_S to follow them
 SUCCESSFUL = "Successful"
 PLAN = "Plan"  # the plan an op runs (its reason): chosen once, when the op starts
 
@@ -41,6 +42,11 @@ STEP_CONDITIONS = {
 UNRECORDED = (FINISH, REMOVE_TLS_OBJECTS, SETTLE_TLS_MODE, UPDATE_SERVICES)
 
 DEFAULT_STEP_TIMEOUT_S = 600.0  # KubeDB: 120 retries x 5 s
+# Between moving the Services to other ports and the roll that closes the old ones: a client that read the
+# Service's ports just before the move (its connection pool, its next request) reaches the new port within this.
+# Measured on the real node: the router Service lost its plaintext port 4 s after the move without it, and a
+# client still on it got "No route to host".
+CLIENT_SWITCH_GRACE_S = 10.0
 
 
 @dataclass(frozen=True)
