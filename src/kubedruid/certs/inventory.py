@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime
 
+from kubedruid.kube.conditions import RFC3339, parse_rfc3339
+
 from .served import Served
 
 # How often the operator handshakes with every pod of a TLS Druid when nothing else asks it to (it also does after
@@ -27,11 +29,11 @@ def serial_hex(serial: int) -> str:
 
 
 def _rfc3339(t: datetime.datetime) -> str:
-    return t.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return t.astimezone(datetime.timezone.utc).strftime(RFC3339)
 
 
 def _parse(t: str) -> datetime.datetime:
-    return datetime.datetime.strptime(t, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+    return parse_rfc3339(t)
 
 
 def entry(pod: str, served: Served | None, error: str | None = None) -> dict:

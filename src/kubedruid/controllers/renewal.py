@@ -56,8 +56,7 @@ def _serial_of(message: str | None) -> str | None:
 
 
 def _since(c: dict) -> float:
-    t0 = datetime.datetime.strptime(c["lastTransitionTime"], "%Y-%m-%dT%H:%M:%SZ").replace(
-        tzinfo=datetime.timezone.utc)
+    t0 = cond.parse_rfc3339(c["lastTransitionTime"])
     return (datetime.datetime.now(datetime.timezone.utc) - t0).total_seconds()
 
 

@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 
 from kubedruid.certs import inventory
+from kubedruid.kube.conditions import parse_rfc3339
 
 
 class CertificateExpiry:
@@ -25,7 +26,7 @@ class CertificateExpiry:
         if deleted or not not_after:
             self.not_after.pop(key, None)
             return
-        parsed = datetime.datetime.strptime(not_after, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+        parsed = parse_rfc3339(not_after)
         self.not_after[key] = parsed.timestamp()
 
     def collect(self):

@@ -5,8 +5,15 @@ from __future__ import annotations
 import datetime
 
 
+RFC3339 = "%Y-%m-%dT%H:%M:%SZ"  # Kubernetes' timestamps (metav1.Time): seconds, UTC
+
+
 def now_rfc3339() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.datetime.now(datetime.timezone.utc).strftime(RFC3339)
+
+
+def parse_rfc3339(text: str) -> datetime.datetime:
+    return datetime.datetime.strptime(text, RFC3339).replace(tzinfo=datetime.timezone.utc)
 
 
 def get_condition(conditions: list[dict] | None, type_: str) -> dict | None:

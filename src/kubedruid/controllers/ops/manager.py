@@ -44,7 +44,7 @@ def _now() -> datetime.datetime:
 
 
 def _parse_time(text: str | None) -> datetime.datetime | None:
-    return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc) if text else None
+    return cond.parse_rfc3339(text) if text else None
 
 
 def _phase(o: dict) -> str:

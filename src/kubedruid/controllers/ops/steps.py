@@ -94,7 +94,7 @@ class StepContext:
         started = c.get("lastTransitionTime") if c else None
         if not started:
             return self.timeout_s
-        t0 = datetime.datetime.strptime(started, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+        t0 = cond.parse_rfc3339(started)
         elapsed = (datetime.datetime.now(datetime.timezone.utc) - t0).total_seconds()
         return self.timeout_s - elapsed
 
