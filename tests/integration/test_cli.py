@@ -15,6 +15,7 @@ import yaml
 from cryptography import x509
 from lightkube import codecs
 from lightkube.generic_resource import create_namespaced_resource
+from lightkube.resources.core_v1 import Pod
 from lightkube.types import PatchType
 
 from .conftest import wait_for
@@ -158,9 +159,23 @@ def test_add_status_rotate_update_describe_remove(plane, kube, namespace, operat
     assert [p["phase"] for p in planned["phases"] if p["restarts"]] == [
         "ClientTrustRolledOut", "TLSPortOpened", "PlaintextClosed"]
     assert planned["phases"][1]["restarts"][0] == f"{db}-historicals-0" and planned["refused"] is None
+    issue = ("issue", "Issuer/druid-ca-issuer")
+    assert {c["certificate"]: (c["change"], c["issuer"]) for c in planned["certificates"]} == {
+        f"{db}-server-cert": issue, f"{db}-client-cert": issue}
+    assert all(c["sans"] > 10 for c in planned["certificates"])
+    assert planned["estimate"] == {"seconds": None, "restartSeconds": {}}, "no restart of this Druid observed yet"
     shown = _ok(cli(plane, "tls", "plan", "rotate", db, "-n", ns))
     assert "would fail before anything is paused" in shown and "has no TLS" in shown
-    assert _ops_names(kube, ns) == [], "planning creates nothing"
+    # --dry-run: the apiserver admits the request without storing it, and the plan is shown.
+    shown = _ok(cli(plane, "tls", "add", db, "-n", ns, "--issuer", "druid-ca-issuer", "--dry-run"))
+    assert re.search(r"^druidopsrequest\.ops\.kubedb\.com/\S+ created \(server dry run\)$", shown, re.M), shown
+    assert f"certificate {db}-server-cert: issue, Issuer/druid-ca-issuer" in shown and "rolling restarts: 3" in shown
+    dry = json.loads(_ok(cli(plane, "tls", "add", db, "-n", ns, "--issuer", "druid-ca-issuer", "--dry-run",
+                             "--name", "dry", "-o", "json")))
+    assert dry["request"]["metadata"]["name"] == "dry" and dry["op"] == "AddTLS" and len(dry["phases"]) == 5
+    _one_line_error(cli(plane, "tls", "add", db, "-n", ns, "--issuer", "druid-ca-issuer", "--dry-run",
+                        "--timeout", "soon"), 2, "--timeout 'soon'")
+    assert _ops_names(kube, ns) == [], "planning and dry runs create nothing"
 
     # Add TLS, following it: steps and pods as they happen, then Successful.
     out = _ok(cli(plane, "tls", "add", db, "-n", ns, "--issuer", "druid-ca-issuer", "--timeout", "5m", "--wait"))
@@ -199,6 +214,18 @@ def test_add_status_rotate_update_describe_remove(plane, kube, namespace, operat
     assert all(c["ready"] and c["issuer"] == "O=kubedb,CN=ca" and c["notAfter"] for c in data["certificates"])
     assert [(o["name"], o["phase"]) for o in data["ops"]] == [(add, "Successful")]
     assert "BEGIN" not in json.dumps(data)
+
+    # After the add, the plan knows this Druid's restart times: the estimate comes from them.
+    pods = [p["metadata"]["name"] for p in kube.list(Pod, namespace=ns, labels={
+        "app.kubernetes.io/name": "druids.kubedb.com", "app.kubernetes.io/instance": db})]
+    planned = json.loads(_ok(cli(plane, "tls", "plan", "rotate", db, "-n", ns, "-o", "json")))
+    assert set(planned["estimate"]["restartSeconds"]) == set(pods) and planned["refused"] is None
+    assert planned["estimate"]["seconds"] is not None and planned["estimate"]["seconds"] < 60, "rotation reloads"
+    assert {c["change"] for c in planned["certificates"]} == {"re-issue"}
+    removal = json.loads(_ok(cli(plane, "tls", "plan", "remove", db, "-n", ns, "-o", "json")))
+    assert removal["estimate"]["seconds"] >= 2 * sum(planned["estimate"]["restartSeconds"].values())
+    assert {c["change"] for c in removal["certificates"]} == {"delete"}
+    assert _ops_names(kube, ns) == [add]
 
     # Rotate through kubectl's plugin lookup: new serials.
     out = _ok(kubectl_druid(plane, "tls", "rotate", db, "-n", ns, "--wait"))

@@ -25,6 +25,8 @@ from .common import (
     KubeconfigOpt,
     NamespaceOpt,
     OutputOpt,
+    Certificate,
+    Ops,
     get_druid,
     get_or_none,
     open_target,
@@ -77,6 +79,9 @@ NameOpt = Annotated[Optional[str], typer.Option(
     "--name", help="The request's name (default: <druid>-tls-<op>-<random>).", show_default=False)]
 WaitOpt = Annotated[bool, typer.Option(
     "--wait", help="Follow the request until it is finished; exit 1 unless it is Successful.")]
+DryRunOpt = Annotated[bool, typer.Option(
+    "--dry-run", help="Have the apiserver validate and admit the request without storing it, and show what it "
+                      "would do (as `tls plan`); nothing changes.")]
 
 
 def generated_name(druid: str, op: str) -> str:
@@ -139,10 +144,10 @@ def _check_cluster(conn: Connection, op: str, druid_name: str, issuer: str | Non
             raise CliError(f"ClusterIssuer {issuer} not found", EXIT_BAD_INPUT)
 
 
-def _create(conn: Connection, body: dict) -> dict:
+def _create(conn: Connection, body: dict, dry_run: bool = False) -> dict:
     name = body["metadata"]["name"]
     try:
-        created = conn.client.create(codecs.from_dict(body), namespace=conn.namespace)
+        created = conn.client.create(codecs.from_dict(body), namespace=conn.namespace, dry_run=dry_run)
     except ApiError as e:
         if e.status.code == 409:
             raise CliError(f"DruidOpsRequest {conn.namespace}/{name} already exists", EXIT_BAD_INPUT) from None
@@ -161,12 +166,22 @@ def _shown(obj: dict) -> dict:
 
 def run(op: str, druid: str, *, issuer: str | None = None, issuer_kind: IssuerKind = IssuerKind.Issuer,
         timeout: str | None, apply: Apply, name: str | None, wait: bool, output: OutputFormat | None,
-        namespace: str | None, context: str | None, kubeconfig) -> None:
+        namespace: str | None, context: str | None, kubeconfig, dry_run: bool = False) -> None:
     _check_input(op, issuer, timeout, name)
     conn = open_target(namespace, context, kubeconfig)
     _check_cluster(conn, op, druid, issuer, issuer_kind)
     body = request_body(op, druid, name or generated_name(druid, op), conn.namespace, issuer, issuer_kind,
                         timeout, apply)
+    if dry_run:  # the apiserver validates and admits the request without storing it; then what it would do
+        checked = _create(conn, body, dry_run=True)
+        data = _planned(conn, body, get_druid(conn, druid))
+        if output:
+            emit({"request": _shown(checked), **data}, output)
+            return
+        console().print(f"druidopsrequest.ops.kubedb.com/{checked['metadata']['name']} created (server dry run)",
+                        soft_wrap=True)
+        _print_plan(data)
+        return
     created = _create(conn, body)
     ops_name = created["metadata"]["name"]
     # With -o the data goes to stdout, so what a person reads goes to stderr.
@@ -205,83 +220,113 @@ def plan(op: Annotated[PlanOp, typer.Argument(help="The change to plan.")], drui
          namespace: NamespaceOpt = None, context: ContextOpt = None, kubeconfig: KubeconfigOpt = None) -> None:
     """What an op would do to DRUID, phase by phase, changing nothing: the same plan the operator runs (its TLS mode
     in each phase, which pods restart in which order, how many rolls)."""
-    from kubedruid.api import Druid as DruidModel
-    from kubedruid.api import apply_defaults
-    from kubedruid.controllers.ops.optypes import classify
-    from kubedruid.controllers.ops.plan import outline, restart_pods
-    from kubedruid.specs.cluster import tls_mode_of
-
     conn = open_target(namespace, context, kubeconfig)
-    found = get_druid(conn, druid)
     body = request_body(op.value, druid, "plan", conn.namespace, issuer or "(issuer)", issuer_kind, None,
                         Apply.IfReady)
+    data = _planned(conn, body, get_druid(conn, druid))
+    if output:
+        emit(data, output)
+        return
+    _print_plan(data)
+
+
+def _planned(conn: Connection, body: dict, found: dict) -> dict:
+    """What the request `body` would do to the Druid `found`: the plan the operator would choose (optypes.classify)
+    phase by phase, the Certificates it changes, and an estimate from the Druid's observed restarts."""
+    from kubedruid.api import Druid as DruidModel
+    from kubedruid.api import apply_defaults
+    from kubedruid.certs.changes import certificate_changes
+    from kubedruid.controllers.ops.optypes import classify
+    from kubedruid.controllers.ops.plan import estimate_s, expected_restarts, observed_restarts, outline, restart_pods
+    from kubedruid.specs.cluster import certificates_owned_by, tls_mode_of
+
+    druid = found["metadata"]["name"]
     mode = tls_mode_of(bool(found["spec"].get("enableSSL")), found["metadata"].get("annotations"))
     chosen = classify(body, mode)
     problem = chosen.preflight(body, found)
     db = apply_defaults(DruidModel.model_validate(found))
     pods = restart_pods(druid, {k: n.replicas for k, n in db.spec.topology.nodes().items()})
-    data = {"druid": f"{conn.namespace}/{druid}", "op": chosen.kind, "what": chosen.what, "currentMode": mode.value,
+    certificates = []
+    if not problem:
+        uid = found["metadata"].get("uid") or ""
+        target = apply_defaults(DruidModel.model_validate({**found, "spec": chosen.target(found["spec"], body)}))
+        after = certificates_owned_by(target, uid) if target.spec.enableSSL else []
+        names_ = {c["metadata"]["name"] for c in [*certificates_owned_by(db, uid), *after]}
+        before = [c for c in (get_or_none(conn, Certificate, n, conn.namespace) for n in sorted(names_)) if c]
+        certificates = certificate_changes(before, after, reissue=chosen.kind == "RotateCertificates")
+    past = [o.to_dict() if hasattr(o, "to_dict") else dict(o) for o in conn.client.list(Ops, namespace=conn.namespace)]
+    expected = expected_restarts(pods, observed_restarts(past, druid))
+    return {"druid": f"{conn.namespace}/{druid}", "op": chosen.kind, "what": chosen.what, "currentMode": mode.value,
             "rolls": {"whenPodsReload": chosen.plan.rolls_when_reloading, "atMost": chosen.plan.rolls},
-            "refused": problem, "phases": outline(chosen.plan, pods, mode)}
-    if output:
-        emit(data, output)
-        return
+            "refused": problem, "phases": outline(chosen.plan, pods, mode), "certificates": certificates,
+            "estimate": {"seconds": estimate_s(chosen.plan, pods, expected),
+                         "restartSeconds": {p: round(s, 1) for p, s in expected.items()}}}
+
+
+def _print_plan(data: dict) -> None:
+    from kubedruid.certs.changes import summary
+
     out = console()
-    out.print(f"{chosen.kind} on Druid {data['druid']} (now {mode.value}): {chosen.what}", soft_wrap=True)
-    if problem:
-        out.print(f"[red]would fail before anything is paused:[/red] {problem}", soft_wrap=True)
+    out.print(f"{data['op']} on Druid {data['druid']} (now {data['currentMode']}): {data['what']}", soft_wrap=True)
+    if data["refused"]:
+        out.print(f"[red]would fail before anything is paused:[/red] {data['refused']}", soft_wrap=True)
     for i, ph in enumerate(data["phases"], 1):
         restarts = ph["restarts"] if isinstance(ph["restarts"], str) else \
             (f"restarts {len(ph['restarts'])} pods: {', '.join(ph['restarts'])}" if ph["restarts"] else "no restart")
         when = f" (only if {ph['onlyIf']})" if ph.get("onlyIf") else ""
         out.print(f"{i}. {ph['phase']}{when} — mode {ph['tlsMode']}; {ph['does'] or ', '.join(ph['steps'])}; "
                   f"{restarts}", soft_wrap=True)
+    for change in data["certificates"]:
+        out.print(f"certificate {summary(change)}", soft_wrap=True)
     rolls = data["rolls"]
     out.print(f"rolling restarts: {rolls['whenPodsReload']} where pods reload their keystore, at most "
               f"{rolls['atMost']}", soft_wrap=True)
+    seconds = data["estimate"]["seconds"]
+    out.print(f"estimate: {human_duration(seconds)} where pods reload, from this Druid's observed restarts"
+              if seconds is not None else "estimate: none yet (no restart of this Druid observed)", soft_wrap=True)
 
 
 @app.command("add")
 @handle_errors
 def add(druid: DruidArg, issuer: IssuerOpt = None, issuer_kind: IssuerKindOpt = IssuerKind.Issuer,
         timeout: TimeoutOpt = None, apply: ApplyOpt = Apply.IfReady, name: NameOpt = None, wait: WaitOpt = False,
-        output: OutputOpt = None, namespace: NamespaceOpt = None, context: ContextOpt = None,
-        kubeconfig: KubeconfigOpt = None) -> None:
+        dry_run: DryRunOpt = False, output: OutputOpt = None, namespace: NamespaceOpt = None,
+        context: ContextOpt = None, kubeconfig: KubeconfigOpt = None) -> None:
     """Add TLS to a Druid that has none (or complete an add that stopped half-way): cert-manager certificates from
     --issuer, then three rolls (client trust, TLS beside plaintext, TLS only) with the Services moved between."""
     run("add", druid, issuer=issuer, issuer_kind=issuer_kind, timeout=timeout, apply=apply, name=name, wait=wait,
-        output=output, namespace=namespace, context=context, kubeconfig=kubeconfig)
+        output=output, namespace=namespace, context=context, kubeconfig=kubeconfig, dry_run=dry_run)
 
 
 @app.command("update")
 @handle_errors
 def update(druid: DruidArg, issuer: IssuerOpt = None, issuer_kind: IssuerKindOpt = IssuerKind.Issuer,
            timeout: TimeoutOpt = None, apply: ApplyOpt = Apply.IfReady, name: NameOpt = None, wait: WaitOpt = False,
-           output: OutputOpt = None, namespace: NamespaceOpt = None, context: ContextOpt = None,
-           kubeconfig: KubeconfigOpt = None) -> None:
+           dry_run: DryRunOpt = False, output: OutputOpt = None, namespace: NamespaceOpt = None,
+           context: ContextOpt = None, kubeconfig: KubeconfigOpt = None) -> None:
     """Move a Druid's TLS to another issuer: every node trusts both CAs, certificates re-issued by --issuer and
     reloaded (restarted where Druid cannot reload), then the old CA dropped."""
     run("update", druid, issuer=issuer, issuer_kind=issuer_kind, timeout=timeout, apply=apply, name=name,
-        wait=wait, output=output, namespace=namespace, context=context, kubeconfig=kubeconfig)
+        wait=wait, output=output, namespace=namespace, context=context, kubeconfig=kubeconfig, dry_run=dry_run)
 
 
 @app.command("rotate")
 @handle_errors
 def rotate(druid: DruidArg, timeout: TimeoutOpt = None, apply: ApplyOpt = Apply.IfReady, name: NameOpt = None,
-           wait: WaitOpt = False, output: OutputOpt = None, namespace: NamespaceOpt = None,
-           context: ContextOpt = None, kubeconfig: KubeconfigOpt = None) -> None:
+           wait: WaitOpt = False, dry_run: DryRunOpt = False, output: OutputOpt = None,
+           namespace: NamespaceOpt = None, context: ContextOpt = None, kubeconfig: KubeconfigOpt = None) -> None:
     """Re-issue a Druid's certificates (new serials, same issuer): reloaded by every node that can, the others
     restarted onto them."""
     run("rotate", druid, timeout=timeout, apply=apply, name=name, wait=wait, output=output, namespace=namespace,
-        context=context, kubeconfig=kubeconfig)
+        context=context, kubeconfig=kubeconfig, dry_run=dry_run)
 
 
 @app.command("remove")
 @handle_errors
 def remove(druid: DruidArg, timeout: TimeoutOpt = None, apply: ApplyOpt = Apply.IfReady, name: NameOpt = None,
-           wait: WaitOpt = False, output: OutputOpt = None, namespace: NamespaceOpt = None,
-           context: ContextOpt = None, kubeconfig: KubeconfigOpt = None) -> None:
+           wait: WaitOpt = False, dry_run: DryRunOpt = False, output: OutputOpt = None,
+           namespace: NamespaceOpt = None, context: ContextOpt = None, kubeconfig: KubeconfigOpt = None) -> None:
     """Turn a Druid's TLS off in two rolls (plaintext beside TLS, then TLS off), then its certificates and Secrets
     deleted."""
     run("remove", druid, timeout=timeout, apply=apply, name=name, wait=wait, output=output, namespace=namespace,
-        context=context, kubeconfig=kubeconfig)
+        context=context, kubeconfig=kubeconfig, dry_run=dry_run)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from kubedruid.druid.nodes import RESTART_ORDER
 from kubedruid.druid.tls import TLSMode
+from kubedruid.kube.conditions import parse_rfc3339
 
 # Step names double as the condition types that record them.
 CERTIFICATE_SYNCED = "CertificateSynced"
@@ -177,3 +178,69 @@ def pod_message(step: str, pod: str, status: str = "True", uid: str | None = Non
 def recorded_uid(message: str | None) -> str | None:
     m = re.search(r"PodUID:([0-9a-f-]+)", message or "")
     return m.group(1) if m else None
+
+
+# What a phase costs besides its restarts, for the estimate (`kubedruid tls plan`): writing objects and waiting for
+# endpoints and kube-proxy, measured at a few seconds a step on the real node.
+FIXED_STEP_S = 3.0
+
+
+def _seconds(t: str) -> float:
+    return parse_rfc3339(t).timestamp()
+
+
+def observed_restarts(requests: list[dict], druid: str) -> dict[str, list[float]]:
+    """Seconds from each eviction to the replacement counted back (EvictPod -> CheckPodRunning, both True), per pod,
+    over the Druid's past DruidOpsRequests (the conditions of each one's last roll)."""
+    out: dict[str, list[float]] = {}
+    for ops in requests:
+        if ((ops.get("spec") or {}).get("databaseRef") or {}).get("name") != druid:
+            continue
+        conditions = {c["type"]: c for c in (ops.get("status") or {}).get("conditions") or []}
+        for type_, evicted in conditions.items():
+            _, evict, check = POD_CONDITION_PREFIXES
+            if not type_.startswith(evict) or evicted.get("status") != "True":
+                continue
+            pod = type_[len(evict):]
+            back = conditions.get(check + pod)
+            if back and back.get("status") == "True" and evicted.get("lastTransitionTime") and \
+                    back.get("lastTransitionTime"):
+                took = _seconds(back["lastTransitionTime"]) - _seconds(evicted["lastTransitionTime"])
+                if took >= 0:
+                    out.setdefault(pod, []).append(took)
+    return out
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def expected_restarts(pods: list[str], observed: dict[str, list[float]]) -> dict[str, float]:
+    """Each pod's expected restart: the median of its own observed restarts, else of its PetSet's pods', else of
+    every pod's; empty when nothing was ever observed."""
+    every = [s for v in observed.values() for s in v]
+    if not every:
+        return {}
+    out = {}
+    for pod in pods:
+        petset = pod.rsplit("-", 1)[0]
+        peers = [s for p, v in observed.items() if p.rsplit("-", 1)[0] == petset for s in v]
+        out[pod] = _median(observed.get(pod) or peers or every)
+    return out
+
+
+def estimate_s(plan: Plan, pods: list[str], expected: dict[str, float]) -> float | None:
+    """The plan's wall time when every pod reloads its keystore (the restart-only-stale phases cost nothing), from
+    the expected restarts; None when a phase restarts pods and no restart was ever observed."""
+    total = 0.0
+    for phase in plan.phases:
+        total += FIXED_STEP_S * len(phase.steps)
+        if CLIENTS_FOLLOW in phase.steps:
+            total += CLIENT_SWITCH_GRACE_S
+        if phase.rolls and not phase.restart_only_stale:
+            if not expected:
+                return None
+            total += sum(expected.get(p, 0.0) for p in pods)
+    return round(total, 1)
