@@ -86,8 +86,8 @@ def test_reload_ssl_context_after_renewal(version, layout, kubeconfig, tmp_path_
                 f"new serial served after {picked} s, no restart" if picked is not None
                 else "NOT picked up within 20 s (restart needed)")
             log = work / "logs" / "router.log"
-            if jetty12(version):
-                return  # recorded only: no Jetty 12 line resolves from this machine's Maven Central yet
+            if jetty12(version):  # recorded in the report; shown as skipped, never counted as passed
+                pytest.skip(f"Druid {version} runs Jetty 12: outcome recorded ({entry}), no expectation asserted yet")
             if layout == "files":
                 assert picked is not None, (f"Druid {version} did not reload a replaced keystore file within 20 s; "
                                             f"log {log}:\n{harness.log_excerpt(log)}")
