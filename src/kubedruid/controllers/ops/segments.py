@@ -43,7 +43,7 @@ def left_to_load(answer: dict) -> int:
 
 def historical_segment_counts(servers: list[dict]) -> dict[str, int]:
     """Segments per historical (`host:port`), as the Coordinator sees them (servers?full)."""
-    return {s["host"]: len(s.get("segments") or {}) for s in servers if s.get("type") == "historical"}
+    return {s["host"]: len(s.get("segments") or {}) for s in servers if str(s.get("type")).lower() == "historical"}
 
 
 def behind(coordinator: dict[str, int], broker: dict[str, int]) -> list[str]:
@@ -92,21 +92,24 @@ async def handed_over(kube: Kube, db: Druid, ca_pem: bytes) -> bool | None:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=ASK_TIMEOUT_S),
                                      headers=headers) as session:
         druid = _Druid(db, ca_pem, session)
-        load = await druid.ask(coordinator, COORDINATOR, LOADSTATUS)
-        if not isinstance(load, dict):
+        try:
+            load = await druid.ask(coordinator, COORDINATOR, LOADSTATUS)
+            if not isinstance(load, dict):
+                return None
+            if left_to_load(load) > 0:
+                return False
+            servers = await druid.ask(coordinator, COORDINATOR, SERVERS)
+            if not isinstance(servers, list):
+                return None
+            expected = historical_segment_counts(servers)
+            answers = await asyncio.gather(*(druid.ask(b, BROKER, SQL, SEGMENTS_PER_SERVER) for b in brokers))
+            for answer in answers:
+                if not isinstance(answer, list):
+                    return False  # a Ready broker that does not answer yet: ask again shortly
+                if behind(expected, {row["server"]: int(row["n"]) for row in answer}):
+                    return False
+        except (AttributeError, KeyError, TypeError, ValueError):  # an answer of another shape: not ours to judge
             return None
-        if left_to_load(load) > 0:
-            return False
-        servers = await druid.ask(coordinator, COORDINATOR, SERVERS)
-        if not isinstance(servers, list):
-            return None
-        expected = historical_segment_counts(servers)
-        answers = await asyncio.gather(*(druid.ask(b, BROKER, SQL, SEGMENTS_PER_SERVER) for b in brokers))
-    for answer in answers:
-        if not isinstance(answer, list):
-            return False  # a Ready broker that does not answer yet: ask again shortly
-        if behind(expected, {row.get("server"): int(row.get("n") or 0) for row in answer if isinstance(row, dict)}):
-            return False
     return True
 
 
