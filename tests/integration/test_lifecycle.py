@@ -95,8 +95,13 @@ def test_missing_inputs_block_with_a_reason_and_recover_when_fixed(kube, namespa
     c = wait_for(lambda: blocked("DeepStorageSecretNotFound"), what="DeepStorageSecretNotFound")
     assert f"{namespace}/deep-storage-config" in c["message"]
     assert _phase(kube, "waiting", namespace) == "Provisioning"
-    time.sleep(3)  # no hot loop: the same problem is reported once, not once per retry
-    assert len(_events(kube, namespace, "waiting", "DeepStorageSecretNotFound")) == 1
+    # No hot loop: while nothing changes the operator writes nothing (the Druid's resourceVersion stays) and
+    # reports the problem once (one Event, its count 1: the apiserver would aggregate repeats into the count).
+    version = kube.get(DruidRes, "waiting", namespace=namespace).metadata.resourceVersion
+    time.sleep(3)
+    assert kube.get(DruidRes, "waiting", namespace=namespace).metadata.resourceVersion == version
+    reported = _events(kube, namespace, "waiting", "DeepStorageSecretNotFound")
+    assert [e.count or 1 for e in reported] == [1], [(e.count, e.series) for e in reported]
 
     deep_storage_secret(kube, namespace)
     c = wait_for(lambda: blocked("IssuerNotFound"), what="IssuerNotFound after the Secret appeared")
@@ -128,6 +133,44 @@ def test_deletion_policies(kube, namespace, operator):
     assert kube.get(Secret, "delete-auth", namespace=namespace)  # Delete keeps the credentials
     assert kube.get(Secret, "halt-auth", namespace=namespace)
     wait_for(lambda: _gone(kube, Secret, "wipeout-auth", namespace), what="WipeOut removes the credentials")
+
+
+def test_halted_stops_the_druid_keeps_its_data_and_refuses_ops_until_unhalted(kube, namespace, operator):
+    """spec.halted (KubeDB): PetSets, pods and Services go, PVCs and Secrets stay, phase Halted; an op is refused
+    by name before anything is paused; halted: false brings the same Druid back to Ready on the same claims."""
+    from lightkube.generic_resource import create_namespaced_resource
+    from lightkube.resources.core_v1 import Service
+
+    Ops = create_namespaced_resource("ops.kubedb.com", "v1alpha1", "DruidOpsRequest", "druidopsrequests")
+    deep_storage_secret(kube, namespace)
+    kube.create(codecs.from_dict(druid_manifest("sleepy", namespace)))
+    _wait_ready(kube, "sleepy", namespace, operator)
+    selector = {"app.kubernetes.io/instance": "sleepy"}
+    claims = {c.metadata.uid for c in kube.list(PersistentVolumeClaim, namespace=namespace, labels=selector)}
+    assert claims
+
+    kube.patch(DruidRes, "sleepy", {"spec": {"halted": True}}, namespace=namespace, patch_type=PatchType.MERGE)
+    wait_for(lambda: _phase(kube, "sleepy", namespace) == "Halted", what="phase Halted")
+    wait_for(lambda: not list(kube.list(PetSet, namespace=namespace, labels=selector))
+             and not list(kube.list(Service, namespace=namespace, labels=selector))
+             and not list(kube.list(Pod, namespace=namespace, labels=selector)),
+             what="the Druid's PetSets, Services and pods to go")
+    assert {c.metadata.uid for c in kube.list(PersistentVolumeClaim, namespace=namespace, labels=selector)} == claims
+    assert kube.get(Secret, "sleepy-auth", namespace=namespace)
+    assert [e.type for e in _events(kube, namespace, "sleepy", "Halted")] == ["Normal"]
+
+    kube.create(codecs.from_dict({"apiVersion": "ops.kubedb.com/v1alpha1", "kind": "DruidOpsRequest",
+                                  "metadata": {"name": "wake", "namespace": namespace},
+                                  "spec": {"type": "Restart", "databaseRef": {"name": "sleepy"}}}))
+    failed = wait_for(lambda: (o := kube.get(Ops, "wake", namespace=namespace)).get("status", {}).get("phase")
+                      == "Failed" and o, what="the Restart of a halted Druid to fail")
+    assert "halted" in condition(failed, "Preflight--DatabaseNotHalted")["message"]
+    assert condition(kube.get(DruidRes, "sleepy", namespace=namespace), "Paused") is None
+
+    kube.patch(DruidRes, "sleepy", {"spec": {"halted": False}}, namespace=namespace, patch_type=PatchType.MERGE)
+    _wait_ready(kube, "sleepy", namespace, operator, timeout=120)
+    assert condition(kube.get(DruidRes, "sleepy", namespace=namespace), "Halted") is None
+    assert {c.metadata.uid for c in kube.list(PersistentVolumeClaim, namespace=namespace, labels=selector)} == claims
 
 
 def test_petset_recreates_deleted_and_evicted_pods(kube, namespace, operator):

@@ -91,6 +91,14 @@ class Provisioner:
             return renew_again
 
         generation = raw["metadata"].get("generation")
+        if (raw.get("spec") or {}).get("halted"):
+            conditions = await self._halt(raw, conditions)
+            await self._write_status(raw, conditions, served)
+            return renew_again
+        if cond.get_condition(conditions, st.HALTED) is not None:
+            conditions = cond.remove_condition(conditions, st.HALTED)
+            await self.kube.event(raw, "Normal", "Unhalted", f"Druid {namespace}/{name} is no longer halted: "
+                                  "its PetSets, Services and dependencies are created again")
         if not cond.is_true(conditions, st.PROVISIONING_STARTED):
             conditions = cond.set_condition(
                 conditions, st.PROVISIONING_STARTED, "True", "DatabaseProvisioningStartedSuccessfully",
@@ -375,6 +383,24 @@ class Provisioner:
         replicas_ready = all(ready_by_node.values())
         accepting = all(ready_by_node.get(n.key, False) for n in cluster.query_nodes(db))
         return replicas_ready, accepting
+
+    # -- halting ----------------------------------------------------------------------------------------------
+    # What spec.halted stops (KubeDB's meaning): the workloads and the Services; PVCs, Secrets, Certificates and the
+    # configuration stay, so that unhalting brings the same Druid back on the same data.
+    HALTED_KINDS = (("apps.k8s.appscode.com/v1", "PetSet"), ("v1", "Service"), ("apps/v1", "StatefulSet"))
+
+    async def _halt(self, raw: dict, conditions: list[dict]) -> list[dict]:
+        namespace, name = raw["metadata"]["namespace"], raw["metadata"]["name"]
+        for labels in (names.selector_labels(name), {dependencies.DEPENDENCY_LABEL: name}):
+            for api, kind in self.HALTED_KINDS:
+                for obj in await self.kube.list(api, kind, namespace, labels=labels):
+                    await self.kube.delete(api, kind, obj["metadata"]["name"], namespace)
+        if not cond.is_true(conditions, st.HALTED):
+            await self.kube.event(raw, "Normal", "Halted", f"Druid {namespace}/{name} is halted: its PetSets, "
+                                  "Services and dependencies are deleted; its PVCs and Secrets are kept")
+        return cond.set_condition(conditions, st.HALTED, "True", "Halted",
+                                  "spec.halted is true: the Druid's pods and Services are deleted, its data kept",
+                                  raw["metadata"].get("generation"))
 
     # -- deletion ---------------------------------------------------------------------------------------------
     async def _finalize(self, raw: dict) -> None:

@@ -130,6 +130,13 @@ async def _evictions_allowed(i: Inputs) -> str | None:
     return None
 
 
+async def _database_not_halted(i: Inputs) -> str | None:
+    if (i.druid.get("spec") or {}).get("halted"):
+        return (f"Druid {i.namespace}/{i.druid['metadata']['name']} is halted (spec.halted: true): it has no pods "
+                "to change; set spec.halted to false first")
+    return None
+
+
 async def _timeout_readable(i: Inputs) -> str | None:
     try:
         parse_duration(i.ops["spec"].get("timeout") or "0")
@@ -143,6 +150,7 @@ async def _timeout_readable(i: Inputs) -> str | None:
 # as they judge the Druid's state (a budget that allows no eviction while another op's last pod starts is no fault).
 REQUEST_CHECKS = (
     Check("TimeoutReadable", _timeout_readable),
+    Check("DatabaseNotHalted", _database_not_halted),
     Check("RequestValid", _request_valid),
     Check("IssuerReady", _issuer_ready),
     Check("KeystorePasswordUsable", _keystore_password_usable),
