@@ -113,6 +113,28 @@ def test_missing_inputs_block_with_a_reason_and_recover_when_fixed(kube, namespa
     assert condition(kube.get(DruidRes, "waiting", namespace=namespace), "InputValid") is None
 
 
+def test_a_secret_value_that_is_not_text_blocks_with_its_key_named_and_recovers(kube, namespace, operator):
+    import base64
+
+    from .helpers import DEEP_STORAGE
+
+    data = {k: base64.b64encode(v.encode()).decode() for k, v in DEEP_STORAGE.items()}
+    data["druid.s3.secretKey"] = base64.b64encode(b"\xff\xfe minio123").decode()
+    kube.create(Secret(metadata=ObjectMeta(name="deep-storage-config"), data=data), namespace=namespace)
+    kube.create(codecs.from_dict(druid_manifest("binary", namespace)))
+
+    def blocked():
+        c = condition(kube.get(DruidRes, "binary", namespace=namespace), "InputValid")
+        return c and c["reason"] == "DeepStorageSecretInvalid" and c
+
+    c = wait_for(blocked, what="InputValid False, DeepStorageSecretInvalid")
+    assert "'druid.s3.secretKey'" in c["message"] and "not UTF-8" in c["message"] and "minio" not in c["message"]
+    assert [e.type for e in _events(kube, namespace, "binary", "DeepStorageSecretInvalid")] == ["Warning"]
+    kube.patch(Secret, "deep-storage-config", {"stringData": {"druid.s3.secretKey": "minio123"}}, namespace=namespace,
+               patch_type=PatchType.MERGE)
+    _wait_ready(kube, "binary", namespace, operator, timeout=120)
+
+
 def test_deletion_policies(kube, namespace, operator):
     deep_storage_secret(kube, namespace)
     for policy in ("Delete", "WipeOut", "Halt"):

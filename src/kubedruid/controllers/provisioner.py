@@ -41,6 +41,20 @@ class Blocked(Exception):
         self.reason, self.message = reason, message
 
 
+def _text_data(secret: dict, reason: str, field: str) -> dict[str, str]:
+    """A Secret's values as text; a value that is not UTF-8 blocks provisioning with a condition that names the key
+    (never the value), rather than failing every retry with no word of why."""
+    out = {}
+    for key, value in (secret.get("data") or {}).items():
+        try:
+            out[key] = base64.b64decode(value).decode()
+        except UnicodeDecodeError:
+            meta = secret["metadata"]
+            raise Blocked(reason, f"key {key!r} of Secret {meta.get('namespace')}/{meta['name']} ({field}) is not "
+                                  "UTF-8 text") from None
+    return out
+
+
 def _secret_bytes(secret: dict | None, key: str) -> bytes | None:
     value = ((secret or {}).get("data") or {}).get(key)
     return base64.b64decode(value) if value else None
@@ -284,7 +298,7 @@ class Provisioner:
             raise Blocked("DeepStorageSecretNotFound",
                           f"deep storage config Secret {db.metadata.namespace}/{ref.name} "
                           f"(spec.deepStorage.configSecret) does not exist")
-        return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+        return _text_data(secret, "DeepStorageSecretInvalid", "spec.deepStorage.configSecret")
 
     async def _user_config(self, db: Druid) -> dict[str, str]:
         name = db.spec.configuration.secretName if db.spec.configuration else None
@@ -294,7 +308,7 @@ class Provisioner:
         if secret is None:
             raise Blocked("ConfigSecretNotFound", f"configuration Secret {db.metadata.namespace}/{name} "
                           "(spec.configuration.secretName) does not exist")
-        return {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+        return _text_data(secret, "ConfigSecretInvalid", "spec.configuration.secretName")
 
     async def _dependencies(self, raw: dict, db: Druid) -> tuple[str, MetadataStore, str, bool]:
         ns = db.metadata.namespace
