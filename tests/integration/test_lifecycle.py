@@ -55,8 +55,20 @@ def test_pause_handshake_freezes_children_until_resumed(kube, namespace, operato
 
     kube.patch(DruidRes, "paused", {"spec": {"topology": {"routers": {"replicas": 2}}}}, namespace=namespace,
                patch_type=PatchType.MERGE)
-    time.sleep(3)  # give a paused provisioner every chance to (wrongly) act
-    assert kube.get(PetSet, "paused-routers", namespace=namespace)["spec"]["replicas"] == 1
+    # An op cannot wait forever for a pause someone else holds: it fails after its timeout, naming the holder,
+    # and leaves their pause alone.
+    from lightkube.generic_resource import create_namespaced_resource
+
+    Ops = create_namespaced_resource("ops.kubedb.com", "v1alpha1", "DruidOpsRequest", "druidopsrequests")
+    kube.create(codecs.from_dict({"apiVersion": "ops.kubedb.com/v1alpha1", "kind": "DruidOpsRequest",
+                                  "metadata": {"name": "blocked", "namespace": namespace},
+                                  "spec": {"type": "Restart", "databaseRef": {"name": "paused"}, "timeout": "3s"}}))
+    failed = wait_for(lambda: (o := kube.get(Ops, "blocked", namespace=namespace)).get("status", {}).get("phase")
+                      == "Failed" and o, timeout=60, what="the op waiting for someone else's pause to fail")
+    assert "maintenance by the platform team" in condition(failed, "PauseDatabase")["message"]
+    assert condition(kube.get(DruidRes, "paused", namespace=namespace), "Paused")["message"] == \
+        "maintenance by the platform team"
+    assert kube.get(PetSet, "paused-routers", namespace=namespace)["spec"]["replicas"] == 1, "still frozen"
 
     druid = kube.get(DruidRes, "paused", namespace=namespace)
     resumed = [c for c in druid["status"]["conditions"] if c["type"] != "Paused"]

@@ -13,6 +13,7 @@ import asyncio
 import datetime
 import logging
 
+from lightkube.core.exceptions import ApiError
 from prometheus_client import Counter, Histogram
 
 from kubedruid.kube import conditions as cond
@@ -26,7 +27,7 @@ from . import plan as plans
 from . import preflight
 from . import queue as queueing
 from .optypes import OP_TYPES, REQUEST_MESSAGES, SUPPORTED_REQUESTS, OpType, classify
-from .steps import Fail, StepContext, Wait, run_step
+from .steps import RESYNC_S, Fail, StepContext, Wait, run_step
 
 log = logging.getLogger("kubedruid.ops")
 
@@ -45,6 +46,19 @@ def _now() -> datetime.datetime:
 
 def _parse_time(text: str | None) -> datetime.datetime | None:
     return cond.parse_rfc3339(text) if text else None
+
+
+# Refusals that a retry cannot change (a request the apiserver finds invalid, a right the operator lacks): the op
+# fails with the apiserver's words at once instead of retrying until its deadline.
+PERMANENT_API_ERRORS = (400, 403, 422)
+PAUSE_STEP = "PauseDatabase"  # the condition a pause that never comes fails with
+
+
+def _since_last_progress(ops: dict) -> float:
+    """Seconds since the op's newest condition transition: how long it has made no recorded progress."""
+    times = [_parse_time(c.get("lastTransitionTime")) for c in (ops.get("status") or {}).get("conditions") or []]
+    newest = max((t for t in times if t), default=None)
+    return (_now() - newest).total_seconds() if newest else 0.0
 
 
 def _phase(o: dict) -> str:
@@ -156,16 +170,22 @@ class OpsManager:
                                     f"Druid {ns}/{db_name} was deleted while the ops request was running", resume=False)
 
         op = _recorded_op(ops, druid)
+        timeout = parse_duration(ops["spec"].get("timeout") or "0") or plans.DEFAULT_STEP_TIMEOUT_S
         if not await self._paused(ops, druid):
+            waited = _since_last_progress(ops)
+            if waited > timeout:  # the provisioner never acknowledged, or someone else holds the pause
+                holder = (cond.get_condition((druid.get("status") or {}).get("conditions"), druid_status.PAUSED)
+                          or {}).get("message") or "no acknowledgement from the provisioner"
+                return await self._fail(ops, druid, PAUSE_STEP, f"timed out after {timeout:g}s waiting to pause "
+                                        f"Druid {ns}/{db_name} ({holder})", resume=True)
             if plans.CERTIFICATE_SYNCED in op.plan.phases[0].steps:
                 # Certificates are new objects nothing uses yet: let cert-manager issue them during the handshake.
                 await self.provisioner.sync_certificates({**druid, "spec": op.target(druid["spec"], ops)})
-            return None  # the provisioner's acknowledgement (a Druid status change) enqueues us again
+            return min(RESYNC_S, timeout - waited + 0.5)  # the acknowledgement (a Druid status change) wakes us first
 
         if not any(cond.get_condition(ops["status"]["conditions"], s) for p in op.plan.phases for s in p.steps):
             await self._event(ops, "Normal", "Successful", f"Successfully paused Druid database: {ns}/{db_name} "
                               f"for DruidOpsRequest: {name}")
-        timeout = parse_duration(ops["spec"].get("timeout") or "0") or plans.DEFAULT_STEP_TIMEOUT_S
         ctx = StepContext(kube=self.kube, provisioner=self.provisioner, ops=ops, druid=druid, op=op,
                           phase=op.plan.phases[0], timeout_s=timeout, event=self._event,
                           set_conditions=lambda c: self._set_status(ops, "Progressing", c))
@@ -183,6 +203,12 @@ class OpsManager:
                     return await self._fail(ctx.ops, druid, f.step, f.message, resume=True)
                 except Blocked as b:
                     return await self._fail(ctx.ops, druid, step, b.message, resume=True)
+                except ApiError as e:  # not the step's own verdict: it counts against the step's deadline
+                    code = e.status.code if e.status else None
+                    if code in PERMANENT_API_ERRORS or _since_last_progress(ctx.ops) > timeout:
+                        return await self._fail(ctx.ops, druid, step, f"{step}: the apiserver answered {code}: "
+                                                f"{e.status.message if e.status else e}", resume=True)
+                    raise  # retried with backoff until the deadline
                 if isinstance(result, Wait):
                     return result.after
             if phase.name:
