@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import json
 import threading
+import time
 
 import pytest
 from cryptography import x509
@@ -404,3 +405,27 @@ def test_operator_killed_in_the_middle_of_each_phase_each_pod_restarted_once_per
     assert condition(ops, "Successful")["lastTransitionTime"] >= killed_at.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert [c["type"] for c in ops["status"]["conditions"] if c["type"] in PHASES["AddTLS"]] == PHASES["AddTLS"]
     assert condition(kube.get(DruidRes, db, namespace=ns), "Paused") is None
+
+
+def test_deleting_a_running_op_cancels_it_between_pods_and_resumes_the_druid(plane, kube, namespace, operator):
+    """Cancel: `kubectl delete druidopsrequest` while a roll runs. The op stops at the next step (no pod is evicted
+    after it is gone), the pod being restarted comes back by itself, and the Druid is resumed and Ready."""
+    ns, db = namespace, "cancelled"
+    deep_storage_secret(kube, ns)
+    manifest = druid_manifest(db, ns)
+    manifest["spec"]["topology"]["historicals"] = {"podTemplate": {"metadata": {"annotations": {
+        "kubedruid.dev/kwok-ready-delay": "3s"}}}}
+    kube.create(codecs.from_dict(manifest))
+    _wait_ready(kube, db, ns, operator)
+    with PodWatch(plane, ns, db) as pods:
+        _ops(kube, "restart-cancel", ns, db, type="Restart")
+        first = f"EvictPod--{db}-historicals-0"
+        wait_for(lambda: condition(kube.get(Ops, "restart-cancel", namespace=ns), first), interval=0.05,
+                 what="the first eviction")
+        kube.delete(Ops, "restart-cancel", namespace=ns)
+        wait_for(lambda: condition(kube.get(DruidRes, db, namespace=ns), "Paused") is None, timeout=30,
+                 what="the Druid resumed once its op is gone")
+        _wait_ready(kube, db, ns, operator, timeout=60)
+        time.sleep(3)  # an op that kept running would evict the next pod within this
+    assert pods.replaced == [f"{db}-historicals-0"], pods.replaced
+    assert [e for e in _events(kube, ns, db) if e.reason == "Resumed"], "the resume is reported on the Druid"
