@@ -155,7 +155,7 @@ def test_add_status_rotate_update_describe_remove(plane, kube, namespace, operat
     # The plan first, changing nothing: the same phases the operator will run, each with its pods.
     planned = json.loads(_ok(cli(plane, "tls", "plan", "add", db, "-n", ns, "--issuer", "druid-ca-issuer",
                                  "-o", "json")))
-    assert planned["op"] == "AddTLS" and planned["rolls"] == {"whenPodsReload": 3, "atMost": 3}
+    assert planned["op"] == "AddTLS" and planned["rolls"] == {"thisDruid": 3, "whenPodsReload": 3, "atMost": 3}
     assert [p["phase"] for p in planned["phases"] if p["restarts"]] == [
         "ClientTrustRolledOut", "TLSPortOpened", "PlaintextClosed"]
     assert planned["phases"][1]["restarts"][0] == f"{db}-historicals-0" and planned["refused"] is None
@@ -220,6 +220,7 @@ def test_add_status_rotate_update_describe_remove(plane, kube, namespace, operat
         "app.kubernetes.io/name": "druids.kubedb.com", "app.kubernetes.io/instance": db})]
     planned = json.loads(_ok(cli(plane, "tls", "plan", "rotate", db, "-n", ns, "-o", "json")))
     assert set(planned["estimate"]["restartSeconds"]) == set(pods) and planned["refused"] is None
+    assert planned["reloadsKeystore"] is True and planned["rolls"]["thisDruid"] == 0
     assert planned["estimate"]["seconds"] is not None and planned["estimate"]["seconds"] < 60, "rotation reloads"
     assert {c["change"] for c in planned["certificates"]} == {"re-issue"}
     removal = json.loads(_ok(cli(plane, "tls", "plan", "remove", db, "-n", ns, "-o", "json")))

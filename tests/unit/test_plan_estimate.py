@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from kubedruid.controllers.ops import plan as plans
 from kubedruid.controllers.ops.optypes import OP_TYPES
+from kubedruid.druid.tls import TLSMode
 
 
 def _ops(druid: str, restarts: dict[str, tuple[str, str]], status: str = "True") -> dict:
@@ -45,3 +46,15 @@ def test_the_estimate_counts_every_pod_once_per_roll_and_the_clients_grace():
 
 def test_no_estimate_for_a_plan_that_restarts_before_any_restart_was_observed():
     assert plans.estimate_s(OP_TYPES["RemoveTLS"].plan, ["dc-brokers-0"], {}) is None
+
+
+def test_a_druid_that_cannot_reload_restarts_every_pod_where_others_restart_only_those_that_did_not_reload():
+    pods, expected = ["dc-brokers-0"], {"dc-brokers-0": 10.0}
+    rotate = OP_TYPES["RotateCertificates"].plan
+    stale = [p for p in rotate.phases if p.restart_only_stale]
+    assert stale, "rotation has a restart-only-stale phase"
+    reloading = {e["phase"]: e["restarts"] for e in plans.outline(rotate, pods, TLSMode.TLS_ONLY)}
+    restarting = {e["phase"]: e["restarts"] for e in plans.outline(rotate, pods, TLSMode.TLS_ONLY, reloads=False)}
+    assert reloading[stale[0].name] == "only pods that did not reload" and restarting[stale[0].name] == pods
+    assert plans.estimate_s(rotate, pods, expected, reloads=False) == \
+        plans.estimate_s(rotate, pods, expected) + 10.0 * len(stale)

@@ -19,6 +19,7 @@ Ops = resource("ops.kubedb.com/v1alpha1", "DruidOpsRequest")
 Certificate = resource("cert-manager.io/v1", "Certificate")
 Issuer = resource("cert-manager.io/v1", "Issuer")
 ClusterIssuer = resource("cert-manager.io/v1", "ClusterIssuer")
+DruidVersion = resource("catalog.kubedb.com/v1alpha1", "DruidVersion")
 
 OPS_API_VERSION = "ops.kubedb.com/v1alpha1"
 

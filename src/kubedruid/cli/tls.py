@@ -26,6 +26,7 @@ from .common import (
     NamespaceOpt,
     OutputOpt,
     Certificate,
+    DruidVersion,
     Ops,
     get_druid,
     get_or_none,
@@ -238,12 +239,16 @@ def _planned(conn: Connection, body: dict, found: dict) -> dict:
     from kubedruid.certs.changes import certificate_changes
     from kubedruid.controllers.ops.optypes import classify
     from kubedruid.controllers.ops.plan import estimate_s, expected_restarts, observed_restarts, outline, restart_pods
+    from kubedruid.druid.tls import reloads
     from kubedruid.specs.cluster import certificates_owned_by, tls_mode_of
 
     druid = found["metadata"]["name"]
     mode = tls_mode_of(bool(found["spec"].get("enableSSL")), found["metadata"].get("annotations"))
     chosen = classify(body, mode)
     problem = chosen.preflight(body, found)
+    catalog = get_or_none(conn, DruidVersion, found["spec"]["version"]) or {}
+    version = (catalog.get("spec") or {}).get("version") or found["spec"]["version"]
+    can_reload = reloads(version)
     db = apply_defaults(DruidModel.model_validate(found))
     pods = restart_pods(druid, {k: n.replicas for k, n in db.spec.topology.nodes().items()})
     certificates = []
@@ -256,10 +261,13 @@ def _planned(conn: Connection, body: dict, found: dict) -> dict:
         certificates = certificate_changes(before, after, reissue=chosen.kind == "RotateCertificates")
     past = [o.to_dict() if hasattr(o, "to_dict") else dict(o) for o in conn.client.list(Ops, namespace=conn.namespace)]
     expected = expected_restarts(pods, observed_restarts(past, druid))
+    rolls = chosen.plan.rolls_when_reloading if can_reload else chosen.plan.rolls
     return {"druid": f"{conn.namespace}/{druid}", "op": chosen.kind, "what": chosen.what, "currentMode": mode.value,
-            "rolls": {"whenPodsReload": chosen.plan.rolls_when_reloading, "atMost": chosen.plan.rolls},
-            "refused": problem, "phases": outline(chosen.plan, pods, mode), "certificates": certificates,
-            "estimate": {"seconds": estimate_s(chosen.plan, pods, expected),
+            "druidVersion": version, "reloadsKeystore": can_reload,
+            "rolls": {"thisDruid": rolls, "whenPodsReload": chosen.plan.rolls_when_reloading,
+                      "atMost": chosen.plan.rolls},
+            "refused": problem, "phases": outline(chosen.plan, pods, mode, can_reload), "certificates": certificates,
+            "estimate": {"seconds": estimate_s(chosen.plan, pods, expected, can_reload),
                          "restartSeconds": {p: round(s, 1) for p, s in expected.items()}}}
 
 
@@ -279,10 +287,11 @@ def _print_plan(data: dict) -> None:
     for change in data["certificates"]:
         out.print(f"certificate {summary(change)}", soft_wrap=True)
     rolls = data["rolls"]
-    out.print(f"rolling restarts: {rolls['whenPodsReload']} where pods reload their keystore, at most "
-              f"{rolls['atMost']}", soft_wrap=True)
+    how = "reloads its keystore" if data["reloadsKeystore"] else "cannot reload its keystore: pods restart instead"
+    out.print(f"rolling restarts: {rolls['thisDruid']} (Druid {data['druidVersion']} {how}; "
+              f"{rolls['whenPodsReload']} where pods reload, at most {rolls['atMost']})", soft_wrap=True)
     seconds = data["estimate"]["seconds"]
-    out.print(f"estimate: {human_duration(seconds)} where pods reload, from this Druid's observed restarts"
+    out.print(f"estimate: {human_duration(seconds)}, from this Druid's observed restarts"
               if seconds is not None else "estimate: none yet (no restart of this Druid observed)", soft_wrap=True)
 
 

@@ -118,16 +118,21 @@ class Plan:
         return f"{' -> '.join(names_)} ({rolls})" if names_ else rolls
 
 
-def outline(plan: Plan, pods: list[str], start_mode: TLSMode) -> list[dict]:
+def outline(plan: Plan, pods: list[str], start_mode: TLSMode, reloads: bool = True) -> list[dict]:
     """What each phase of `plan` does to a Druid whose pods (in restart order) run in `start_mode`: for people
-    (`kubedruid tls plan`), computed from the same plan the operator runs."""
+    (`kubedruid tls plan`), computed from the same plan the operator runs. `reloads`: whether the Druid's version
+    reloads its keystore (else the phases that restart pods that did not reload restart them all)."""
     out, mode = [], start_mode
     for phase in plan.phases:
         mode = phase.mode or mode
+        if not phase.rolls:
+            restarts: list[str] | str = []
+        elif phase.restart_only_stale and reloads:
+            restarts = "only pods that did not reload"
+        else:
+            restarts = pods
         entry = {"phase": phase.name or "(steps)", "steps": list(phase.steps), "does": phase.message or None,
-                 "tlsMode": mode.value,
-                 "restarts": (pods if phase.rolls and not phase.restart_only_stale
-                              else "only pods that did not reload" if phase.restart_only_stale else [])}
+                 "tlsMode": mode.value, "restarts": restarts}
         if phase.only_if:
             entry["onlyIf"] = f"{phase.only_if[0]} is {phase.only_if[1]}"
         out.append(entry)
@@ -231,15 +236,16 @@ def expected_restarts(pods: list[str], observed: dict[str, list[float]]) -> dict
     return out
 
 
-def estimate_s(plan: Plan, pods: list[str], expected: dict[str, float]) -> float | None:
-    """The plan's wall time when every pod reloads its keystore (the restart-only-stale phases cost nothing), from
-    the expected restarts; None when a phase restarts pods and no restart was ever observed."""
+def estimate_s(plan: Plan, pods: list[str], expected: dict[str, float], reloads: bool = True) -> float | None:
+    """The plan's wall time from the expected restarts: where the Druid reloads its keystore the restart-only-stale
+    phases cost nothing, else they restart every pod. None when a phase restarts pods and no restart was ever
+    observed."""
     total = 0.0
     for phase in plan.phases:
         total += FIXED_STEP_S * len(phase.steps)
         if CLIENTS_FOLLOW in phase.steps:
             total += CLIENT_SWITCH_GRACE_S
-        if phase.rolls and not phase.restart_only_stale:
+        if phase.rolls and not (phase.restart_only_stale and reloads):
             if not expected:
                 return None
             total += sum(expected.get(p, 0.0) for p in pods)
