@@ -216,7 +216,7 @@ def test_add_status_rotate_update_describe_remove(plane, kube, namespace, operat
     assert "BEGIN" not in json.dumps(data)
 
     # After the add, the plan knows this Druid's restart times: the estimate comes from them.
-    pods = [p["metadata"]["name"] for p in kube.list(Pod, namespace=ns, labels={
+    pods = [p.metadata.name for p in kube.list(Pod, namespace=ns, labels={
         "app.kubernetes.io/name": "druids.kubedb.com", "app.kubernetes.io/instance": db})]
     planned = json.loads(_ok(cli(plane, "tls", "plan", "rotate", db, "-n", ns, "-o", "json")))
     assert set(planned["estimate"]["restartSeconds"]) == set(pods) and planned["refused"] is None
