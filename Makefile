@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export GOTOOLCHAIN := local
 
-.PHONY: venv tools test test-unit test-integration test-druid test-node demo demo-down bench clean
+.PHONY: venv tools test test-unit test-integration test-faults test-druid test-node demo demo-down bench clean
 
 $(BIN)/kubedruid: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Python 3.11 is required)" >&2; exit 1; }
@@ -22,12 +22,13 @@ venv: $(BIN)/kubedruid
 tools:
 	tools/build.sh k8s etcd kwok cert-manager helm containerd coredns >/dev/null
 
-# Everything: unit, integration (real control plane), the real-Druid tier (JVMs from Maven Central), then the
+# Everything: unit, integration (real control plane), the fault suite (its own plane; KUBEDRUID_FAULTS=full for
+# more generated input), the real-Druid tier (JVMs from Maven Central), then the
 # real-node tier in a run of its own (its plane and Druid pods never share the machine with the kwok plane's).
 # Both runs always run; make fails if either failed.
 test: venv tools
 	@rc=0; \
-	$(BIN)/python -m pytest -ra -m "druid or not druid" tests/unit tests/integration tests/druid || rc=$$?; \
+	$(BIN)/python -m pytest -ra -m "druid or not druid" tests/unit tests/integration tests/faults tests/druid || rc=$$?; \
 	$(BIN)/python -m pytest -ra tests/node || rc=$$?; \
 	exit $$rc
 
@@ -43,6 +44,9 @@ test-unit: venv
 
 test-integration: venv tools
 	$(BIN)/python -m pytest -ra tests/integration
+
+test-faults: venv tools
+	$(BIN)/python -m pytest -ra tests/faults
 
 demo: venv tools
 	scripts/demo.sh

@@ -334,6 +334,14 @@ def down(state_dir: Path) -> list[str]:
     return stopped
 
 
+def stop_component(state_dir: Path, component: str) -> None:
+    """Stops one component of a running plane (the fault suite's injected outage); `up` starts it again."""
+    layout = PlaneLayout.from_json(state_dir, json.loads((state_dir / "plane.json").read_text()))
+    if component not in layout.components:
+        raise ValueError(f"{component} is not a component of this plane ({', '.join(layout.components)})")
+    _stop(layout, component)
+
+
 def status(state_dir: Path) -> list[ComponentStatus]:
     state_file = state_dir / "plane.json"
     if not state_file.exists():

@@ -1,0 +1,28 @@
+"""The fault suite: a control plane and an operator of its own (the integration fixtures, so its outages never
+reach the integration tests' plane), faults injected into them, and bad input through the real apiserver.
+
+KUBEDRUID_FAULTS=full runs more generated inputs; the default is the light run `make test` includes."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.integration.conftest import kube, namespace, operator, plane  # noqa: F401  (fixtures)
+
+FULL = os.environ.get("KUBEDRUID_FAULTS") == "full"
+FIGURES: dict[str, dict] = {}
+
+
+@pytest.fixture(scope="session")
+def figures() -> dict[str, dict]:
+    return FIGURES
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if not FIGURES:
+        return
+    terminalreporter.section("faults injected and bad input tried")
+    for name, entry in FIGURES.items():
+        terminalreporter.write_line(f"  {name}: " + ", ".join(f"{k} {v}" for k, v in entry.items()))
