@@ -19,6 +19,8 @@ from tests.integration.helpers import ca_issuer, condition, deep_storage_secret,
 from tests.integration.helpers import Druid as DruidRes
 from tests.integration.test_provisioner import _wait_ready
 
+from .conftest import FULL
+
 pytestmark = pytest.mark.integration
 
 Ops = create_namespaced_resource("ops.kubedb.com", "v1alpha1", "DruidOpsRequest", "druidopsrequests")
@@ -87,6 +89,11 @@ def _reached(kube, ns: str, name: str, type_: str):
         return None
 
 
+# In the full run only: on this kwok plane a kube-apiserver or etcd restart while a pod is being bound can leave
+# kube-scheduler's cache corrupted ("Pod updated on a different node than previously added to"), after which no new
+# pod is scheduled and every later test of the session fails (one run in two on 2026-12-05; the op itself ended
+# Failed at its timeout, resumed, as it should). The light run keeps what is deterministic here.
+@pytest.mark.skipif(not FULL, reason="KUBEDRUID_FAULTS=full: may leave this kwok plane's scheduler unusable")
 @pytest.mark.parametrize("component", ["kube-apiserver", "etcd"])
 def test_a_roll_survives_a_restart_of(component, plane, kube, namespace, operator, figures):
     ns, db = namespace, "outage"
@@ -122,7 +129,8 @@ def test_an_add_survives_cert_manager_stopped_while_it_waits_for_certificates(pl
                 tls={"issuerRef": {"apiGroup": "cert-manager.io", "kind": "Issuer", "name": "druid-ca-issuer"}})
             wait_for(lambda: _reached(kube, ns, "add", "Plan"), timeout=60, what="the add to start")
             time.sleep(10)  # the op waits for certificates nobody issues; nothing restarts meanwhile
-            assert not _reached(kube, ns, "add", "CertificateSynced")
+            synced = _reached(kube, ns, "add", "CertificateSynced")
+            assert synced is None or synced["status"] != "True", synced
             assert set(pods.restarts().values()) == {0}, pods.restarts()
         finally:
             plane_mod.up(plane.state_dir)
