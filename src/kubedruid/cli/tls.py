@@ -237,7 +237,7 @@ def _planned(conn: Connection, body: dict, found: dict) -> dict:
     from kubedruid.api import Druid as DruidModel
     from kubedruid.api import apply_defaults
     from kubedruid.certs.changes import certificate_changes
-    from kubedruid.controllers.ops.optypes import classify
+    from kubedruid.controllers.ops.optypes import classify, rotate_certificates
     from kubedruid.controllers.ops.plan import estimate_s, expected_restarts, observed_restarts, outline, restart_pods
     from kubedruid.druid.tls import reloads
     from kubedruid.specs.cluster import certificates_owned_by, tls_mode_of
@@ -258,7 +258,7 @@ def _planned(conn: Connection, body: dict, found: dict) -> dict:
         after = certificates_owned_by(target, uid) if target.spec.enableSSL else []
         names_ = {c["metadata"]["name"] for c in [*certificates_owned_by(db, uid), *after]}
         before = [c for c in (get_or_none(conn, Certificate, n, conn.namespace) for n in sorted(names_)) if c]
-        certificates = certificate_changes(before, after, reissue=chosen.kind == "RotateCertificates")
+        certificates = certificate_changes(before, after, reissue=chosen is rotate_certificates.OP)
     past = [o.to_dict() if hasattr(o, "to_dict") else dict(o) for o in conn.client.list(Ops, namespace=conn.namespace)]
     expected = expected_restarts(pods, observed_restarts(past, druid))
     rolls = chosen.plan.rolls_when_reloading if can_reload else chosen.plan.rolls
