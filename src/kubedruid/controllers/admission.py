@@ -44,7 +44,7 @@ def register(registry: kopf.OperatorRegistry, kube_of) -> None:
             return  # never block the finalizer's removal
         if old and (old.get("spec") or {}).get("version") == (body.get("spec") or {}).get("version"):
             return  # the version was checked when it was set; metadata and finalizer updates must go through
-        kube: Kube = kube_of(memo)
+        kube: Kube = kube_of(memo).fresh  # a DruidVersion created a moment ago counts
         versions = {v["metadata"]["name"] for v in await kube.list("catalog.kubedb.com/v1alpha1", "DruidVersion")}
         problems = validate_druid(dict(body), known_versions=versions)
         if problems:
@@ -53,7 +53,7 @@ def register(registry: kopf.OperatorRegistry, kube_of) -> None:
     @kopf.on.validate("ops.kubedb.com", "v1alpha1", "druidopsrequests", id="ops-database-ref",
                       ignore_failures=True, operations=["CREATE", "UPDATE"], registry=registry)
     async def validate_ops(body, old, memo: kopf.Memo, **_):
-        kube: Kube = kube_of(memo)
+        kube: Kube = kube_of(memo).fresh
         problems = validate_ops_request(dict(body), old=dict(old) if old else None)
         ref = ((body.get("spec") or {}).get("databaseRef") or {}).get("name")
         ns = body["metadata"].get("namespace")

@@ -1,7 +1,10 @@
-"""Wires the controllers to the apiserver with kopf: kopf watches, the controllers' work queues converge.
+"""Wires the controllers to the apiserver: informers (kube/cache.py) watch and hold what the reconciles read, the
+controllers' work queues converge; kopf runs the admission webhook and the operator's lifecycle.
 
 Watch handlers only map an event to the keys it concerns (a pod to its PetSet, a Secret to its Druid, ...) and
-enqueue them; reconciles run in the work queues (controllers/runtime.py).
+enqueue them; reconciles run in the work queues (controllers/runtime.py). Every watch is of our objects, by label
+where the cluster holds others of the kind (Secrets, pods, StatefulSets, Certificates): Secrets a Druid references
+but does not own are read by name when it is reconciled.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ from collections import defaultdict
 
 import kopf
 
+from kubedruid.kube.cache import EXISTS, Cache, Informer, Watched
 from kubedruid.kube.client import Kube
 from kubedruid.specs import dependencies
-from kubedruid.specs.petset_pods import POD_NAME_LABEL
+from kubedruid.specs.petset_pods import PETSET_API, POD_NAME_LABEL
 
 from . import admission, petset
 from .leader import LeaderElection
@@ -25,6 +29,7 @@ from .runtime import WorkQueue
 
 log = logging.getLogger("kubedruid.operator")
 
+CACHE_SYNC_TIMEOUT_S = 60
 INSTANCE = "app.kubernetes.io/instance"
 MANAGED_BY = "app.kubernetes.io/managed-by"
 
@@ -53,6 +58,97 @@ class Controllers:
         spaces = [namespace] if namespace else list(self.druid_versions)
         return [(ns, name) for ns in spaces for name in self.druid_versions.get(ns, {})]
 
+    # -- what each watched kind's events enqueue ----------------------------------------------------------------
+    def on_druid(self, type_: str, obj: dict) -> None:
+        namespace, name = _where(obj)
+        if type_ == "DELETED":
+            self.druid_versions[namespace].pop(name, None)
+        else:
+            self.druid_versions[namespace][name] = (obj.get("spec") or {}).get("version", "")
+        self.druid_changed(namespace, name)
+
+    def on_druid_version(self, _type: str, obj: dict) -> None:
+        for ns, druids in self.druid_versions.items():
+            for druid, version in druids.items():
+                if version == obj["metadata"]["name"]:
+                    self.druids.add((ns, druid))
+
+    def on_petset(self, _type: str, obj: dict) -> None:
+        namespace, name = _where(obj)
+        if self.petsets is not None:
+            self.petsets.add((namespace, name))
+        if (druid := _druid_of(obj)) is not None:
+            self.druid_changed(namespace, druid)
+
+    def on_pod(self, _type: str, obj: dict) -> None:
+        namespace, _ = _where(obj)
+        for ref in obj["metadata"].get("ownerReferences") or []:
+            if ref.get("kind") == "PetSet" and self.petsets is not None:
+                self.petsets.add((namespace, ref["name"]))
+        if (druid := _druid_of(obj)) is not None:
+            self.ops.add((namespace, druid))  # a restart waits for this pod
+
+    def on_ops_request(self, type_: str, obj: dict) -> None:
+        namespace, _ = _where(obj)
+        db = ((obj.get("spec") or {}).get("databaseRef") or {}).get("name")
+        if db:
+            self.ops.add((namespace, db))
+            if type_ == "DELETED":
+                self.druids.add((namespace, db))  # a deleted op must not leave its Druid paused
+
+    def on_dependency(self, _type: str, obj: dict) -> None:
+        self.druids.add((obj["metadata"]["namespace"], obj["metadata"]["labels"][dependencies.DEPENDENCY_LABEL]))
+
+    def on_owned(self, _type: str, obj: dict) -> None:
+        """A Secret or Service of ours changed (a deleted one is made again)."""
+        if (druid := _druid_of(obj)) is not None:
+            self.druid_changed(obj["metadata"]["namespace"], druid)
+
+    def on_certificate(self, type_: str, obj: dict) -> None:
+        if (druid := _druid_of(obj)) is not None:
+            namespace, name = _where(obj)
+            self.druid_changed(namespace, druid)
+            CERTIFICATE_EXPIRY.observe(namespace, druid, name, (obj.get("status") or {}).get("notAfter"),
+                                       deleted=type_ == "DELETED")
+
+    def on_issuer(self, _type: str, obj: dict) -> None:
+        for key in self.druids_in(obj["metadata"].get("namespace")):  # a ClusterIssuer: every namespace
+            self.druid_changed(*key)
+
+    def informers(self) -> Cache:
+        """What the controllers watch, each with the handler its events go to."""
+        ours = {MANAGED_BY: "kubedb.com", INSTANCE: EXISTS}
+        dependency = {dependencies.DEPENDENCY_LABEL: EXISTS}
+        watched = [
+            (Watched("kubedb.com/v1alpha2", "Druid", "druids"), self.on_druid),
+            (Watched("catalog.kubedb.com/v1alpha1", "DruidVersion", "druidversions", namespaced=False),
+             self.on_druid_version),
+            (Watched(PETSET_API, "PetSet", "petsets"), self.on_petset),
+            (Watched("v1", "Pod", "pods", labels={POD_NAME_LABEL: EXISTS}), self.on_pod),
+            (Watched("ops.kubedb.com/v1alpha1", "DruidOpsRequest", "druidopsrequests"), self.on_ops_request),
+            (Watched("apps/v1", "StatefulSet", "statefulsets", labels=dependency), self.on_dependency),
+            (Watched("v1", "Secret", "secrets", labels=ours), self.on_owned),
+            (Watched("v1", "Service", "services", labels=ours), self.on_owned),
+            (Watched("v1", "Service", "services", labels=dependency), self.on_dependency),
+            (Watched("cert-manager.io/v1", "Certificate", "certificates", labels=ours), self.on_certificate),
+            (Watched("cert-manager.io/v1", "Issuer", "issuers"), self.on_issuer),
+            (Watched("cert-manager.io/v1", "ClusterIssuer", "clusterissuers", namespaced=False), self.on_issuer),
+        ]
+        cache = Cache()
+        for w, handler in watched:
+            cache.add(Informer(self.kube.client, w, handler))
+        return cache
+
+
+def _where(obj: dict) -> tuple[str, str]:
+    return obj["metadata"].get("namespace") or "", obj["metadata"]["name"]
+
+
+def _druid_of(obj: dict) -> str | None:
+    """The Druid an object of ours belongs to (KubeDB's labels)."""
+    labels = obj["metadata"].get("labels") or {}
+    return labels[INSTANCE] if labels.get(MANAGED_BY) == "kubedb.com" and labels.get(INSTANCE) else None
+
 
 def build_registry(webhooks: bool = True) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
@@ -79,6 +175,13 @@ def build_registry(webhooks: bool = True) -> kopf.OperatorRegistry:
                            "stays off, another PetSet controller must run", petset.CRD_NAME, petset.OWNER_LABEL,
                            petset.OWNER_VALUE)
         memo.controllers = Controllers(kube, enabled)
+        kube.cache = memo.controllers.informers()
+        kube.cache.start()
+        try:  # reconciles start from a full view; an informer that cannot list leaves its reads to the apiserver
+            await asyncio.wait_for(kube.cache.wait_synced(), CACHE_SYNC_TIMEOUT_S)
+        except TimeoutError:
+            logger.warning("informers not synced after %d s (%s): their reads go to the apiserver until they are",
+                           CACHE_SYNC_TIMEOUT_S, ", ".join(kube.cache.unsynced()))
         for q in memo.controllers.queues():
             q.start()
         if memo.get("probes"):
@@ -90,81 +193,9 @@ def build_registry(webhooks: bool = True) -> kopf.OperatorRegistry:
             memo.probes.ready = False
         for q in memo.controllers.queues():
             await q.stop()
+        if memo.controllers.kube.cache is not None:
+            await memo.controllers.kube.cache.stop()
         await memo.controllers.kube.client.close()
-
-    @kopf.on.event("kubedb.com", "v1alpha2", "druids", registry=registry)
-    def druid_event(event, body, namespace, name, memo: kopf.Memo, **_):
-        c: Controllers = memo.controllers
-        spec = body.get("spec") or {}
-        if event["type"] == "DELETED":
-            c.druid_versions[namespace].pop(name, None)
-        else:
-            c.druid_versions[namespace][name] = spec.get("version", "")
-        c.druid_changed(namespace, name)
-
-    @kopf.on.event("catalog.kubedb.com", "v1alpha1", "druidversions", registry=registry)
-    def version_event(name, memo: kopf.Memo, **_):
-        c: Controllers = memo.controllers
-        for ns, druids in c.druid_versions.items():
-            for druid, version in druids.items():
-                if version == name:
-                    c.druids.add((ns, druid))
-
-    @kopf.on.event("apps.k8s.appscode.com", "v1", "petsets", registry=registry)
-    def petset_event(namespace, name, labels, memo: kopf.Memo, **_):
-        c: Controllers = memo.controllers
-        if c.petsets is not None:
-            c.petsets.add((namespace, name))
-        if labels.get(MANAGED_BY) == "kubedb.com" and labels.get(INSTANCE):
-            c.druid_changed(namespace, labels[INSTANCE])
-
-    @kopf.on.event("", "v1", "pods", labels={POD_NAME_LABEL: kopf.PRESENT}, registry=registry)
-    def pod_event(namespace, body, labels, memo: kopf.Memo, **_):
-        c: Controllers = memo.controllers
-        for ref in body["metadata"].get("ownerReferences") or []:
-            if ref.get("kind") == "PetSet" and c.petsets is not None:
-                c.petsets.add((namespace, ref["name"]))
-        if labels.get(MANAGED_BY) == "kubedb.com" and labels.get(INSTANCE):
-            c.ops.add((namespace, labels[INSTANCE]))  # a restart waits for this pod
-
-    @kopf.on.event("ops.kubedb.com", "v1alpha1", "druidopsrequests", registry=registry)
-    def ops_event(event, namespace, spec, memo: kopf.Memo, **_):
-        c: Controllers = memo.controllers
-        db = (spec.get("databaseRef") or {}).get("name")
-        if db:
-            c.ops.add((namespace, db))
-            if event["type"] == "DELETED":
-                c.druids.add((namespace, db))  # a deleted op must not leave its Druid paused
-
-    @kopf.on.event("apps", "v1", "statefulsets", labels={dependencies.DEPENDENCY_LABEL: kopf.PRESENT}, registry=registry)
-    def dependency_event(namespace, labels, memo: kopf.Memo, **_):
-        memo.controllers.druids.add((namespace, labels[dependencies.DEPENDENCY_LABEL]))
-
-    @kopf.on.event("", "v1", "secrets", registry=registry)
-    def secret_event(namespace, labels, memo: kopf.Memo, **_):
-        c: Controllers = memo.controllers
-        if labels.get(MANAGED_BY) == "kubedb.com" and labels.get(INSTANCE):
-            c.druid_changed(namespace, labels[INSTANCE])
-        else:  # maybe a Druid's deep-storage Secret or an externally managed store's credentials
-            for key in c.druids_in(namespace):
-                c.druids.add(key)
-
-    @kopf.on.event("cert-manager.io", "v1", "certificates", labels={MANAGED_BY: "kubedb.com"}, registry=registry)
-    def certificate_event(event, name, namespace, labels, status, memo: kopf.Memo, **_):
-        if labels.get(INSTANCE):
-            memo.controllers.druid_changed(namespace, labels[INSTANCE])
-            CERTIFICATE_EXPIRY.observe(namespace, labels[INSTANCE], name, status.get("notAfter"),
-                                       deleted=event["type"] == "DELETED")
-
-    @kopf.on.event("cert-manager.io", "v1", "issuers", registry=registry)
-    def issuer_event(namespace, memo: kopf.Memo, **_):
-        for key in memo.controllers.druids_in(namespace):
-            memo.controllers.druid_changed(*key)
-
-    @kopf.on.event("cert-manager.io", "v1", "clusterissuers", registry=registry)
-    def cluster_issuer_event(memo: kopf.Memo, **_):
-        for key in memo.controllers.druids_in(None):
-            memo.controllers.druid_changed(*key)
 
     if webhooks:
         admission.register(registry, lambda memo: memo.controllers.kube)

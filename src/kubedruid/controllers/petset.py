@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from kubedruid.kube.cache import EXISTS
 from kubedruid.kube.client import Kube
 from kubedruid.specs import petset_pods
 
@@ -26,8 +27,10 @@ def crd_is_ours(crd: dict | None) -> bool:
 
 
 async def owned_pods(kube: Kube, petset: dict) -> list[dict]:
-    selector = (petset["spec"].get("selector") or {}).get("matchLabels") or None
-    pods = await kube.list("v1", "Pod", petset["metadata"]["namespace"], labels=selector)
+    selector = (petset["spec"].get("selector") or {}).get("matchLabels") or {}
+    # Every pod a PetSet owns carries its pod-name label: the operator's pod informer answers this list.
+    pods = await kube.list("v1", "Pod", petset["metadata"]["namespace"],
+                           labels={**selector, petset_pods.POD_NAME_LABEL: EXISTS})
     uid = petset["metadata"]["uid"]
     return [p for p in pods if any(o.get("uid") == uid for o in p["metadata"].get("ownerReferences") or [])]
 

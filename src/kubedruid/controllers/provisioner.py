@@ -3,7 +3,10 @@ Services and PetSets, and its status says how far it got.
 
 Level-triggered: every pass recomputes the desired children from the Druid and what it references, writes only what
 differs, and derives the conditions and the phase from what it observes. A missing input (Secret, DruidVersion,
-Issuer) stops the pass with a condition and an event that name it; the watch on that input starts the next pass.
+Issuer) stops the pass with a condition and an event that name it; the watch on that input starts the next pass —
+or, for a Secret the Druid references but does not own (never watched: clusters hold thousands of other software's
+Secrets), a look every FOREIGN_INPUT_RECHECK_S. Such a Secret is read at every pass, so a change to its content
+reaches the configuration at the Druid's next pass.
 """
 
 from __future__ import annotations
@@ -31,14 +34,16 @@ log = logging.getLogger("kubedruid.provisioner")
 
 FINALIZER = "kubedb.com/druid"
 DRUID_API = names.DRUID_API
+FOREIGN_INPUT_RECHECK_S = 5.0
 
 
 class Blocked(Exception):
-    """Provisioning cannot go on until an input changes; `reason` and `message` go into the InputValid condition."""
+    """Provisioning cannot go on until an input changes; `reason` and `message` go into the InputValid condition.
+    `recheck_s`: when to look again, for an input no watch reports (a Secret we do not own)."""
 
-    def __init__(self, reason: str, message: str):
+    def __init__(self, reason: str, message: str, recheck_s: float | None = None):
         super().__init__(message)
-        self.reason, self.message = reason, message
+        self.reason, self.message, self.recheck_s = reason, message, recheck_s
 
 
 def _text_data(secret: dict, reason: str, field: str) -> dict[str, str]:
@@ -51,7 +56,7 @@ def _text_data(secret: dict, reason: str, field: str) -> dict[str, str]:
         except UnicodeDecodeError:
             meta = secret["metadata"]
             raise Blocked(reason, f"key {key!r} of Secret {meta.get('namespace')}/{meta['name']} ({field}) is not "
-                                  "UTF-8 text") from None
+                                  "UTF-8 text", FOREIGN_INPUT_RECHECK_S) from None
     return out
 
 
@@ -79,40 +84,42 @@ class Provisioner:
             return None
         if FINALIZER not in (raw["metadata"].get("finalizers") or []):
             finalizers = [*(raw["metadata"].get("finalizers") or []), FINALIZER]
-            raw = await self.kube.patch(DRUID_API, "Druid", name, {"metadata": {"finalizers": finalizers}}, namespace)
+            raw = await self.kube.patch(DRUID_API, "Druid", name, {"metadata": {
+                "finalizers": finalizers, "resourceVersion": raw["metadata"]["resourceVersion"]}}, namespace)
 
         conditions = (raw.get("status") or {}).get("conditions") or []
         # Renewals reach the pods even while an op holds the pause (renewal.py); the same check says what they serve.
         checked = await self.renewals.check(raw, conditions)
         conditions, renew_again, served = checked.conditions, checked.again, checked.served
+        # Events go out once the status that says the same is written: a pass over a Druid read a moment before
+        # another pass's write loses its conditional write (409) and must not have announced anything.
+        announce: list[tuple[str, str, str]] = []
         paused = cond.get_condition(conditions, st.PAUSED)
         if paused is not None and await self._pause_is_stale(namespace, paused):
             # The op that paused the Druid is gone or finished: never leave a Druid paused.
             conditions = cond.remove_condition(conditions, st.PAUSED)
-            await self.kube.event(raw, "Normal", "Resumed", f"Resumed Druid {namespace}/{name}: "
-                                  f"{paused.get('message')!r} no longer holds")
+            announce.append(("Normal", "Resumed", f"Resumed Druid {namespace}/{name}: "
+                             f"{paused.get('message')!r} no longer holds"))
             paused = None
         if paused is not None:
             if paused.get("status") != "True":  # the ops-manager asks; we acknowledge and then keep our hands off
                 conditions = cond.set_condition(conditions, st.PAUSED, "True", "Paused",
                                                 paused.get("message") or "Paused by an ops request",
                                                 raw["metadata"].get("generation"))
-                await self._write_status(raw, conditions, served)
-                await self.kube.event(raw, "Normal", "Paused", f"Paused Druid {namespace}/{name}: "
-                                      f"{paused.get('message') or 'an ops request is in progress'}")
-            else:
-                await self._write_status(raw, conditions, served)
+                announce.append(("Normal", "Paused", f"Paused Druid {namespace}/{name}: "
+                                 f"{paused.get('message') or 'an ops request is in progress'}"))
+            await self._write_status(raw, conditions, served, announce)
             return renew_again
 
         generation = raw["metadata"].get("generation")
         if (raw.get("spec") or {}).get("halted"):
-            conditions = await self._halt(raw, conditions)
-            await self._write_status(raw, conditions, served)
+            conditions = await self._halt(raw, conditions, announce)
+            await self._write_status(raw, conditions, served, announce)
             return renew_again
         if cond.get_condition(conditions, st.HALTED) is not None:
             conditions = cond.remove_condition(conditions, st.HALTED)
-            await self.kube.event(raw, "Normal", "Unhalted", f"Druid {namespace}/{name} is no longer halted: "
-                                  "its PetSets, Services and dependencies are created again")
+            announce.append(("Normal", "Unhalted", f"Druid {namespace}/{name} is no longer halted: "
+                             "its PetSets, Services and dependencies are created again"))
         if not cond.is_true(conditions, st.PROVISIONING_STARTED):
             conditions = cond.set_condition(
                 conditions, st.PROVISIONING_STARTED, "True", "DatabaseProvisioningStartedSuccessfully",
@@ -124,29 +131,37 @@ class Provisioner:
             before = cond.get_condition(conditions, st.INPUT_VALID)
             conditions = cond.set_condition(conditions, st.INPUT_VALID, "False", b.reason, b.message, generation)
             if not before or before.get("reason") != b.reason or before.get("message") != b.message:
-                await self.kube.event(raw, "Warning", b.reason, b.message)
+                announce.append(("Warning", b.reason, b.message))
                 log.info("druid %s/%s blocked: %s", namespace, name, b.message)
-            again = None
-        await self._write_status(raw, conditions, served)
+            again = b.recheck_s
+        await self._write_status(raw, conditions, served, announce)
         return min((t for t in (again, renew_again) if t is not None), default=None)
 
     async def _pause_is_stale(self, namespace: str, paused: dict) -> bool:
         ops_name = ops_queue.paused_by(paused.get("message"))
         if ops_name is None:
             return False  # paused by someone else (a person, another tool): theirs to lift
-        ops = await self.kube.get("ops.kubedb.com/v1alpha1", "DruidOpsRequest", ops_name, namespace)
+        # From the apiserver: an op created a moment ago may not have reached the informer yet.
+        ops = await self.kube.fresh.get("ops.kubedb.com/v1alpha1", "DruidOpsRequest", ops_name, namespace)
         return ops is None or ((ops.get("status") or {}).get("phase") in ops_queue.FINISHED)
 
-    async def _write_status(self, raw: dict, conditions: list[dict], served: list[dict] | None = None) -> None:
-        """Writes only what changed; `served`: a new servedCertificates (None keeps the recorded one)."""
+    async def _write_status(self, raw: dict, conditions: list[dict], served: list[dict] | None = None,
+                            announce: list[tuple[str, str, str]] = ()) -> None:
+        """Writes only what changed; `served`: a new servedCertificates (None keeps the recorded one); then records
+        the events in `announce` (type, reason, message)."""
         status = raw.get("status") or {}
         new = {"phase": st.phase(conditions), "observedGeneration": raw["metadata"].get("generation"),
                "conditions": conditions}
         if served is not None:
             new["servedCertificates"] = served or None  # merge patch: null removes the field
         if any(status.get(k) != v for k, v in new.items()):
-            await self.kube.patch(DRUID_API, "Druid", raw["metadata"]["name"], {"status": new},
-                                  raw["metadata"]["namespace"], status=True)
+            # Conditional on the version read: the Druid (read from the informer) may have changed meanwhile, and
+            # the conditions list is replaced whole (an op's pause request must never be overwritten).
+            await self.kube.patch(DRUID_API, "Druid", raw["metadata"]["name"],
+                                  {"metadata": {"resourceVersion": raw["metadata"]["resourceVersion"]},
+                                   "status": new}, raw["metadata"]["namespace"], status=True)
+        for type_, reason, message in announce:
+            await self.kube.event(raw, type_, reason, message)
 
     # -- the pass -----------------------------------------------------------------------------------------------
     async def _provision(self, raw: dict, conditions: list[dict]) -> tuple[list[dict], float | None]:
@@ -237,12 +252,14 @@ class Provisioner:
 
     async def ca_bundle(self, db: Druid) -> tuple[dict | None, list]:
         """The CA bundle Secret and the CAs it holds."""
-        secret = await self.kube.get("v1", "Secret", names.ca_bundle_secret(db.metadata.name), db.metadata.namespace)
+        secret = await self.kube.get("v1", "Secret", names.ca_bundle_secret(db.metadata.name), db.metadata.namespace,
+                                     ours=names.selector_labels(db.metadata.name))
         return secret, bundle.parse(_secret_bytes(secret, bundle.CA_KEY))
 
     async def server_ca(self, db: Druid) -> list:
         """The CA that signs the Druid's server certificate now, as its Secret says (cert-manager's ca.crt)."""
-        secret = await self.kube.get("v1", "Secret", cluster.server_cert_secret(db) or "", db.metadata.namespace)
+        secret = await self.kube.get("v1", "Secret", cluster.server_cert_secret(db) or "", db.metadata.namespace,
+                                     ours=names.selector_labels(db.metadata.name))  # cert-manager's, with our labels
         return bundle.parse(_secret_bytes(secret, "ca.crt"))
 
     async def ensure_ca_bundle(self, raw: dict, db: Druid, add: list = (), exactly: list | None = None) -> list:
@@ -265,7 +282,7 @@ class Provisioner:
         """After TLS is removed the pods of the last roll still mount the bundle (they kept client trust while
         peers announced TLS ports): it goes once no pod mounts it."""
         name, ns = db.metadata.name, db.metadata.namespace
-        secret = await self.kube.get("v1", "Secret", names.ca_bundle_secret(name), ns)
+        secret = await self.kube.get("v1", "Secret", names.ca_bundle_secret(name), ns, ours=names.selector_labels(name))
         if secret is None:
             return
         pods = await self.kube.list("v1", "Pod", ns, labels=names.selector_labels(name))
@@ -284,7 +301,8 @@ class Provisioner:
                 secret = certificate["spec"].get("secretName")
                 if secret:
                     await self.kube.delete("v1", "Secret", secret, namespace)
-        keystore = await self.kube.get("v1", "Secret", f"{name}-keystore-cred", namespace)
+        keystore = await self.kube.get("v1", "Secret", f"{name}-keystore-cred", namespace,
+                                       ours=names.selector_labels(name))
         if keystore is not None and owned(keystore):
             await self.kube.delete("v1", "Secret", f"{name}-keystore-cred", namespace)
 
@@ -297,7 +315,7 @@ class Provisioner:
         if secret is None:
             raise Blocked("DeepStorageSecretNotFound",
                           f"deep storage config Secret {db.metadata.namespace}/{ref.name} "
-                          f"(spec.deepStorage.configSecret) does not exist")
+                          f"(spec.deepStorage.configSecret) does not exist", FOREIGN_INPUT_RECHECK_S)
         return _text_data(secret, "DeepStorageSecretInvalid", "spec.deepStorage.configSecret")
 
     async def _user_config(self, db: Druid) -> dict[str, str]:
@@ -307,7 +325,7 @@ class Provisioner:
         secret = await self.kube.get("v1", "Secret", name, db.metadata.namespace)
         if secret is None:
             raise Blocked("ConfigSecretNotFound", f"configuration Secret {db.metadata.namespace}/{name} "
-                          "(spec.configuration.secretName) does not exist")
+                          "(spec.configuration.secretName) does not exist", FOREIGN_INPUT_RECHECK_S)
         return _text_data(secret, "ConfigSecretInvalid", "spec.configuration.secretName")
 
     async def _dependencies(self, raw: dict, db: Druid) -> tuple[str, MetadataStore, str, bool]:
@@ -333,7 +351,8 @@ class Provisioner:
                 if await self.kube.get("v1", "Secret", metadata_secret, ms.namespace or ns) is None:
                     raise Blocked("MetadataStorageSecretNotFound",
                                   f"externally managed metadata storage {ms.namespace or ns}/{ms.name}: its "
-                                  f"credentials Secret {metadata_secret} (keys username, password) does not exist")
+                                  f"credentials Secret {metadata_secret} (keys username, password) does not exist",
+                                  FOREIGN_INPUT_RECHECK_S)
                 return True
             await self._ensure_secret_once(raw, metadata_secret, "kubernetes.io/basic-auth",
                                            lambda: {"username": metadata.user, "password": _password()})
@@ -377,7 +396,8 @@ class Provisioner:
 
     async def _require_certificate_secrets(self, db: Druid) -> None:
         for c in db.spec.tls.certificates or []:
-            secret = await self.kube.get("v1", "Secret", c.secretName, db.metadata.namespace)
+            secret = await self.kube.get("v1", "Secret", c.secretName, db.metadata.namespace,
+                                         ours=names.selector_labels(db.metadata.name))
             if secret is None or "keystore.jks" not in (secret.get("data") or {}):
                 raise Blocked("WaitingForCertificates", f"waiting for cert-manager to issue Secret {c.secretName} "
                               f"(Certificate {db.metadata.name}-{c.alias}-cert)")
@@ -403,15 +423,15 @@ class Provisioner:
     # configuration stay, so that unhalting brings the same Druid back on the same data.
     HALTED_KINDS = (("apps.k8s.appscode.com/v1", "PetSet"), ("v1", "Service"), ("apps/v1", "StatefulSet"))
 
-    async def _halt(self, raw: dict, conditions: list[dict]) -> list[dict]:
+    async def _halt(self, raw: dict, conditions: list[dict], announce: list) -> list[dict]:
         namespace, name = raw["metadata"]["namespace"], raw["metadata"]["name"]
         for labels in (names.selector_labels(name), {dependencies.DEPENDENCY_LABEL: name}):
             for api, kind in self.HALTED_KINDS:
                 for obj in await self.kube.list(api, kind, namespace, labels=labels):
                     await self.kube.delete(api, kind, obj["metadata"]["name"], namespace)
         if not cond.is_true(conditions, st.HALTED):
-            await self.kube.event(raw, "Normal", "Halted", f"Druid {namespace}/{name} is halted: its PetSets, "
-                                  "Services and dependencies are deleted; its PVCs and Secrets are kept")
+            announce.append(("Normal", "Halted", f"Druid {namespace}/{name} is halted: its PetSets, "
+                             "Services and dependencies are deleted; its PVCs and Secrets are kept"))
         return cond.set_condition(conditions, st.HALTED, "True", "Halted",
                                   "spec.halted is true: the Druid's pods and Services are deleted, its data kept",
                                   raw["metadata"].get("generation"))

@@ -95,7 +95,7 @@ class Renewals:
             self._checked_at.pop((ns, name), None)
         if await self._tls_op_holds_the_pause(raw, conditions):
             return Checked(conditions, None)
-        secret = await self.kube.get("v1", "Secret", cluster.server_cert_secret(db), ns)
+        secret = await self.kube.get("v1", "Secret", cluster.server_cert_secret(db), ns, ours=names.selector_labels(name))
         leaf = ((secret or {}).get("data") or {}).get("tls.crt")
         if not leaf:
             return Checked(conditions, None)
@@ -120,7 +120,8 @@ class Renewals:
         if current["reason"] == "Unverified" and last and last[0] == issued and \
                 time.monotonic() - last[1] < UNVERIFIED_AGAIN_S:
             return Checked(conditions, UNVERIFIED_AGAIN_S - (time.monotonic() - last[1]))
-        bundle_secret = await self.kube.get("v1", "Secret", names.ca_bundle_secret(name), ns)
+        bundle_secret = await self.kube.get("v1", "Secret", names.ca_bundle_secret(name), ns,
+                                            ours=names.selector_labels(name))
         ca_pem = bundle.pem_of(bundle_secret)
         replicas = {k: n.replicas for k, n in db.spec.topology.nodes().items()}
         pods = restart_pods(name, replicas)
@@ -206,7 +207,8 @@ class Renewals:
         op_name = ops_queue.paused_by((paused or {}).get("message"))
         if op_name is None:
             return False
-        op = await self.kube.get("ops.kubedb.com/v1alpha1", "DruidOpsRequest", op_name, raw["metadata"]["namespace"])
+        op = await self.kube.fresh.get("ops.kubedb.com/v1alpha1", "DruidOpsRequest", op_name,
+                                       raw["metadata"]["namespace"])  # an op a moment old may not be in the cache
         return bool(op) and op["spec"].get("type") == "ReconfigureTLS" and \
             (op.get("status") or {}).get("phase") not in ops_queue.FINISHED
 
@@ -214,7 +216,7 @@ class Renewals:
         """One Restart DruidOpsRequest per renewed serial: the ops-manager queues it behind any running op."""
         ns, name = raw["metadata"]["namespace"], raw["metadata"]["name"]
         op_name = f"{name}-renewal-{issued[:10]}"
-        if await self.kube.get("ops.kubedb.com/v1alpha1", "DruidOpsRequest", op_name, ns) is not None:
+        if await self.kube.fresh.get("ops.kubedb.com/v1alpha1", "DruidOpsRequest", op_name, ns) is not None:
             return
         await self.kube.create({
             "apiVersion": "ops.kubedb.com/v1alpha1", "kind": "DruidOpsRequest",

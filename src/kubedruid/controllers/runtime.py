@@ -92,6 +92,9 @@ class WorkQueue:
             except ApiError as e:
                 if e.status.code == 403 and "being terminated" in (e.status.message or ""):
                     log.debug("%s: %s: its namespace is being deleted", self.name, key)  # nothing left to converge
+                elif e.status.code == 409:  # a conditional write lost to a newer version: read again, at once
+                    log.debug("%s: %s: conflict (%s), reconciling again", self.name, key, e.status.message)
+                    again = 0.1
                 else:
                     again = self._failed(key)
             except Exception:  # noqa: BLE001 - a controller must survive any reconcile error

@@ -2,6 +2,9 @@
 
 Writes go through `ensure`, which reads first and writes (server-side apply, field manager `kubedruid`) only when
 the desired fields differ from what the apiserver holds, so a resync over unchanged objects makes no write.
+
+Reads are answered from the informers (kube/cache.py) where they hold the kind; `fresh` is the same client reading
+only from the apiserver, for decisions that must not act on a view a few events old (the ops-manager's steps).
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from lightkube.generic_resource import create_global_resource, create_namespaced
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Event
 from lightkube.types import PatchType
+from prometheus_client import Counter
 
+from .cache import Cache
 from .diff import is_subset
 
 FIELD_MANAGER = "kubedruid"
@@ -28,6 +33,11 @@ REPORTING_CONTROLLER = "kubedruid.dev/operator"
 # apply is due (server-side apply then removes the fields our field manager no longer sets).
 APPLIED_HASH = "kubedruid.dev/applied-hash"
 log = logging.getLogger("kubedruid.kube")
+
+REQUESTS = Counter("kubedruid_apiserver_requests_total", "Requests the controllers made to the apiserver (watches "
+                   "excluded)", ["verb", "kind"])
+CACHE_READS = Counter("kubedruid_cache_reads_total", "Reads answered by the informers instead of the apiserver",
+                      ["kind"])
 
 # Custom resources the controllers use; registering them lets `from_dict` and `resource_registry` find them.
 GENERIC = {
@@ -56,16 +66,31 @@ def is_not_found(e: Exception) -> bool:
 
 
 class Kube:
-    def __init__(self, client: AsyncClient):
+    def __init__(self, client: AsyncClient, cache: Cache | None = None):
         self.client = client
+        self.cache = cache
         self.writes = 0  # counted for the "no write on an unchanged resync" guarantee
+
+    @property
+    def fresh(self) -> "Kube":
+        """This client without the informers: every read goes to the apiserver."""
+        return Kube(self.client) if self.cache is not None else self
 
     @classmethod
     def from_kubeconfig(cls, path: str | None = None) -> "Kube":
         config = KubeConfig.from_file(path) if path else KubeConfig.from_env()
         return cls(AsyncClient(config, field_manager=FIELD_MANAGER))
 
-    async def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> dict | None:
+    async def get(self, api_version: str, kind: str, name: str, namespace: str | None = None,
+                  ours: dict | None = None) -> dict | None:
+        """`ours`: the labels of an object we made; only such an object is wanted, so a miss in an informer that
+        holds every object with those labels means absent."""
+        if self.cache is not None:
+            answered, obj = self.cache.get(api_version, kind, name, namespace, ours)
+            if answered:
+                CACHE_READS.labels(kind).inc()
+                return obj
+        REQUESTS.labels("get", kind).inc()
         try:
             return as_dict(await self.client.get(resource(api_version, kind), name, namespace=namespace))
         except ApiError as e:
@@ -74,9 +99,16 @@ class Kube:
             raise
 
     async def list(self, api_version: str, kind: str, namespace: str | None = None,
-                   labels: dict[str, str] | None = None) -> list[dict]:
+                   labels: dict | None = None) -> list[dict]:
+        """`labels`: equality, or cache.EXISTS for "has the label"."""
+        if self.cache is not None:
+            cached = self.cache.list(api_version, kind, namespace, labels)
+            if cached is not None:
+                CACHE_READS.labels(kind).inc()
+                return cached
+        REQUESTS.labels("list", kind).inc()
         return [as_dict(o) async for o in self.client.list(resource(api_version, kind), namespace=namespace,
-                                                           labels=labels)]
+                                                           labels=labels or None)]
 
     async def ensure(self, desired: dict) -> bool:
         """Creates or updates `desired` (server-side apply) unless the apiserver already holds it. True if written."""
@@ -84,19 +116,28 @@ class Kube:
         digest = hashlib.sha256(json.dumps(desired, sort_keys=True).encode()).hexdigest()[:16]
         desired = {**desired, "metadata": {**meta, "annotations": {**(meta.get("annotations") or {}),
                                                                    APPLIED_HASH: digest}}}
-        current = await self.get(desired["apiVersion"], desired["kind"], meta["name"], meta.get("namespace"))
+        # Where the informer that would hold it holds no such object, applying is what converges it either way.
+        current = await self.get(desired["apiVersion"], desired["kind"], meta["name"], meta.get("namespace"),
+                                 ours=meta.get("labels") or None)
         if current is not None and is_subset(desired, current):
             return False
-        await self.client.apply(from_dict(desired), field_manager=FIELD_MANAGER, force=True)
+        REQUESTS.labels("apply", desired["kind"]).inc()
+        applied = await self.client.apply(from_dict(desired), field_manager=FIELD_MANAGER, force=True)
         self.writes += 1
+        if self.cache is not None:
+            self.cache.wrote(as_dict(applied))
         return True
 
     async def create(self, obj: dict) -> dict:
-        created = await self.client.create(from_dict(obj))
+        REQUESTS.labels("create", obj["kind"]).inc()
+        created = as_dict(await self.client.create(from_dict(obj)))
         self.writes += 1
-        return as_dict(created)
+        if self.cache is not None:
+            self.cache.wrote(created)
+        return created
 
     async def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
+        REQUESTS.labels("delete", kind).inc()
         try:
             await self.client.delete(resource(api_version, kind), name, namespace=namespace)
             self.writes += 1
@@ -108,11 +149,14 @@ class Kube:
 
     async def patch(self, api_version: str, kind: str, name: str, patch: dict, namespace: str | None = None,
                     status: bool = False) -> dict:
+        REQUESTS.labels("patch", kind).inc()
         res = resource(api_version, kind)
         target = res.Status if status else res
-        out = await self.client.patch(target, name, patch, namespace=namespace, patch_type=PatchType.MERGE)
+        out = as_dict(await self.client.patch(target, name, patch, namespace=namespace, patch_type=PatchType.MERGE))
         self.writes += 1
-        return as_dict(out)
+        if self.cache is not None:
+            self.cache.wrote(out)
+        return out
 
     async def event(self, involved: dict, type_: str, reason: str, message: str,
                     component: str = "kubedruid") -> None:
@@ -129,6 +173,7 @@ class Kube:
             eventTime=now, action=reason[:128], reportingComponent=REPORTING_CONTROLLER,
             reportingInstance=REPORTING_CONTROLLER,
         )
+        REQUESTS.labels("create", "Event").inc()
         try:
             await self.client.create(ev)
         except ApiError as e:  # an event is never worth failing a reconcile

@@ -65,6 +65,11 @@ def _phase(o: dict) -> str:
     return (o.get("status") or {}).get("phase") or ""
 
 
+def _unfinished(all_ops: list[dict], db: str) -> list[dict]:
+    return [o for o in all_ops if (o["spec"].get("databaseRef") or {}).get("name") == db
+            and _phase(o) not in queueing.FINISHED]
+
+
 def _current_mode(druid: dict | None):
     if druid is None:
         return None
@@ -81,13 +86,15 @@ def _recorded_op(ops: dict, druid: dict) -> OpType:
 
 class OpsManager:
     def __init__(self, kube: Kube, provisioner: Provisioner):
-        self.kube, self.provisioner = kube, provisioner
+        # Steps decide from what the apiserver says now (a step never acts on a view a few events old); the
+        # informers only tell which Druids have an unfinished op, so that the rest cost no request.
+        self.kube, self.informed, self.provisioner = Kube(kube.client), kube, provisioner
         self._events: set[asyncio.Task] = set()
 
     async def reconcile(self, namespace: str, db: str) -> float | None:
-        all_ops = await self.kube.list(OPS_API, "DruidOpsRequest", namespace)
-        ops = [o for o in all_ops if (o["spec"].get("databaseRef") or {}).get("name") == db
-               and _phase(o) not in queueing.FINISHED]
+        if not _unfinished(await self.informed.list(OPS_API, "DruidOpsRequest", namespace), db):
+            return None
+        ops = _unfinished(await self.kube.list(OPS_API, "DruidOpsRequest", namespace), db)
         if not ops:
             return None
         decision = queueing.queue(ops)

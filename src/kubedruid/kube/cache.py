@@ -1,0 +1,259 @@
+"""Informers: each keeps the objects of one kind (those its label selector matches) current in memory with a list and
+then a watch, and tells the controllers what changed. Reconciles read from them instead of the apiserver.
+
+An expired watch (410 Gone) lists again and *replaces* what it holds, reporting what disappeared meanwhile as
+deleted, so no deletion is missed. Objects are held without their managedFields (large, never read). A kind is
+watched by label where the cluster holds many objects of other software (Secrets, pods): a miss there is answered by
+the apiserver, never taken as "absent".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from lightkube import ALL_NS, AsyncClient, operators
+from lightkube.core.exceptions import ApiError
+from lightkube.codecs import resource_registry
+from lightkube.generic_resource import create_global_resource, create_namespaced_resource
+from lightkube.types import OnErrorAction, OnErrorResult
+from prometheus_client import Counter, Gauge
+
+log = logging.getLogger("kubedruid.cache")
+
+# A label selector value meaning "the label is present, whatever its value".
+EXISTS = operators.exists()
+
+CACHED_OBJECTS = Gauge("kubedruid_cached_objects", "Objects held by the operator's informers", ["kind"])
+WATCH_RESTARTS = Counter("kubedruid_watch_relists_total", "Lists an informer made (its first, and after 410 Gone "
+                         "or a broken watch)", ["kind"])
+
+Key = tuple[str, str]  # (namespace or "", name)
+Handler = Callable[[str, dict], None]  # (ADDED | MODIFIED | DELETED, object)
+
+_RETRY_S = (0.5, 1, 2, 5, 10)
+_RESOURCES: dict[tuple[str, str], type] = {}
+
+
+@dataclass(frozen=True)
+class Watched:
+    """One kind the controllers watch; `labels` narrows the watch (values: a string, or EXISTS)."""
+
+    api_version: str
+    kind: str
+    plural: str
+    namespaced: bool = True
+    labels: dict = field(default_factory=dict)
+
+    def resource(self):
+        """lightkube's class for the kind: a generic one (plain dicts, no model parsing) unless a typed one is
+        already registered for it."""
+        key = (self.api_version, self.kind)
+        if key not in _RESOURCES:
+            group, _, version = self.api_version.rpartition("/")
+            make = create_namespaced_resource if self.namespaced else create_global_resource
+            try:
+                _RESOURCES[key] = make(group, version, self.kind, self.plural)
+            except ValueError:  # registered before (by us, or lightkube's typed class)
+                _RESOURCES[key] = resource_registry.load(self.api_version, self.kind)
+        return _RESOURCES[key]
+
+    def answers(self, labels: dict | None) -> bool:
+        """Whether every object a list with `labels` (equality, or EXISTS) returns is one this watch holds."""
+        wanted = labels or {}
+        return all(k in wanted and (v is EXISTS or wanted[k] == v) for k, v in self.labels.items())
+
+
+def labels_match(have: dict, selector: dict | None) -> bool:
+    return all(k in have and (v is EXISTS or have[k] == v) for k, v in (selector or {}).items())
+
+
+def matches(obj: dict, labels: dict | None) -> bool:
+    return labels_match(obj["metadata"].get("labels") or {}, labels)
+
+
+def key_of(obj: dict) -> Key:
+    return obj["metadata"].get("namespace") or "", obj["metadata"]["name"]
+
+
+def slim(obj: dict) -> dict:
+    """What is held: the object without managedFields."""
+    meta = obj.get("metadata") or {}
+    if "managedFields" in meta:
+        obj = {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+    return obj
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """One object as held: its labels and version for matching, the rest as JSON text — several times smaller than
+    the dict, and each read parses a copy of its own (faster than copying the dict)."""
+
+    labels: dict
+    resource_version: str
+    text: str
+
+    @classmethod
+    def of(cls, obj: dict) -> "Held":
+        obj = slim(obj)
+        meta = obj["metadata"]
+        return cls(meta.get("labels") or {}, meta.get("resourceVersion") or "", json.dumps(obj, separators=(",", ":")))
+
+    def object(self) -> dict:
+        return json.loads(self.text)
+
+
+class Store:
+    """The objects of one informer and what a new listing or a watch event changes in them. Pure."""
+
+    def __init__(self):
+        self.objects: dict[Key, Held] = {}
+
+    def replace(self, listed: list[dict]) -> list[tuple[str, dict]]:
+        """Takes a full listing; returns the events it amounts to (DELETED for what is no longer there)."""
+        fresh = {key_of(o): o for o in listed}
+        events = [("DELETED", old.object()) for k, old in self.objects.items() if k not in fresh]
+        for k, o in fresh.items():
+            old = self.objects.get(k)
+            if old is None or old.resource_version != o["metadata"].get("resourceVersion"):
+                events.append(("ADDED" if old is None else "MODIFIED", o))
+        self.objects = {k: Held.of(o) for k, o in fresh.items()}
+        return events
+
+    def apply(self, type_: str, obj: dict) -> bool:
+        """One watch event; False for a bookmark (nothing to tell)."""
+        if type_ == "BOOKMARK":
+            return False
+        if type_ == "DELETED":
+            self.objects.pop(key_of(obj), None)
+        else:
+            self.objects[key_of(obj)] = Held.of(obj)
+        return True
+
+    def get(self, key: Key) -> dict | None:
+        held = self.objects.get(key)
+        return held.object() if held is not None else None
+
+
+class Informer:
+    def __init__(self, client: AsyncClient, watched: Watched, handler: Handler):
+        self.client, self.watched, self.handler = client, watched, handler
+        self.store = Store()
+        self.synced = asyncio.Event()
+        self._resource = watched.resource()
+
+    def get(self, namespace: str | None, name: str) -> dict | None:
+        return self.store.get((namespace or "", name))
+
+    def list(self, namespace: str | None, labels: dict | None) -> list[dict]:
+        return [held.object() for (ns, _), held in self.store.objects.items()
+                if (namespace is None or ns == namespace) and labels_match(held.labels, labels)]
+
+    def _tell(self, events: list[tuple[str, dict]]) -> None:
+        for type_, obj in events:
+            try:
+                self.handler(type_, obj)
+            except Exception:  # noqa: BLE001 - one bad handler call must not stop the watch
+                log.exception("handler of %s %s/%s failed", self.watched.kind, *key_of(obj))
+        CACHED_OBJECTS.labels(self.watched.kind).set(len(self.store.objects))
+
+    async def run(self) -> None:
+        failures = 0
+        scope = {"namespace": ALL_NS} if self.watched.namespaced else {}
+        selector = self.watched.labels or None
+        while True:
+            try:
+                WATCH_RESTARTS.labels(self.watched.kind).inc()
+                listing = self.client.list(self._resource, labels=selector, **scope)
+                # A list's items carry no apiVersion and kind; a watch's do. Held objects always do.
+                kind = {"apiVersion": self.watched.api_version, "kind": self.watched.kind}
+                objects = [{**o.to_dict(), **kind} async for o in listing]
+                self._tell(self.store.replace(objects))
+                self.synced.set()
+                failures = 0
+                async for type_, obj in self.client.watch(self._resource, labels=selector,
+                                                          resource_version=listing.resourceVersion,
+                                                          on_error=_retry_unless_gone, **scope):
+                    raw = obj.to_dict()
+                    if self.store.apply(type_, raw):
+                        self._tell([(type_, raw)])
+            except asyncio.CancelledError:
+                raise
+            except ApiError as e:
+                if e.status.code != 410:
+                    failures += 1
+                    log.warning("watch of %s failed (%s); listing again", self.watched.kind, e.status.message)
+            except Exception as e:  # noqa: BLE001 - a broken connection: list again after a pause
+                failures += 1
+                log.warning("watch of %s broke (%s); listing again", self.watched.kind, e)
+            if failures:
+                await asyncio.sleep(_RETRY_S[min(failures, len(_RETRY_S)) - 1])
+
+
+def _retry_unless_gone(e: Exception, count: int):
+    """lightkube's watch loop: reconnect after an ordinary disconnect; on 410 Gone stop, so that we list again."""
+    if isinstance(e, ApiError) and e.status.code == 410:
+        return OnErrorResult(OnErrorAction.RAISE)
+    return OnErrorResult(OnErrorAction.RETRY, sleep=_RETRY_S[min(count, len(_RETRY_S)) - 1])
+
+
+class Cache:
+    """The informers by kind (a kind may have several, each narrowed to other labels), and whether a read can be
+    answered from memory."""
+
+    def __init__(self):
+        self.informers: dict[tuple[str, str], list[Informer]] = {}
+        self._tasks: list[asyncio.Task] = []
+
+    def add(self, informer: Informer) -> None:
+        self.informers.setdefault((informer.watched.api_version, informer.watched.kind), []).append(informer)
+
+    def all(self) -> list[Informer]:
+        return [i for informers in self.informers.values() for i in informers]
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(i.run(), name=f"informer-{i.watched.kind}") for i in self.all()]
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def wait_synced(self) -> None:
+        await asyncio.gather(*(i.synced.wait() for i in self.all()))
+
+    def unsynced(self) -> list[str]:
+        return sorted({i.watched.kind for i in self.all() if not i.synced.is_set()})
+
+    def _synced(self, api_version: str, kind: str) -> list[Informer]:
+        informers = self.informers.get((api_version, kind)) or []
+        return informers if informers and all(i.synced.is_set() for i in informers) else []
+
+    def get(self, api_version: str, kind: str, name: str, namespace: str | None,
+            ours: dict | None = None) -> tuple[bool, dict | None]:
+        """(answered, object): a hit; or a miss where the object cannot exist unseen: an informer holds every
+        object the caller wants — all of the kind, or all with the labels `ours` (the caller wants the object only
+        if it carries them: one we made); else not answered."""
+        informers = self._synced(api_version, kind)
+        for informer in informers:
+            if (obj := informer.get(namespace, name)) is not None:
+                return True, obj
+        mine = {"metadata": {"labels": ours}} if ours else None
+        return any(not i.watched.labels or (mine and matches(mine, i.watched.labels)) for i in informers), None
+
+    def wrote(self, obj: dict) -> None:
+        """What a write of ours returned, held at once: the next reconcile must not write it again because its
+        watch event has not arrived yet (the event, when it comes, holds the same or a newer version)."""
+        for informer in self.informers.get((obj.get("apiVersion"), obj.get("kind"))) or []:
+            if matches(obj, informer.watched.labels):
+                informer.store.apply("MODIFIED", obj)
+
+    def list(self, api_version: str, kind: str, namespace: str | None,
+             labels: dict | None) -> list[dict] | None:
+        for informer in self._synced(api_version, kind):
+            if informer.watched.answers(labels):
+                return informer.list(namespace, labels)
+        return None
