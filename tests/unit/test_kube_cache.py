@@ -95,3 +95,19 @@ def test_what_we_wrote_is_held_at_once_by_the_informer_that_would_see_it():
     assert "managedFields" not in ours.store.get(("a", "svc"))["metadata"]
     cache.wrote({"apiVersion": "v1", "kind": "Service", **_obj("other", "8", labels={"owner": "them"})})
     assert ("a", "other") not in ours.store.objects
+
+
+def test_a_write_answered_after_the_deletion_was_seen_never_brings_the_object_back():
+    store = Store()
+    druid = _obj("d", "5")
+    druid["metadata"]["uid"] = "u1"
+    store.apply("ADDED", druid)
+    store.apply("DELETED", {**druid, "metadata": {**druid["metadata"], "resourceVersion": "7"}})
+    store.wrote({**druid, "metadata": {**druid["metadata"], "resourceVersion": "6"}})  # our patch's late response
+    assert store.get(("a", "d")) is None
+    store.wrote({"metadata": {"name": "e", "namespace": "a", "uid": "u2", "deletionTimestamp": "now",
+                              "finalizers": []}})  # removing the last finalizer deletes it
+    assert store.get(("a", "e")) is None
+    store.apply("ADDED", {**druid, "metadata": {**druid["metadata"], "uid": "u3", "resourceVersion": "9"}})
+    store.wrote({**druid, "metadata": {**druid["metadata"], "uid": "u3", "resourceVersion": "10"}})
+    assert store.get(("a", "d"))["metadata"]["resourceVersion"] == "10"  # made again under the same name

@@ -16,6 +16,7 @@ import base64
 import logging
 import secrets as random_secrets
 
+from lightkube.core.exceptions import ApiError
 from pydantic import ValidationError
 
 from kubedruid.api import Druid, apply_defaults, validate_druid
@@ -24,7 +25,7 @@ from kubedruid.controllers.ops import queue as ops_queue
 from kubedruid.druid import jvm, tls
 from kubedruid.druid.properties import MetadataStore
 from kubedruid.kube import conditions as cond
-from kubedruid.kube.client import Kube
+from kubedruid.kube.client import Kube, is_not_found
 from kubedruid.specs import cluster, dependencies, names
 from kubedruid.specs import status as st
 
@@ -459,4 +460,10 @@ class Provisioner:
                     await self.kube.patch("v1", "Secret", secret["metadata"]["name"],
                                           {"metadata": {"ownerReferences": kept or None}}, namespace)
         finalizers = [f for f in raw["metadata"].get("finalizers") or [] if f != FINALIZER]
-        await self.kube.patch(DRUID_API, "Druid", name, {"metadata": {"finalizers": finalizers or None}}, namespace)
+        try:
+            await self.kube.patch(DRUID_API, "Druid", name, {"metadata": {"finalizers": finalizers or None}},
+                                  namespace)
+        except ApiError as e:
+            if not is_not_found(e):
+                raise  # gone already: an earlier pass finished it
+

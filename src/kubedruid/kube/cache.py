@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -107,10 +108,16 @@ class Held:
 
 
 class Store:
-    """The objects of one informer and what a new listing or a watch event changes in them. Pure."""
+    """The objects of one informer and what a new listing or a watch event changes in them. Pure.
+
+    `gone` remembers the UIDs of the last deleted objects, so that a write's response that arrives after the watch
+    reported the deletion (removing the last finalizer deletes at once) never brings the object back."""
+
+    GONE_KEPT = 10_000
 
     def __init__(self):
         self.objects: dict[Key, Held] = {}
+        self.gone: OrderedDict[Key, str] = OrderedDict()
 
     def replace(self, listed: list[dict]) -> list[tuple[str, dict]]:
         """Takes a full listing; returns the events it amounts to (DELETED for what is no longer there)."""
@@ -127,11 +134,24 @@ class Store:
         """One watch event; False for a bookmark (nothing to tell)."""
         if type_ == "BOOKMARK":
             return False
+        key = key_of(obj)
         if type_ == "DELETED":
-            self.objects.pop(key_of(obj), None)
+            self.objects.pop(key, None)
+            self.gone[key] = obj["metadata"].get("uid") or ""
+            if len(self.gone) > self.GONE_KEPT:
+                self.gone.popitem(last=False)
         else:
-            self.objects[key_of(obj)] = Held.of(obj)
+            self.gone.pop(key, None)
+            self.objects[key] = Held.of(obj)
         return True
+
+    def wrote(self, obj: dict) -> None:
+        """What one of our writes returned: held unless the object is gone (or goes with this write)."""
+        meta = obj["metadata"]
+        if self.gone.get(key_of(obj)) == (meta.get("uid") or "") or (meta.get("deletionTimestamp") and
+                                                                      not meta.get("finalizers")):
+            return
+        self.objects[key_of(obj)] = Held.of(obj)
 
     def get(self, key: Key) -> dict | None:
         held = self.objects.get(key)
@@ -249,7 +269,7 @@ class Cache:
         watch event has not arrived yet (the event, when it comes, holds the same or a newer version)."""
         for informer in self.informers.get((obj.get("apiVersion"), obj.get("kind"))) or []:
             if matches(obj, informer.watched.labels):
-                informer.store.apply("MODIFIED", obj)
+                informer.store.wrote(obj)
 
     def list(self, api_version: str, kind: str, namespace: str | None,
              labels: dict | None) -> list[dict] | None:
