@@ -57,6 +57,7 @@ demo-down: venv
 bench: venv tools
 	$(BIN)/python -m tests.bench.bench_dev_plane
 	$(BIN)/python -m tests.bench.bench_add_tls
+	$(BIN)/python -m tests.bench.bench_scale --druids 300
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -8,7 +8,8 @@ import base64
 from cryptography import x509
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.core_v1 import Secret
+from lightkube.resources.apps_v1 import StatefulSet
+from lightkube.resources.core_v1 import Secret, Service
 
 from kubedruid.certs.pki import make_ca
 
@@ -58,3 +59,23 @@ def secret_data(kube, name: str, namespace: str) -> dict[str, bytes]:
 
 def condition(obj, type_: str) -> dict | None:
     return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == type_), None)
+
+
+def scale_druid_manifest(name: str, namespace: str) -> dict:
+    """A Druid as the scale tests and benchmark create it by the hundred: the guide's, with its own ZooKeeper and
+    metadata storage, no deep-storage Secret, and data nodes on Ephemeral storage (claims are not what is measured)."""
+    manifest = druid_manifest(name, namespace, version="28.0.1", deepStorage={"type": "s3"},
+                              deletionPolicy="WipeOut")
+    manifest["spec"]["topology"] |= {"historicals": {"storageType": "Ephemeral"},
+                                     "middleManagers": {"storageType": "Ephemeral"}}
+    return manifest
+
+
+# What the operator writes; an idle operator changes none of them (their resourceVersions stay).
+OWNED_KINDS = (Druid, PetSet, Certificate, StatefulSet, Service, Secret)
+
+
+def resource_versions(kube, namespaces: list[str]) -> dict[tuple[str, str, str], str]:
+    """(kind, namespace, name) -> resourceVersion of every object of OWNED_KINDS in `namespaces`."""
+    return {(res.__name__, ns, o.metadata.name): o.metadata.resourceVersion
+            for ns in namespaces for res in OWNED_KINDS for o in kube.list(res, namespace=ns)}

@@ -200,7 +200,8 @@ def kubectl(layout: PlaneLayout, bins: Binaries, *args: str, stdin: str | None =
     return proc.stdout
 
 
-def _node(i: int) -> dict:
+def kwok_node(i: int) -> dict:
+    """A kwok node (kwok gives it 1k CPUs, 1 TiB of memory and 1M pods)."""
     name = f"kwok-node-{i}"
     return {
         "apiVersion": "v1", "kind": "Node",
@@ -215,7 +216,7 @@ def _node(i: int) -> dict:
 def _bootstrap_cluster_objects(layout: PlaneLayout, bins: Binaries, kwok_dir: Path, cm_dir: Path) -> None:
     """Nodes, the default StorageClass, cert-manager's namespace and CRDs: everything that must exist before the
     controllers that use them start."""
-    docs = [] if layout.real_node else [_node(i) for i in range(KWOK_NODE_COUNT)]
+    docs = [] if layout.real_node else [kwok_node(i) for i in range(KWOK_NODE_COUNT)]
     if not layout.real_node:  # the real node applies its own StorageClass (node_layout.STORAGE_CLASS)
         docs.append(yaml.safe_load((kwok_dir / kwok_stages.STORAGE_CLASS_FILE).read_text()))
     docs.append({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": CERT_MANAGER_NAMESPACE}})

@@ -1,0 +1,430 @@
+"""Benchmark: N Druids (each with its own ZooKeeper and metadata storage) and concurrent TLS ops on one operator
+process, on kwok. Prints figures against issue 13's targets; asserts nothing (tests/integration/test_scale.py asserts
+the functional facts at N = 30).
+
+    .venv/bin/python -m tests.bench.bench_scale [--druids 300] [--dir STATE_DIR] [--changes 50]
+        [--foreign-secrets 10000] [--tls-ops 50] [--idle 60]
+
+Figures: time until all are Ready, the operator's CPU seconds per Druid and the plane's CPU meanwhile (which part
+was the bottleneck); operator RSS; CPU and writes in an idle minute; apiserver requests per reconcile; spec change ->
+PetSet updated (p50, p99); the same with foreign Secrets in other namespaces; concurrent ReconfigureTLS add ops and
+their overhead (wall / the slowest Druid's certificate issue + its pods' restart-to-Ready).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from lightkube import ALL_NS, Client, KubeConfig, codecs
+from lightkube.core.exceptions import ApiError
+from lightkube.generic_resource import create_global_resource
+from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.resources.core_v1 import Event, Namespace, Node, Pod, Secret, ServiceAccount
+from lightkube.types import PatchType
+
+from kubedruid.devcluster import plane
+from kubedruid.devcluster.binaries import plane_binaries
+from kubedruid.devcluster.install import install_kubedruid
+from kubedruid.devcluster.layout import KWOK_NODE_COUNT
+from kubedruid.certs.pki import make_ca
+from kubedruid.kube.conditions import parse_rfc3339
+from tests.integration.conftest import OperatorProcess, Plane
+from tests.integration.helpers import Certificate, Druid, PetSet, resource_versions, scale_druid_manifest
+from tests.integration.test_ops import Ops
+
+TARGETS = {"rss_mib": 250, "rss_foreign_mib": 300, "idle_cpu_pct": 1.0, "idle_writes": 0, "p99_s": 1.0,
+           "tls_overhead": 1.2}
+DRUID_MEMORY_GIB = 6.5  # KubeDB's default requests, one Druid with its dependencies (issue 13)
+KWOK_NODE_MEMORY_GIB = 1024  # what kwok's node stage gives a node without its own allocatable
+NAMESPACES = 10  # Druids spread over this many namespaces, as a platform team's would be
+CHANGE_ANNOTATION = "kubedruid.dev/bench-change"
+ClusterIssuer = create_global_resource("cert-manager.io", "v1", "ClusterIssuer", "clusterissuers")
+WRITE_VERBS = ('verb="apply"', 'verb="create"', 'verb="patch"', 'verb="delete"')
+
+
+# -- measuring processes -------------------------------------------------------------------------------------------
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class CpuMeter:
+    """CPU seconds of the operator and each plane process between `start` and `stop`."""
+
+    def __init__(self, pids: dict[str, int]):
+        self.pids = pids
+
+    def start(self) -> None:
+        self.t0, self.c0 = time.monotonic(), {n: cpu_seconds(p) for n, p in self.pids.items()}
+
+    def stop(self) -> dict[str, float]:
+        """name -> share of one core over the interval."""
+        wall = time.monotonic() - self.t0
+        return {n: (cpu_seconds(p) - self.c0[n]) / wall for n, p in self.pids.items()}
+
+
+def metrics(port: int) -> dict[str, float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).read().decode()
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line.startswith(("kubedruid_apiserver_requests_total{", "kubedruid_reconciles_total{",
+                                "kubedruid_cache_reads_total{"))}
+
+
+def requests_per_reconcile(before: dict[str, float], after: dict[str, float]) -> tuple[float, float, float]:
+    """(apiserver requests, of which writes, cache reads) per reconcile between two scrapes."""
+    delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    reconciles = sum(v for k, v in delta.items() if k.startswith("kubedruid_reconciles_total")) or 1
+    requests = sum(v for k, v in delta.items() if k.startswith("kubedruid_apiserver_requests_total"))
+    writes = sum(v for k, v in delta.items() if k.startswith("kubedruid_apiserver_requests_total")
+                 and any(w in k for w in WRITE_VERBS))
+    cached = sum(v for k, v in delta.items() if k.startswith("kubedruid_cache_reads_total"))
+    return requests / reconciles, writes / reconciles, cached / reconciles
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+def _wait(predicate, timeout: float, what: str, interval: float = 2.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if value := predicate():
+                return value
+        except ApiError:  # not there yet
+            pass
+        time.sleep(interval)
+    raise SystemExit(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+# -- the phases --------------------------------------------------------------------------------------------------
+class Bench:
+    def __init__(self, layout, args):
+        self.args, self.layout = args, layout
+        self.kubeconfig = str(layout.kubeconfig)
+        self.kube = Client(KubeConfig.from_file(self.kubeconfig), field_manager="kubedruid-bench")
+        self.namespaces = [f"scale-{i}" for i in range(NAMESPACES)]
+        self.druids = [(self.namespaces[i % NAMESPACES], f"d{i:04d}") for i in range(args.druids)]
+        self.operator = OperatorProcess(Plane(layout.state_dir, layout.kubeconfig, plane_binaries().kubectl()),
+                                        layout.state_dir / "bench-operator.log")
+
+    def say(self, text: str) -> None:
+        print(text, flush=True)
+
+    def size_nodes(self) -> None:
+        nodes = max(KWOK_NODE_COUNT, math.ceil(self.args.druids * DRUID_MEMORY_GIB / KWOK_NODE_MEMORY_GIB) + 1)
+        for i in range(KWOK_NODE_COUNT, nodes):
+            self.kube.apply(codecs.from_dict(plane.kwok_node(i)), force=True)
+        _wait(lambda: sum(any(c.type == "Ready" and c.status == "True" for c in n.status.conditions or [])
+                          for n in self.kube.list(Node)) >= nodes, 120, f"{nodes} kwok nodes Ready")
+        self.say(f"kwok nodes: {nodes} (1k CPUs, 1 TiB each), for {self.args.druids} Druids at "
+                 f"{DRUID_MEMORY_GIB} GiB requested each")
+
+    def provision(self) -> None:
+        for ns in self.namespaces:
+            self.kube.apply(Namespace(metadata=ObjectMeta(name=ns)), force=True)
+            _wait(lambda: self.kube.get(ServiceAccount, "default", namespace=ns), 60, f"{ns}/default")
+        pids = {"operator": self.operator.proc.pid,
+                **{s.name: s.pid for s in plane.status(self.layout.state_dir) if s.pid}}
+        meter = CpuMeter(pids)
+        scraped = metrics(self.operator.probe_port)
+        op_cpu0 = cpu_seconds(self.operator.proc.pid)
+        meter.start()
+        started = time.monotonic()
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda d: self.kube.create(codecs.from_dict(scale_druid_manifest(d[1], d[0]))),
+                          self.druids))
+        self.say(f"created {len(self.druids)} Druids in {time.monotonic() - started:.0f} s")
+        last = 0.0
+
+        def all_ready() -> bool:
+            nonlocal last
+            ready = sum((d.get("status") or {}).get("phase") == "Ready" for d in self.kube.list(Druid, namespace=ALL_NS)
+                        if d.metadata.namespace in self.namespaces)
+            if time.monotonic() - last > 60:
+                last = time.monotonic()
+                self.say(f"  {time.monotonic() - started:5.0f} s: {ready} Ready, operator "
+                         f"{cpu_seconds(self.operator.proc.pid) - op_cpu0:.0f} CPU s, RSS "
+                         f"{rss_mib(self.operator.proc.pid):.0f} MiB")
+            return ready == len(self.druids)
+
+        _wait(all_ready, self.args.ready_timeout, f"{len(self.druids)} Druids Ready", interval=5)
+        took = time.monotonic() - started
+        shares = meter.stop()
+        op_cpu = cpu_seconds(self.operator.proc.pid) - op_cpu0
+        per, writes, cached = requests_per_reconcile(scraped, metrics(self.operator.probe_port))
+        pods = len(list(self.kube.list(Pod, namespace=ALL_NS)))
+        self.say(f"all {len(self.druids)} Ready after {took:.0f} s ({pods} pods); operator {op_cpu:.0f} CPU s = "
+                 f"{op_cpu / len(self.druids):.2f} CPU s per Druid")
+        busiest = sorted(shares.items(), key=lambda kv: -kv[1])
+        self.say("  CPU while provisioning (share of one core): " +
+                 ", ".join(f"{n} {s * 100:.0f}%" for n, s in busiest) +
+                 f" -> busiest: {busiest[0][0]}")
+        self.say(f"  apiserver requests per reconcile: {per:.2f} ({writes:.2f} writes); reads answered by the "
+                 f"informers per reconcile: {cached:.1f}")
+
+    def idle(self, label: str) -> None:
+        time.sleep(15)
+        pid = self.operator.proc.pid
+        before = resource_versions(self.kube, self.namespaces)
+        events = {(e.metadata.namespace, e.metadata.name) for e in self.kube.list(Event, namespace=ALL_NS)}
+        scraped = metrics(self.operator.probe_port)
+        cpu0, t0 = cpu_seconds(pid), time.monotonic()
+        time.sleep(self.args.idle)
+        cpu = (cpu_seconds(pid) - cpu0) / (time.monotonic() - t0) * 100
+        after = resource_versions(self.kube, self.namespaces)
+        new_events = sum(1 for e in self.kube.list(Event, namespace=ALL_NS)
+                         if (e.metadata.namespace, e.metadata.name) not in events
+                         and e.metadata.namespace in self.namespaces)
+        changed = sum(1 for k, v in before.items() if after.get(k) != v)
+        requests = sum(v - scraped.get(k, 0) for k, v in metrics(self.operator.probe_port).items()
+                       if k.startswith("kubedruid_apiserver_requests_total"))
+        rss = rss_mib(pid)
+        rss_target = TARGETS["rss_foreign_mib" if "foreign" in label else "rss_mib"]
+        self.say(f"{label}: operator RSS {rss:.0f} MiB ({rss / rss_target:.2f} x the {rss_target} MiB target); "
+                 f"idle {self.args.idle:.0f} s: CPU {cpu:.2f}% of a core ({cpu / TARGETS['idle_cpu_pct']:.2f} x the "
+                 f"1% target), objects written {changed} of {len(before)}, events {new_events}, apiserver requests "
+                 f"{requests:.0f}")
+
+    def changes(self, label: str) -> None:
+        """Each change: a new annotation on one Druid's routers podTemplate; done when the routers PetSet has it."""
+        seen: dict[tuple[str, str], tuple[str, float]] = {}
+        ready = threading.Event()
+
+        @_until_the_plane_stops
+        def watch() -> None:
+            client = Client(KubeConfig.from_file(self.kubeconfig))
+            ready.set()
+            for _, ps in client.watch(PetSet, namespace=ALL_NS):
+                value = (((ps.get("spec") or {}).get("template") or {}).get("metadata") or {}).get(
+                    "annotations", {}).get(CHANGE_ANNOTATION)
+                if value is not None:
+                    seen[(ps.metadata.namespace, ps.metadata.name)] = (value, time.monotonic())
+
+        threading.Thread(target=watch, daemon=True).start()
+        ready.wait()
+        time.sleep(2)
+        scraped = metrics(self.operator.probe_port)
+        latencies = []
+        for i in range(self.args.changes):
+            ns, name = self.druids[(i * 7919) % len(self.druids)]
+            value = f"{label}-{i}"
+            t0 = time.monotonic()
+            self.kube.patch(Druid, name, {"spec": {"topology": {"routers": {"podTemplate": {"metadata": {
+                "annotations": {CHANGE_ANNOTATION: value}}}}}}}, namespace=ns, patch_type=PatchType.MERGE)
+            _wait(lambda: seen.get((ns, f"{name}-routers"), ("", 0))[0] == value, 60, f"change {i}", interval=0.005)
+            latencies.append(seen[(ns, f"{name}-routers")][1] - t0)
+        per, writes, cached = requests_per_reconcile(scraped, metrics(self.operator.probe_port))
+        p99 = percentile(latencies, 99)
+        self.say(f"{label}: spec change -> PetSet updated over {len(latencies)} changes: p50 "
+                 f"{statistics.median(latencies) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms ({p99 / TARGETS['p99_s']:.2f}"
+                 f" x the 1 s target); apiserver requests per reconcile {per:.2f} ({writes:.2f} writes)")
+
+    def foreign_secrets(self) -> None:
+        n = self.args.foreign_secrets
+        spaces = [f"foreign-{i}" for i in range(10)]
+        for ns in spaces:
+            self.kube.apply(Namespace(metadata=ObjectMeta(name=ns)), force=True)
+        payload = secrets.token_hex(512)  # 1 KiB
+        started = time.monotonic()
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda i: self.kube.create(Secret(metadata=ObjectMeta(name=f"other-{i}"),
+                                                            stringData={"blob": payload}),
+                                                     namespace=spaces[i % len(spaces)]), range(n)))
+        self.say(f"created {n} Secrets of 1 KiB in {len(spaces)} other namespaces in "
+                 f"{time.monotonic() - started:.0f} s")
+
+    def tls_ops(self) -> None:
+        count = min(self.args.tls_ops, len(self.druids))
+        ca, _ = make_ca("bench-ca", "kubedruid-bench")
+        self.kube.apply(Secret(metadata=ObjectMeta(name="bench-ca", namespace="cert-manager"), type="kubernetes.io/tls",
+                               stringData={"tls.crt": ca.cert_pem.decode(), "tls.key": ca.key_pem.decode()}),
+                        force=True)
+        self.kube.apply(ClusterIssuer(metadata=ObjectMeta(name="bench-ca"), spec={"ca": {"secretName": "bench-ca"}}),
+                        force=True)
+        targets = self.druids[:count]
+        recorder = Recorder(self.kubeconfig, {ns for ns, _ in targets})
+        recorder.start()
+        time.sleep(5)
+        recorder.armed = True
+        started = time.monotonic()
+        for ns, name in targets:
+            self.kube.create(codecs.from_dict({
+                "apiVersion": "ops.kubedb.com/v1alpha1", "kind": "DruidOpsRequest",
+                "metadata": {"name": f"{name}-add-tls", "namespace": ns},
+                "spec": {"type": "ReconfigureTLS", "databaseRef": {"name": name},
+                         "tls": {"issuerRef": {"apiGroup": "cert-manager.io", "kind": "ClusterIssuer",
+                                               "name": "bench-ca"}}}}))
+
+        def phases() -> list[str]:
+            return [(self.kube.get(Ops, f"{name}-add-tls", namespace=ns).get("status") or {}).get("phase", "")
+                    for ns, name in targets]
+
+        _wait(lambda: all(p in ("Successful", "Failed") for p in phases()), self.args.ready_timeout,
+              f"{count} add-TLS ops to finish", interval=2)
+        wall = time.monotonic() - started
+        done = phases()
+        floors = {d: recorder.floor(*d) for d in targets}
+        slowest = max(floors, key=lambda d: floors[d])
+        floor = floors[slowest]
+        self.say(f"{count} concurrent ReconfigureTLS add ops: {done.count('Successful')} Successful, "
+                 f"{done.count('Failed')} Failed, wall {wall:.0f} s; slowest Druid {slowest[0]}/{slowest[1]}: "
+                 f"certificate issue + restart-to-Ready {floor:.0f} s; overhead {wall / floor:.2f} "
+                 f"({wall / floor / TARGETS['tls_overhead']:.2f} x the {TARGETS['tls_overhead']} target)")
+        # Each op against its own Druid's floor: what the plan adds, apart from waiting for the others.
+        own = sorted(self._op_seconds(ns, name) / floors[(ns, name)] for ns, name in targets if floors[(ns, name)])
+        if own:
+            self.say(f"  each op against its own Druid's floor: median {statistics.median(own):.2f}, "
+                     f"max {own[-1]:.2f} (op wall from its first to its last condition, 1 s resolution)")
+
+    def _op_seconds(self, namespace: str, name: str) -> float:
+        conditions = (self.kube.get(Ops, f"{name}-add-tls", namespace=namespace).get("status") or {}).get(
+            "conditions") or []
+        times = sorted(parse_rfc3339(c["lastTransitionTime"]) for c in conditions if c.get("lastTransitionTime"))
+        return (times[-1] - times[0]).total_seconds() if len(times) > 1 else 0.0
+
+
+def _until_the_plane_stops(watch):
+    """A watch thread of the bench ends quietly when the plane goes down at the end."""
+    def run(*args):
+        try:
+            watch(*args)
+        except Exception:  # noqa: BLE001
+            pass
+    return run
+
+
+class Recorder:
+    """Stamps, per Druid, its Certificates' creation and Ready and each pod's restarts (gone -> replacement Ready)."""
+
+    def __init__(self, kubeconfig: str, namespaces: set[str]):
+        self.kubeconfig, self.namespaces = kubeconfig, namespaces
+        self.uids: dict[tuple[str, str], str] = {}
+        self.restarts: dict[tuple[str, str], list[list[float | None]]] = {}
+        self.certs: dict[tuple[str, str], list[float | None]] = {}
+        self.armed = False
+
+    def start(self) -> None:
+        threading.Thread(target=self._pods, daemon=True).start()
+        threading.Thread(target=self._certificates, daemon=True).start()
+
+    @_until_the_plane_stops
+    def _pods(self) -> None:
+        client = Client(KubeConfig.from_file(self.kubeconfig))
+        for kind, pod in client.watch(Pod, namespace=ALL_NS, labels={"app.kubernetes.io/managed-by": "kubedb.com"}):
+            key, now = (pod.metadata.namespace, pod.metadata.name), time.monotonic()
+            if key[0] not in self.namespaces:
+                continue
+            if not self.armed:
+                self.uids[key] = pod.metadata.uid
+                continue
+            runs = self.restarts.setdefault(key, [])
+            if pod.metadata.uid == self.uids.get(key):
+                if (pod.metadata.deletionTimestamp or kind == "DELETED") and (not runs or runs[-1][1] is not None):
+                    runs.append([now, None])
+            elif any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or [])) \
+                    and runs and runs[-1][1] is None:
+                runs[-1][1] = now
+                self.uids[key] = pod.metadata.uid
+
+    @_until_the_plane_stops
+    def _certificates(self) -> None:
+        client = Client(KubeConfig.from_file(self.kubeconfig))
+        for _, cert in client.watch(Certificate, namespace=ALL_NS):
+            key, now = (cert.metadata.namespace, cert.metadata.name), time.monotonic()
+            if key[0] not in self.namespaces:
+                continue
+            stamps = self.certs.setdefault(key, [now, None])
+            ready = [c for c in (cert.get("status") or {}).get("conditions") or [] if c["type"] == "Ready"]
+            if ready and ready[0]["status"] == "True" and stamps[1] is None:
+                stamps[1] = now
+
+    def floor(self, namespace: str, druid: str) -> float:
+        """What the Druid's op cannot avoid: its slowest certificate's issue, then every restart of its pods."""
+        issue = max((r - c for (ns, name), (c, r) in self.certs.items()
+                     if ns == namespace and name.startswith(f"{druid}-") and r is not None), default=0.0)
+        restarts = sum(ready - gone for (ns, name), runs in self.restarts.items()
+                       if ns == namespace and name.startswith(f"{druid}-") for gone, ready in runs
+                       if ready is not None)
+        return issue + restarts
+
+
+GO_OPERATOR = "github.com/datainfrahq/druid-operator"
+
+
+def go_operator_availability() -> str:
+    """Whether the Go module proxy serves the Go operator (the only way these machines could build it)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            got = subprocess.run(["go", "mod", "download", "-json", f"{GO_OPERATOR}@latest"], cwd=tmp, timeout=120,
+                                 capture_output=True, text=True, env={**os.environ, "GOFLAGS": "-mod=mod"})
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return f"not run: {e}"
+    if got.returncode != 0:
+        try:
+            why = json.loads(got.stdout)["Error"].replace("\n\t", " ")
+        except (ValueError, KeyError):
+            why = (got.stdout + got.stderr).strip() or f"exit {got.returncode}"
+        return f"not run: the Go module proxy does not serve it ({why})"
+    return "the proxy serves it now, but this bench does not run it yet"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--druids", type=int, default=300)
+    parser.add_argument("--dir", help="state directory of a plane to use (default: a fresh one, removed after)")
+    parser.add_argument("--changes", type=int, default=50)
+    parser.add_argument("--foreign-secrets", type=int, default=10_000)
+    parser.add_argument("--tls-ops", type=int, default=50)
+    parser.add_argument("--idle", type=float, default=60.0)
+    parser.add_argument("--ready-timeout", type=float, default=7200.0)
+    args = parser.parse_args()
+
+    state = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="kubedruid-scale-")) / "plane"
+    layout = plane.up(state.resolve(), extra_setup=install_kubedruid)
+    bench = Bench(layout, args)
+    print(f"machine: {os.cpu_count()} cores, {os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30:.0f} "
+          f"GiB; kwok plane; {args.druids} Druids over {NAMESPACES} namespaces", flush=True)
+    bench.size_nodes()
+    bench.operator.start()
+    try:
+        bench.provision()
+        bench.idle("after provisioning")
+        bench.changes("changes")
+        if args.foreign_secrets:
+            bench.foreign_secrets()
+            bench.idle(f"with {args.foreign_secrets} foreign Secrets")
+            bench.changes("changes with foreign Secrets")
+        if args.tls_ops:
+            bench.tls_ops()
+        print(f"the Go operator ({GO_OPERATOR}) side by side: {go_operator_availability()}")
+    finally:
+        bench.operator.stop()
+        if not args.dir:
+            plane.down(state.resolve())
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
