@@ -106,6 +106,12 @@ def test_operator_under_the_chart_service_account_adds_tls(plane, kube, namespac
     sa_kubeconfig = _service_account_kubeconfig(plane, ns_operator, tmp_path / "sa.kubeconfig")
     who = json.loads(plane.kubectl(f"--kubeconfig={sa_kubeconfig}", "auth", "whoami", "-o", "json").stdout)
     assert who["status"]["userInfo"]["username"] == f"system:serviceaccount:{ns_operator}:kubedruid"
+    can = lambda verb, what: plane.kubectl(f"--kubeconfig={sa_kubeconfig}", "auth", "can-i", verb, what,  # noqa: E731
+                                           check=False).stdout.strip()
+    # Webhook configurations: ours by name only (creating cannot be narrowed by RBAC).
+    assert can("patch", "validatingwebhookconfigurations/kubedruid.dev") == "yes"
+    assert can("patch", "validatingwebhookconfigurations/another-product") == "no"
+    assert can("list", "mutatingwebhookconfigurations") == "no"
 
     operator.stop()  # only the ServiceAccount's operator acts during this test
     sa_log = tmp_path / "sa-operator.log"
