@@ -64,8 +64,7 @@ class Watched:
 
     def answers(self, labels: dict | None) -> bool:
         """Whether every object a list with `labels` (equality, or EXISTS) returns is one this watch holds."""
-        wanted = labels or {}
-        return all(k in wanted and (v is EXISTS or wanted[k] == v) for k, v in self.labels.items())
+        return labels_match(labels or {}, self.labels)  # the request's labels select within the watch's
 
 
 def labels_match(have: dict, selector: dict | None) -> bool:

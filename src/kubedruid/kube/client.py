@@ -74,7 +74,7 @@ class Kube:
     @property
     def fresh(self) -> "Kube":
         """This client without the informers: every read goes to the apiserver."""
-        return Kube(self.client) if self.cache is not None else self
+        return Kube(self.client)
 
     @classmethod
     def from_kubeconfig(cls, path: str | None = None) -> "Kube":

@@ -88,7 +88,7 @@ class OpsManager:
     def __init__(self, kube: Kube, provisioner: Provisioner):
         # Steps decide from what the apiserver says now (a step never acts on a view a few events old); the
         # informers only tell which Druids have an unfinished op, so that the rest cost no request.
-        self.kube, self.informed, self.provisioner = Kube(kube.client), kube, provisioner
+        self.kube, self.informed, self.provisioner = kube.fresh, kube, provisioner
         self._events: set[asyncio.Task] = set()
 
     async def reconcile(self, namespace: str, db: str) -> float | None:
