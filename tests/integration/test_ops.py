@@ -345,6 +345,23 @@ def test_apply_always_runs_on_a_druid_that_is_not_ready(kube, namespace, operato
     assert _phase_of(kube, db, ns) != "Ready"
 
 
+def test_pods_on_an_older_template_keep_the_druid_from_ready_until_a_restart_rolls_them(kube, namespace, operator):
+    """A spec change that reaches the PetSet restarts nothing (OnDelete): the pods run the old template, so the Druid
+    is Critical with the reason, not Ready. An IfReady Restart still starts (its roll is the fix) and ends Ready."""
+    ns, db = namespace, "drifted"
+    deep_storage_secret(kube, ns)
+    kube.create(codecs.from_dict(druid_manifest(db, ns, topology={"routers": {"replicas": 1}})))
+    _wait_ready(kube, db, ns, operator)
+    kube.patch(DruidRes, db, {"spec": {"topology": {"brokers": {"podTemplate": {"metadata": {"annotations": {
+        "example.com/drift": "1"}}}}}}}, namespace=ns, patch_type=PatchType.MERGE)
+    wait_for(lambda: _phase_of(kube, db, ns) == "Critical", timeout=30, what="Druid Critical")
+    ready = condition(kube.get(DruidRes, db, namespace=ns), "Ready")
+    assert ready["reason"] == "PodsOnOldRevision" and "1 of 1 brokers" in ready["message"], ready
+    _ops(kube, "restart-drift", ns, db, type="Restart")  # apply: IfReady
+    _wait_phase(kube, "restart-drift", ns, "Successful", operator)
+    wait_for(lambda: _phase_of(kube, db, ns) == "Ready", timeout=30, what="Ready once every pod runs the template")
+
+
 def test_timeout_fails_the_op_names_the_pod_and_resumes_the_druid(kube, namespace, operator):
     ns, db = namespace, "stuck"
     deep_storage_secret(kube, ns)

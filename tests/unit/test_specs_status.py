@@ -122,3 +122,22 @@ def test_health_conditions_keep_other_conditions():
     start = conds(ProvisioningStarted="True", DatabaseDependencyReady="True", Paused="True")
     c = healthy_pass(start)
     assert c[:3] == start
+
+
+def test_pods_on_an_older_revision_keep_a_serving_druid_from_ready():
+    c = healthy_pass(conds(ProvisioningStarted="True"))
+    assert st.phase(c) == "Ready" and not st.serving_on_old_revision(c)
+    # an op failed mid-roll: one historical still runs the old template
+    c = st.health_conditions(c, 4, replicas_ready=True, accepting=True, namespace="demo", name="druid-cluster",
+                             outdated={"historicals": (1, 2)})
+    ready = get_condition(c, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", st.PODS_ON_OLD_REVISION)
+    assert "1 of 2 historicals" in ready["message"]
+    assert st.phase(c) == "Critical"
+    assert st.serving_on_old_revision(c), "an IfReady op may start: its roll is what brings them up to date"
+    # a replica down as well: not merely outdated
+    down = st.health_conditions(c, 4, replicas_ready=False, accepting=True, namespace="demo", name="druid-cluster",
+                                outdated={"historicals": (1, 2)})
+    assert not st.serving_on_old_revision(down)
+    # rolled: Ready again
+    assert st.phase(healthy_pass(c, generation=4)) == "Ready"

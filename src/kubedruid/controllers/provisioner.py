@@ -182,9 +182,9 @@ class Provisioner:
             await self.remove_tls_objects(raw)
             await self._drop_unused_ca_bundle(raw, db)
         petsets = await self.apply(db, inputs)
-        replicas_ready, accepting = await self._observe(db, petsets)
+        replicas_ready, accepting, outdated = await self._observe(db, petsets)
         conditions = st.health_conditions(conditions, generation, replicas_ready=replicas_ready and deps_ready,
-                                          accepting=accepting, namespace=namespace, name=name)
+                                          accepting=accepting, namespace=namespace, name=name, outdated=outdated)
         return conditions, None
 
     # -- the steps, also used by the ops-manager on a target spec while the Druid is paused ------------------------
@@ -404,20 +404,22 @@ class Provisioner:
                               f"(Certificate {db.metadata.name}-{c.alias}-cert)")
 
     # -- observation ------------------------------------------------------------------------------------------
-    async def _observe(self, db: Druid, petsets: list[dict]) -> tuple[bool, bool]:
-        """All replicas ready, and the query nodes ready: read from the PetSets' status, never by calling pod IPs."""
-        ready_by_node = {}
+    async def _observe(self, db: Druid, petsets: list[dict]) -> tuple[bool, bool, dict[str, tuple[int, int]]]:
+        """All replicas ready, the query nodes ready, and per node type the pods on an older revision than their
+        PetSet's template (with its replicas): read from the PetSets' status, never by calling pod IPs."""
+        ready_by_node, outdated = {}, {}
         for ps in petsets:
             live = await self.kube.get("apps.k8s.appscode.com/v1", "PetSet", ps["metadata"]["name"],
                                        db.metadata.namespace)
             status = (live or {}).get("status") or {}
-            want = ps["spec"]["replicas"]
-            ready_by_node[ps["spec"]["selector"]["matchLabels"][names.ROLE_LABEL]] = (
-                (status.get("readyReplicas") or 0) >= want and status.get("observedGeneration") ==
-                (live or {}).get("metadata", {}).get("generation"))
+            want, node = ps["spec"]["replicas"], ps["spec"]["selector"]["matchLabels"][names.ROLE_LABEL]
+            observed = status.get("observedGeneration") == (live or {}).get("metadata", {}).get("generation")
+            ready_by_node[node] = (status.get("readyReplicas") or 0) >= want and observed
+            if observed and (status.get("updatedReplicas") or 0) < want:
+                outdated[node] = (want - (status.get("updatedReplicas") or 0), want)
         replicas_ready = all(ready_by_node.values())
         accepting = all(ready_by_node.get(n.key, False) for n in cluster.query_nodes(db))
-        return replicas_ready, accepting
+        return replicas_ready, accepting, outdated
 
     # -- halting ----------------------------------------------------------------------------------------------
     # What spec.halted stops (KubeDB's meaning): the workloads and the Services; PVCs, Secrets, Certificates and the

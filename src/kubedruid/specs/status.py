@@ -17,6 +17,9 @@ DATA_RESTORE_STARTED = "DataRestoreStarted"
 DATA_RESTORED = "DataRestored"
 # Why provisioning cannot go on (missing Secret, unknown version, missing Issuer, ...); removed once it can.
 INPUT_VALID = "InputValid"
+# The Ready condition's reason while every replica is ready but some pods run an older PetSet template (an op that
+# failed mid-roll, a spec change not yet rolled out): the Druid serves, on two configurations.
+PODS_ON_OLD_REVISION = "PodsOnOldRevision"
 
 
 def _status(conditions, type_) -> str | None:
@@ -45,9 +48,19 @@ def phase(conditions: list[dict] | None) -> str:
     return result
 
 
+def serving_on_old_revision(conditions: list[dict] | None) -> bool:
+    """Every replica ready and accepting, not Ready only because some pods run an older revision: what an
+    `apply: IfReady` op may start on (a roll is what brings those pods to the current revision)."""
+    ready = get_condition(conditions, READY) or {}
+    return (_status(conditions, REPLICA_READY) == "True" and _status(conditions, ACCEPTING_CONNECTION) == "True"
+            and ready.get("status") == "False" and ready.get("reason") == PODS_ON_OLD_REVISION)
+
+
 def health_conditions(conditions: list[dict] | None, generation: int, *, replicas_ready: bool,
-                      accepting: bool, namespace: str, name: str) -> list[dict]:
-    """ReplicaReady, AcceptingConnection, Ready and (once) Provisioned from what the provisioner observed."""
+                      accepting: bool, namespace: str, name: str,
+                      outdated: dict[str, tuple[int, int]] | None = None) -> list[dict]:
+    """ReplicaReady, AcceptingConnection, Ready and (once) Provisioned from what the provisioner observed.
+    `outdated`: node type -> (pods on an older revision, replicas), for the node types that have any."""
     c = set_condition(conditions, REPLICA_READY, "True" if replicas_ready else "False",
                       "AllReplicasReady" if replicas_ready else "ReplicasNotReady",
                       "All desired replicas are ready." if replicas_ready else "Not all replicas are ready.",
@@ -56,11 +69,18 @@ def health_conditions(conditions: list[dict] | None, generation: int, *, replica
                       "DatabaseAcceptingConnectionRequest" if accepting else "DatabaseNotAcceptingConnectionRequest",
                       f"The Druid: {namespace}/{name} is {'' if accepting else 'not '}accepting client requests",
                       generation)
-    ready = replicas_ready and accepting
-    c = set_condition(c, READY, "True" if ready else "False",
-                      "ReadinessCheckSucceeded" if ready else "ReadinessCheckFailed",
-                      f"The Druid: {namespace}/{name} is {'' if ready else 'not '}ready.", generation)
-    if ready and _status(c, PROVISIONED) != "True":
+    serving = replicas_ready and accepting
+    if serving and outdated:
+        pods = ", ".join(f"{old} of {want} {node}" for node, (old, want) in sorted(outdated.items()))
+        c = set_condition(c, READY, "False", PODS_ON_OLD_REVISION,
+                          f"The Druid: {namespace}/{name} is not ready: pods run an older configuration ({pods}); "
+                          "an op that restarts them (e.g. a Restart DruidOpsRequest) brings them to the current one.",
+                          generation)
+    else:
+        c = set_condition(c, READY, "True" if serving else "False",
+                          "ReadinessCheckSucceeded" if serving else "ReadinessCheckFailed",
+                          f"The Druid: {namespace}/{name} is {'' if serving else 'not '}ready.", generation)
+    if serving and _status(c, PROVISIONED) != "True":
         c = set_condition(c, PROVISIONED, "True", "DatabaseSuccessfullyProvisioned",
                           f"The Druid: {namespace}/{name} is successfully provisioned.", generation)
     return c

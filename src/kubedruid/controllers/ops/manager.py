@@ -236,11 +236,12 @@ class OpsManager:
                                              classify(ops, _current_mode(druid)))
 
     def _may_start(self, ops: dict, druid: dict) -> bool:
-        """apply: IfReady waits for phase Ready; Always waits only for the Druid to have been provisioned."""
+        """apply: IfReady waits for phase Ready, or for a Druid that serves with every replica ready but has pods on
+        an older revision (the roll is what fixes that); Always waits only for the Druid to have been provisioned."""
         status = druid.get("status") or {}
         if ops["spec"].get("apply", "IfReady") == "Always":
             return cond.is_true(status.get("conditions"), druid_status.PROVISIONED)
-        return status.get("phase") == "Ready"
+        return status.get("phase") == "Ready" or druid_status.serving_on_old_revision(status.get("conditions"))
 
     async def _paused(self, ops: dict, druid: dict) -> bool:
         """Asks for the pause (Paused=Unknown) and reports whether the provisioner acknowledged it (Paused=True)."""
