@@ -312,18 +312,27 @@ def test_queueing_skip_rule_and_if_ready(kube, namespace, operator):
     ca_issuer(kube, ns, "druid-ca-issuer", "ca")
     deep_storage_secret(kube, ns)
     kube.create(codecs.from_dict(_delayed_druid(db, ns, "routers", "6s")))
-    # While the Druid provisions (not Ready), three requests arrive; apply: IfReady holds them all.
-    _ops(kube, "restart-old", ns, db, type="Restart", apply="IfReady")
-    _ops(kube, "restart-new", ns, db, type="Restart", apply="IfReady")
+    # While the Druid provisions (not Ready), three requests arrive; apply: IfReady holds them all. The two Restarts
+    # are created within one second, the later one with the name KubeDB's tie rule (name descending) would skip.
+    for attempt in range(5):
+        old_name, new_name = f"restart-{2 * attempt + 1}", f"restart-{2 * attempt + 2}"
+        _ops(kube, old_name, ns, db, type="Restart", apply="IfReady")
+        _ops(kube, new_name, ns, db, type="Restart", apply="IfReady")
+        created = {kube.get(Ops, n, namespace=ns).metadata.creationTimestamp for n in (old_name, new_name)}
+        if len(created) == 1:
+            break
+        for n in (old_name, new_name):  # not a tie: try again
+            kube.delete(Ops, n, namespace=ns)
+    assert len(created) == 1, "two requests created within one second"
     _ops(kube, "add-tls", ns, db, type="ReconfigureTLS",
          tls={"issuerRef": {"name": "druid-ca-issuer", "kind": "Issuer"}})
-    old = _wait_phase(kube, "restart-old", ns, "Skipped", operator, timeout=30)
+    old = _wait_phase(kube, old_name, ns, "Skipped", operator, timeout=30)
     assert condition(old, "Skipped")["message"].startswith(
-        f"skipped as {ns}/restart-new is the most updated DruidOpsRequest of type Restart")
-    wait_for(lambda: _phase(kube, "restart-new", ns) == "Pending" and _phase(kube, "add-tls", ns) == "Pending"
+        f"skipped as {ns}/{new_name} is the most updated DruidOpsRequest of type Restart")
+    wait_for(lambda: _phase(kube, new_name, ns) == "Pending" and _phase(kube, "add-tls", ns) == "Pending"
              and _phase_of(kube, db, ns) != "Ready", what="both remaining requests Pending while the Druid provisions")
 
-    first = _wait_phase(kube, "restart-new", ns, "Successful", operator)
+    first = _wait_phase(kube, new_name, ns, "Successful", operator)
     second = _wait_phase(kube, "add-tls", ns, "Successful", operator)
     druid = kube.get(DruidRes, db, namespace=ns)
     ready_at = condition(druid, "Provisioned")["lastTransitionTime"]

@@ -231,18 +231,28 @@ def test_the_parser_accepts_only_what_the_crd_accepts(text):
 # --- queueing ----------------------------------------------------------------------------------------------------
 
 
-def _queued(name: str, created: str, rv: str, type_: str = "Restart", phase: str = "") -> dict:
-    return {"metadata": {"name": name, "creationTimestamp": created, "resourceVersion": rv},
+def _queued(name: str, created: str, rv: str, type_: str = "Restart", phase: str = "",
+            created_rv: str | None = None) -> dict:
+    annotations = {"kubedruid.dev/created-at-resource-version": created_rv} if created_rv else {}
+    return {"metadata": {"name": name, "creationTimestamp": created, "resourceVersion": rv,
+                         "annotations": annotations},
             "spec": {"type": type_}, "status": {"phase": phase} if phase else {}}
 
 
-def test_within_one_second_the_name_breaks_the_tie_as_in_kubedb():
-    """KubeDB's rule, kept: the resourceVersion would look better but changes with every status write."""
-    from kubedruid.controllers.ops.queue import queue
+def test_within_one_second_the_request_created_last_is_the_newest():
+    """The creation's resourceVersion breaks the tie, as recorded before any status write changed it (KubeDB's
+    name rule would skip restart-2 here)."""
+    from kubedruid.controllers.ops.queue import creation_version, queue
 
-    decision = queue([_queued("restart-2", "2026-12-03T10:00:00Z", "1200"),
-                      _queued("restart-1", "2026-12-03T10:00:00Z", "1100")])
-    assert decision.skip == {"restart-2": "restart-1"} and decision.run == "restart-1"
+    first = _queued("restart-1", "2026-12-03T10:00:00Z", "1500", phase="Pending", created_rv="1100")
+    second = _queued("restart-2", "2026-12-03T10:00:00Z", "1400", phase="Pending", created_rv="1200")
+    decision = queue([second, first])
+    assert decision.skip == {"restart-1": "restart-2"} and decision.run == "restart-2"
+    assert creation_version(first) is None, "recorded once"
+    assert creation_version(_queued("restart-3", "2026-12-03T10:00:00Z", "1600")) == "1600"
+    # not yet recorded (never written by us): the current version is the creation's; numbers, not text
+    decision = queue([_queued("r-a", "2026-12-03T10:00:00Z", "999"), _queued("r-b", "2026-12-03T10:00:00Z", "1000")])
+    assert decision.run == "r-b"
 
 
 def test_a_progressing_request_keeps_running_and_others_wait():

@@ -97,6 +97,7 @@ class OpsManager:
         ops = _unfinished(await self.kube.list(OPS_API, "DruidOpsRequest", namespace), db)
         if not ops:
             return None
+        ops = [await self._record_creation_version(o) for o in ops]
         decision = queueing.queue(ops)
         by_name = {o["metadata"]["name"]: o for o in ops}
         for name, newer in decision.skip.items():
@@ -108,6 +109,16 @@ class OpsManager:
         return await self._advance(by_name[decision.run])
 
     # -- queueing ---------------------------------------------------------------------------------------------
+    async def _record_creation_version(self, ops: dict) -> dict:
+        """Before our first write to a request, its resourceVersion is its creation's: recorded, it orders requests
+        created within one second. Conditional on that version (a 409 re-runs the reconcile)."""
+        version = queueing.creation_version(ops)
+        if version is None:
+            return ops
+        return await self.kube.patch(OPS_API, "DruidOpsRequest", ops["metadata"]["name"], {"metadata": {
+            "resourceVersion": version, "annotations": {queueing.CREATED_AT_VERSION: version}}},
+            ops["metadata"]["namespace"])
+
     async def _set_status(self, ops: dict, phase: str, conditions: list[dict]) -> dict:
         status = ops.get("status") or {}
         if status.get("phase") == phase and status.get("conditions") == conditions:

@@ -16,11 +16,25 @@ class QueueDecision:
     waiting: list[str]  # pending ops that wait
 
 
+# The resourceVersion a request had when the ops-manager first saw it (before any write of ours): its creation's.
+# creationTimestamp has whole seconds; within one, this tells which request was created last.
+CREATED_AT_VERSION = "kubedruid.dev/created-at-resource-version"
+
+
+def creation_version(o: dict) -> str | None:
+    """What to record in CREATED_AT_VERSION, or None when it is recorded already."""
+    annotations = o["metadata"].get("annotations") or {}
+    return None if CREATED_AT_VERSION in annotations else o["metadata"].get("resourceVersion")
+
+
 def _created(o: dict) -> tuple:
-    # KubeDB sorts by creationTimestamp ascending, ties by name descending. (resourceVersion cannot break the tie:
-    # it changes with every write, and the ops-manager writes a request's status as soon as it sees it.)
-    name = o["metadata"]["name"]
-    return (o["metadata"].get("creationTimestamp") or "", tuple(-ord(ch) for ch in name))
+    # KubeDB sorts by creationTimestamp and, within a second, by name descending, so `restart-2` created after
+    # `restart-1` could be the one skipped. Here the creation's resourceVersion (etcd's revision, increasing)
+    # breaks the tie; the name only for requests of an older operator that recorded none.
+    meta = o["metadata"]
+    version = (meta.get("annotations") or {}).get(CREATED_AT_VERSION) or meta.get("resourceVersion") or ""
+    return (meta.get("creationTimestamp") or "", int(version) if version.isdigit() else 0,
+            tuple(-ord(ch) for ch in meta["name"]))
 
 
 def queue(ops_for_db: list[dict]) -> QueueDecision:
