@@ -71,6 +71,10 @@ DRUID_CASES = {
         "spec.topology.middleManagers.ephemeralStorage is allowed only when storageType is Ephemeral"),
     "deletion-policy-invalid": (_druid(spec__deletionPolicy="Sometimes"),
                                 'spec.deletionPolicy: Unsupported value: "Sometimes"'),
+    "monitor-unsupported": (_druid(spec__monitor={"agent": "prometheus.io/operator"}),
+                            "spec.monitor: monitoring is not supported by kubedruid yet"),
+    "service-template-alias-unused": (_druid(spec__serviceTemplates=[{"alias": "stats", "spec": {"type": "NodePort"}}]),
+                                      'spec.serviceTemplates[0].alias: Unsupported value: "stats"'),
 }
 
 

@@ -10,6 +10,7 @@ from cryptography import x509
 from cryptography.x509.verification import PolicyBuilder, Store
 from lightkube import codecs
 from lightkube.resources.core_v1 import Pod, Secret, Service
+from lightkube.types import PatchType
 
 from kubedruid.controllers.provisioner import Provisioner
 from kubedruid.druid import properties
@@ -158,3 +159,24 @@ def test_second_pass_over_an_unchanged_druid_writes_nothing(plane, kube, namespa
     versions_after = {o.metadata.name: o.metadata.resourceVersion
                       for res in (PetSet, Service, Secret) for o in kube.list(res, namespace=namespace)}
     assert versions_after == versions_before
+
+
+def test_a_primary_service_template_exposes_the_routers_and_goes_away_with_it(kube, namespace, operator):
+    """KubeDB's `spec.serviceTemplates` (alias primary): the type, annotations and node port reach the client
+    Services; removed from the spec, the Services are plain ClusterIP again."""
+    ns, db = namespace, "exposed"
+    deep_storage_secret(kube, ns)
+    manifest = druid_manifest(db, ns, serviceTemplates=[{
+        "alias": "primary", "metadata": {"annotations": {"example.com/exposed": "yes"}},
+        "spec": {"type": "NodePort", "ports": [{"name": "http", "port": 8888, "nodePort": 31888}]}}])
+    kube.create(codecs.from_dict(manifest))
+    _wait_ready(kube, db, ns, operator)
+    routers = kube.get(Service, f"{db}-routers", namespace=ns)
+    assert routers.spec.type == "NodePort" and [p.nodePort for p in routers.spec.ports] == [31888]
+    assert routers.metadata.annotations["example.com/exposed"] == "yes"
+    assert kube.get(Service, f"{db}-brokers", namespace=ns).spec.type == "NodePort"
+    kube.patch(Druid, db, [{"op": "remove", "path": "/spec/serviceTemplates"}], namespace=ns,
+               patch_type=PatchType.JSON)
+    wait_for(lambda: kube.get(Service, f"{db}-routers", namespace=ns).spec.type == "ClusterIP", timeout=30,
+             what="the routers Service back to ClusterIP")
+    assert kube.get(Service, f"{db}-brokers", namespace=ns).spec.type == "ClusterIP"

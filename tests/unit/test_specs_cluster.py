@@ -178,6 +178,29 @@ def test_overlords_primary_service_when_overlords_exist():
     assert [p["port"] for p in svc["spec"]["ports"]] == [8290]
 
 
+def test_the_primary_service_template_reaches_every_client_service_but_not_what_makes_it_work():
+    template = {"alias": "primary",
+                "metadata": {"labels": {"team": "bi", "app.kubernetes.io/instance": "other"},
+                             "annotations": {"lb.example.com/internal": "true"}},
+                "spec": {"type": "NodePort", "externalTrafficPolicy": "Local",
+                         "selector": {"app": "elsewhere"}, "clusterIP": "10.0.0.9",
+                         "ports": [{"name": "http", "port": 1234, "nodePort": 30888}]}}
+    db = druid(manifest(serviceTemplates=[template]))
+    svcs = services(db)
+    for key in ("coordinators", "brokers", "routers"):
+        svc = svcs[f"druid-cluster-{key}"]
+        assert svc["spec"]["type"] == "NodePort" and svc["spec"]["externalTrafficPolicy"] == "Local"
+        assert svc["metadata"]["annotations"] == {"lb.example.com/internal": "true"}
+        assert svc["metadata"]["labels"]["team"] == "bi"
+        assert svc["metadata"]["labels"]["app.kubernetes.io/instance"] == "druid-cluster", "our labels win"
+        assert svc["spec"]["selector"]["kubedb.com/role"] == key and "clusterIP" not in svc["spec"]
+        node_port = 30888 if key == "routers" else None  # a node port belongs to one Service: the entry's
+        assert [(p["name"], p["port"], p.get("nodePort")) for p in svc["spec"]["ports"]] == [
+            ("http", PLAIN_PORTS[key], node_port)]
+    assert "type" not in svcs["druid-cluster-pods"]["spec"], "the governing Service stays headless"
+    assert services(PLAIN_DB)["druid-cluster-routers"]["spec"]["type"] == "ClusterIP"
+
+
 def test_service_selectors_select_the_petset_pods():
     sets = petsets(TLS_DB)
     for svc in cluster.services(TLS_DB, inputs(TLS_DB)):

@@ -31,7 +31,9 @@ MetadataStorageType = Literal["MySQL", "PostgreSQL"]
 StorageType = Literal["Durable", "Ephemeral"]
 DeletionPolicy = Literal["Halt", "Delete", "WipeOut", "DoNotTerminate"]
 DruidPhase = Literal["Provisioning", "DataRestoring", "Ready", "Critical", "NotReady", "Halted", "Unknown"]
-ServiceAlias = Literal["primary", "standby", "stats", "dashboard", "secondary"]
+# KubeDB's aliases are primary, standby, stats, dashboard, secondary; a Druid has only primary Services (one per
+# client-facing node type). stats belongs to spec.monitor, which kubedruid refuses (rules.py).
+ServiceAlias = Literal["primary"]
 
 
 class DruidNode(KubeModel):

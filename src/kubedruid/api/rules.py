@@ -162,6 +162,15 @@ DRUID_RULES: tuple[Rule, ...] = (
     ),
     *(rule for node in NODE_TYPES for rule in (_volumes_rule(node), _mounts_rule(node))),
     *(rule for node in DATA_NODE_TYPES for rule in _storage_rules(node)),
+    # Refused rather than accepted and ignored: no stats Service or metrics endpoint is made for it yet.
+    Rule(
+        path=("spec",),
+        cel="!has(self.monitor)",
+        message=("spec.monitor: monitoring is not supported by kubedruid yet (no stats Service or metrics endpoint "
+                 "is made); remove spec.monitor"),
+        check=lambda spec: "monitor" not in spec,
+        field_path=".monitor",
+    ),
 )
 
 

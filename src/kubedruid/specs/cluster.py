@@ -95,17 +95,42 @@ def services(db: Druid, inputs: Inputs, schemes: tuple[bool, ...] | None = None)
                             "protocol": "TCP"} for n in present]},
     }
     out = [governing]
+    template = next((t for t in db.spec.serviceTemplates or [] if t.alias == "primary"), None)
+    entry = query_nodes(db)[0]
     for n in present:
         if not n.has_primary_service:
             continue
-        out.append({
+        out.append(_with_template(n is entry, {
             "apiVersion": "v1", "kind": "Service",
             "metadata": _meta(names.primary_service(name, n), db, inputs,
                               {**names.offshoot_labels(name, db.metadata.labels), names.ROLE_LABEL: n.key}),
             "spec": {"type": "ClusterIP", "selector": names.node_labels(name, n),
                      "ports": [{"name": n.port_name(tls_), "port": n.port(tls_), "targetPort": n.port(tls_),
                                 "protocol": "TCP"} for tls_ in schemes]},
-        })
+        }, template))
+    return out
+
+
+# What the Services' own fields decide (who is selected, which ports serve): a template cannot change them.
+_SERVICE_FIELDS_OURS = ("selector", "ports", "clusterIP", "clusterIPs")
+
+
+def _with_template(entry: bool, service: dict, template) -> dict:
+    """KubeDB's `primary` serviceTemplate on a node type's client Service: its labels and annotations, its spec
+    fields (type, externalTrafficPolicy, loadBalancerSourceRanges, ...) and, on the `entry` Service only (the query
+    nodes': a node port belongs to one Service), its nodePorts by port name."""
+    if template is None:
+        return service
+    meta, spec = template.metadata or {}, template.spec or {}
+    out = copy.deepcopy(service)
+    out["metadata"]["labels"] = {**(meta.get("labels") or {}), **out["metadata"]["labels"]}
+    if meta.get("annotations"):
+        out["metadata"]["annotations"] = dict(meta["annotations"])
+    out["spec"].update({k: copy.deepcopy(v) for k, v in spec.items() if k not in _SERVICE_FIELDS_OURS})
+    node_ports = {p.get("name"): p["nodePort"] for p in spec.get("ports") or [] if p.get("nodePort")}
+    for port in out["spec"]["ports"]:
+        if entry and port["name"] in node_ports and out["spec"].get("type") in ("NodePort", "LoadBalancer"):
+            port["nodePort"] = node_ports[port["name"]]
     return out
 
 
