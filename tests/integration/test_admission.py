@@ -75,6 +75,27 @@ DRUID_CASES = {
                             "spec.monitor: monitoring is not supported by kubedruid yet"),
     "service-template-alias-unused": (_druid(spec__serviceTemplates=[{"alias": "stats", "spec": {"type": "NodePort"}}]),
                                       'spec.serviceTemplates[0].alias: Unsupported value: "stats"'),
+    # Kubernetes' own validation of pod templates and storage (the webhook's dry run).
+    "pod-template-quantity (webhook)": (
+        _druid(spec__topology={"brokers": {"podTemplate": {"spec": {"containers": [
+            {"name": "druid", "resources": {"limits": {"cpu": "lots"}}}]}}}}),
+        "spec.topology.brokers.podTemplate: quantities must match the regular expression"),
+    "pod-template-unknown-field (webhook)": (
+        _druid(spec__topology={"historicals": {"podTemplate": {"spec": {"containers": [
+            {"name": "druid", "resourcez": {"limits": {"cpu": "1"}}}]}}}}),
+        'unknown field "spec.topology.historicals.podTemplate.spec.containers[0].resourcez"'),
+    "pod-template-invalid-value (webhook)": (
+        _druid(spec__topology={"coordinators": {"podTemplate": {"spec": {"containers": [
+            {"name": "druid", "imagePullPolicy": "Sometimes"}]}}}}),
+        'spec.topology.coordinators.podTemplate.spec.containers[0].imagePullPolicy: Unsupported value: "Sometimes"'),
+    "storage-invalid (webhook)": (
+        _druid(spec__topology={"historicals": {"storage": {"accessModes": ["ReadWriteSometimes"],
+                                                           "resources": {"requests": {"storage": "1Gi"}}}}}),
+        'spec.topology.historicals.storage.accessModes: Unsupported value: "ReadWriteSometimes"'),
+    "storage-quantity (webhook)": (
+        _druid(spec__topology={"middleManagers": {"storage": {"accessModes": ["ReadWriteOnce"],
+                                                              "resources": {"requests": {"storage": "lots"}}}}}),
+        "spec.topology.middleManagers.storage: quantities must match the regular expression"),
 }
 
 
@@ -93,6 +114,21 @@ def test_invalid_druid_is_refused_naming_the_field(plane, namespace, operator, c
 
 def test_kubedb_docs_druid_is_accepted_unchanged(plane, namespace, operator):
     result = _apply(plane, namespace, druid_manifest("druid-cluster", "NS"))
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_pod_template_change_is_validated_by_kubernetes_and_other_updates_go_through(plane, namespace, operator):
+    assert _apply(plane, namespace, druid_manifest("druid-cluster", "NS")).returncode == 0
+    bad = {"spec": {"topology": {"routers": {"podTemplate": {"spec": {"containers": [
+        {"name": "druid", "resources": {"requests": {"memory": "-1Gi"}}}]}}}}}}
+    result = plane.kubectl("patch", "druid", "druid-cluster", "-n", namespace, "--type=merge", "-p",
+                           json.dumps(bad), check=False)
+    assert result.returncode != 0, "a negative memory request was accepted"
+    assert "spec.topology.routers.podTemplate.spec.containers[0].resources.requests[memory]" in result.stderr, \
+        result.stderr
+    good = {"metadata": {"labels": {"team": "analytics"}}}
+    result = plane.kubectl("patch", "druid", "druid-cluster", "-n", namespace, "--type=merge", "-p",
+                           json.dumps(good), check=False)
     assert result.returncode == 0, result.stderr
 
 

@@ -1,5 +1,6 @@
-"""Admission checks the apiserver cannot make with CEL: that a Druid's DruidVersion exists, and that a
-DruidOpsRequest's databaseRef names an existing Druid. Everything else is in the CRDs (deploy/crds).
+"""Admission checks the apiserver cannot make with CEL: that a Druid's DruidVersion exists, that its pod templates
+and storage are valid Kubernetes objects (the apiserver's own validation, by dry run: api/kubernetes_fields.py),
+and that a DruidOpsRequest's databaseRef names an existing Druid. Everything else is in the CRDs (deploy/crds).
 
 The webhook configuration is managed by kopf (installed when the operator starts) with failurePolicy Ignore: when
 the operator is down, objects are still accepted and the provisioner / ops-manager report the same problems as
@@ -8,16 +9,21 @@ conditions.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import tempfile
 from pathlib import Path
 
 import kopf
+from lightkube.core.exceptions import ApiError
 
 from kubedruid.api import validate_druid, validate_ops_request
+from kubedruid.api.kubernetes_fields import FieldCheck, field_checks
 from kubedruid.certs.pki import make_serving_pair
 from kubedruid.kube.client import Kube
 
 WEBHOOK_CONFIGURATION = "kubedruid.dev"
+log = logging.getLogger("kubedruid.admission")
 
 
 def webhook_server(addr: str, port: int, host: str | None = None) -> kopf.WebhookServer:
@@ -37,16 +43,22 @@ def webhook_server(addr: str, port: int, host: str | None = None) -> kopf.Webhoo
 def register(registry: kopf.OperatorRegistry, kube_of) -> None:
     """`kube_of(memo)` returns the operator's Kube client."""
 
-    @kopf.on.validate("kubedb.com", "v1alpha2", "druids", id="druid-version", ignore_failures=True,
+    @kopf.on.validate("kubedb.com", "v1alpha2", "druids", id="druid", ignore_failures=True,
                       operations=["CREATE", "UPDATE"], registry=registry)
-    async def validate_druid_version(body, old, memo: kopf.Memo, **_):
+    async def validate_druid_spec(body, old, memo: kopf.Memo, **_):
         if body["metadata"].get("deletionTimestamp"):
             return  # never block the finalizer's removal
-        if old and (old.get("spec") or {}).get("version") == (body.get("spec") or {}).get("version"):
-            return  # the version was checked when it was set; metadata and finalizer updates must go through
         kube: Kube = kube_of(memo).fresh  # a DruidVersion created a moment ago counts
-        versions = {v["metadata"]["name"] for v in await kube.list("catalog.kubedb.com/v1alpha1", "DruidVersion")}
-        problems = validate_druid(dict(body), known_versions=versions)
+        druid, before = dict(body), dict(old) if old else None
+        problems = []
+        # What was checked when it was set is not checked again: metadata and finalizer updates must go through.
+        if before is None or (before.get("spec") or {}).get("version") != (druid.get("spec") or {}).get("version"):
+            versions = {v["metadata"]["name"]
+                        for v in await kube.list("catalog.kubedb.com/v1alpha1", "DruidVersion")}
+            problems += validate_druid(druid, known_versions=versions)
+        if not problems:
+            found = await asyncio.gather(*(_kubernetes_problem(kube, c) for c in field_checks(druid, before)))
+            problems += [p for p in found if p]
         if problems:
             raise kopf.AdmissionError("; ".join(problems), code=422)
 
@@ -61,3 +73,17 @@ def register(registry: kopf.OperatorRegistry, kube_of) -> None:
             problems.append(f"spec.databaseRef {ns}/{ref}, is invalid or not found")
         if problems:
             raise kopf.AdmissionError("; ".join(problems), code=422)
+
+
+async def _kubernetes_problem(kube: Kube, check: FieldCheck) -> str | None:
+    """The apiserver's objection to `check`'s object, on the Druid's field; None if it has none, or if it could not
+    say (the Druid is then admitted, as with the webhook down: the provisioner reports what fails)."""
+    try:
+        await kube.dry_run_create(check.obj, check.plural)
+    except ApiError as e:
+        if e.status.code in (400, 422):
+            causes = [c.to_dict() if hasattr(c, "to_dict") else dict(c)
+                      for c in ((e.status.details.causes if e.status.details else None) or [])]
+            return check.problem(e.status.message or "", causes)
+        log.warning("could not validate %s with the apiserver: %s", check.field, e.status.message)
+    return None

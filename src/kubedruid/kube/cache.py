@@ -39,6 +39,20 @@ _RETRY_S = (0.5, 1, 2, 5, 10)
 _RESOURCES: dict[tuple[str, str], type] = {}
 
 
+def generic_resource(api_version: str, kind: str, plural: str, namespaced: bool = True):
+    """lightkube's class for the kind: a generic one (plain dicts, no model parsing, unknown fields kept) unless a
+    typed one is already registered for it."""
+    key = (api_version, kind)
+    if key not in _RESOURCES:
+        group, _, version = api_version.rpartition("/")
+        make = create_namespaced_resource if namespaced else create_global_resource
+        try:
+            _RESOURCES[key] = make(group, version, kind, plural)
+        except ValueError:  # registered before (by us, or lightkube's typed class)
+            _RESOURCES[key] = resource_registry.load(api_version, kind)
+    return _RESOURCES[key]
+
+
 @dataclass(frozen=True)
 class Watched:
     """One kind the controllers watch; `labels` narrows the watch (values: a string, or EXISTS)."""
@@ -50,17 +64,7 @@ class Watched:
     labels: dict = field(default_factory=dict)
 
     def resource(self):
-        """lightkube's class for the kind: a generic one (plain dicts, no model parsing) unless a typed one is
-        already registered for it."""
-        key = (self.api_version, self.kind)
-        if key not in _RESOURCES:
-            group, _, version = self.api_version.rpartition("/")
-            make = create_namespaced_resource if self.namespaced else create_global_resource
-            try:
-                _RESOURCES[key] = make(group, version, self.kind, self.plural)
-            except ValueError:  # registered before (by us, or lightkube's typed class)
-                _RESOURCES[key] = resource_registry.load(self.api_version, self.kind)
-        return _RESOURCES[key]
+        return generic_resource(self.api_version, self.kind, self.plural, self.namespaced)
 
     def answers(self, labels: dict | None) -> bool:
         """Whether every object a list with `labels` (equality, or EXISTS) returns is one this watch holds."""

@@ -24,7 +24,7 @@ from lightkube.resources.core_v1 import Event
 from lightkube.types import PatchType
 from prometheus_client import Counter
 
-from .cache import Cache
+from .cache import Cache, generic_resource
 from .diff import is_subset
 
 FIELD_MANAGER = "kubedruid"
@@ -135,6 +135,16 @@ class Kube:
         if self.cache is not None:
             self.cache.wrote(created)
         return created
+
+    async def dry_run_create(self, obj: dict, plural: str) -> None:
+        """Has the apiserver validate `obj` as a create (dryRun=All: nothing is stored), with strict field
+        validation: an unknown or misspelt field is an error, as with `kubectl apply`. Raises ApiError (400/422:
+        the object is invalid, the apiserver's message names the field)."""
+        REQUESTS.labels("create", obj["kind"]).inc()
+        res = generic_resource(obj["apiVersion"], obj["kind"], plural)
+        # lightkube's create() offers dry_run but not fieldValidation; its request() takes any query parameter.
+        await self.client._client.request("post", res=res, obj=res(obj), namespace=obj["metadata"]["namespace"],
+                                          params={"dryRun": "All", "fieldValidation": "Strict"})
 
     async def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
         REQUESTS.labels("delete", kind).inc()
