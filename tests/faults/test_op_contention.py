@@ -107,8 +107,9 @@ def test_a_pod_disruption_budget_that_blocks_fails_the_op_and_evicts_nothing_mor
     kube.delete(PodDisruptionBudget, "keep-them", namespace=ns)
     _op(kube, ns, "restart-blocked", db, type="Restart", timeout="10s")
     first = f"EvictPod--{db}-historicals-0"
-    wait_for(lambda: condition(kube.get(Ops, "restart-blocked", namespace=ns), first), interval=0.05,
-             what="the first eviction")
+    # True once the eviction went through (False is recorded just before it is asked for)
+    wait_for(lambda: (condition(kube.get(Ops, "restart-blocked", namespace=ns), first) or {}).get("status") == "True",
+             interval=0.05, what="the first eviction done")
     _budget(kube, ns, db)  # from now on, while historicals-0 comes back, no eviction is allowed
     ops = _finished(kube, ns, "restart-blocked")
     assert ops["status"]["phase"] == "Failed", ops["status"]

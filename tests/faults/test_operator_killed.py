@@ -14,11 +14,12 @@ from lightkube import codecs
 
 from tests.integration.conftest import wait_for
 from tests.integration.helpers import Druid as DruidRes
-from tests.integration.helpers import ca_issuer, condition, deep_storage_secret, druid_manifest
+from tests.integration.helpers import ca_issuer, condition
 from tests.integration.test_ops import PHASES, Ops, PodWatch, _expected_pods
 from tests.integration.test_provisioner import _wait_ready
 
 from .conftest import FULL
+from .test_op_contention import _druid
 
 pytestmark = pytest.mark.integration
 
@@ -64,13 +65,7 @@ def test_every_plan_survives_sigkill_at_its_transitions(plane, kube, namespace, 
     ns, db = namespace, "killed"
     ca_issuer(kube, ns, "first-issuer", "first-ca")
     ca_issuer(kube, ns, "second-issuer", "second-ca")
-    deep_storage_secret(kube, ns)
-    manifest = druid_manifest(db, ns)
-    for role in ("coordinators", "brokers", "historicals", "middleManagers", "routers"):
-        manifest["spec"]["topology"].setdefault(role, {})["podTemplate"] = {
-            "metadata": {"annotations": {"kubedruid.dev/kwok-ready-delay": "1s"}}}
-    manifest["spec"]["topology"]["routers"]["replicas"] = 1
-    kube.create(codecs.from_dict(manifest))
+    _druid(kube, ns, db)
     _wait_ready(kube, db, ns, operator)
 
     kills = {}
