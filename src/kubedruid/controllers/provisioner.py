@@ -415,8 +415,9 @@ class Provisioner:
             want, node = ps["spec"]["replicas"], ps["spec"]["selector"]["matchLabels"][names.ROLE_LABEL]
             observed = status.get("observedGeneration") == (live or {}).get("metadata", {}).get("generation")
             ready_by_node[node] = (status.get("readyReplicas") or 0) >= want and observed
-            if observed and (status.get("updatedReplicas") or 0) < want:
-                outdated[node] = (want - (status.get("updatedReplicas") or 0), want)
+            updated = status.get("updatedReplicas") or 0
+            if observed and updated < want:
+                outdated[node] = (want - updated, want)
         replicas_ready = all(ready_by_node.values())
         accepting = all(ready_by_node.get(n.key, False) for n in cluster.query_nodes(db))
         return replicas_ready, accepting, outdated
