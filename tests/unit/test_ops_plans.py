@@ -253,6 +253,11 @@ def test_within_one_second_the_request_created_last_is_the_newest():
     # not yet recorded (never written by us): the current version is the creation's; numbers, not text
     decision = queue([_queued("r-a", "2026-12-03T10:00:00Z", "999"), _queued("r-b", "2026-12-03T10:00:00Z", "1000")])
     assert decision.run == "r-b"
+    # written by an older operator (a status, no annotation): its version is not its creation's; the name decides
+    old_a = _queued("old-a", "2026-12-03T10:00:00Z", "2000", phase="Pending")
+    old_b = _queued("old-b", "2026-12-03T10:00:00Z", "1900", phase="Pending")
+    assert creation_version(old_a) is None
+    assert queue([old_a, old_b]).run == "old-a", "KubeDB's rule: ties by name descending"
 
 
 def test_a_progressing_request_keeps_running_and_others_wait():

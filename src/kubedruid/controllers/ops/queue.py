@@ -22,9 +22,12 @@ CREATED_AT_VERSION = "kubedruid.dev/created-at-resource-version"
 
 
 def creation_version(o: dict) -> str | None:
-    """What to record in CREATED_AT_VERSION, or None when it is recorded already."""
+    """What to record in CREATED_AT_VERSION, or None: recorded already, or the request has a status (written by an
+    older operator), so its resourceVersion is no longer its creation's."""
     annotations = o["metadata"].get("annotations") or {}
-    return None if CREATED_AT_VERSION in annotations else o["metadata"].get("resourceVersion")
+    if CREATED_AT_VERSION in annotations or o.get("status"):
+        return None
+    return o["metadata"].get("resourceVersion")
 
 
 def _created(o: dict) -> tuple:
@@ -32,7 +35,7 @@ def _created(o: dict) -> tuple:
     # `restart-1` could be the one skipped. Here the creation's resourceVersion (etcd's revision, increasing)
     # breaks the tie; the name only for requests of an older operator that recorded none.
     meta = o["metadata"]
-    version = (meta.get("annotations") or {}).get(CREATED_AT_VERSION) or meta.get("resourceVersion") or ""
+    version = (meta.get("annotations") or {}).get(CREATED_AT_VERSION) or creation_version(o) or ""
     return (meta.get("creationTimestamp") or "", int(version) if version.isdigit() else 0,
             tuple(-ord(ch) for ch in meta["name"]))
 
