@@ -44,8 +44,8 @@ def guide_manifest() -> str:
 class Story:
     """The guide's Druid and what the tests learned about it on the way (CA files, figures)."""
 
-    def __init__(self, plane, workdir: Path):
-        self.plane, self.workdir = plane, workdir
+    def __init__(self, plane, workdir: Path, operator_log: Path):
+        self.plane, self.workdir, self.operator_log = plane, workdir, operator_log
         self.view = DruidView(plane.kubectl, NS, DB, workdir)
         self.bundle = PublishedBundle(self.view, workdir / "published-ca.crt")
 
@@ -70,6 +70,7 @@ class Story:
         returns the figures: queries, failures, longest gap, rolls counted from pod UIDs, wall time."""
         since = _now_rfc3339()
         started, epoch = time.monotonic(), time.time()
+        forwarding_waits = self.forwarding_waits()
         with PodRolls(self.view) as rolls, QueryLoad(lambda: self.view.router_endpoint(self.bundle.file()),
                                                       COUNT_SQL, self.view.admin_auth(), interval=0.5,
                                                       check=sql_check) as load:
@@ -87,7 +88,9 @@ class Story:
                    "rolls": rolls.rolls(), "pods": len(rolls.seen),
                    "away_s": {p: [[round(a - epoch, 1), round(b - epoch, 1)] for a, b in spans]
                               for p, spans in rolls.away.items() if spans},
-                   "peer_errors": self.peer_errors(since, rolls)}
+                   "peer_errors": self.peer_errors(since, rolls),
+                   # times the operator found a new Service port not forwarded yet though its endpoints were ready
+                   "forwarding_waits": self.forwarding_waits() - forwarding_waits}
         REPORT.setdefault("ops", {})[label] = figures
         return figures
 
@@ -101,6 +104,9 @@ class Story:
         if figures["phase"] != "Successful":
             raise AssertionError(f"{label} ended {figures['phase']}:\n{yaml.safe_dump(self.last_ops['status'])}")
         return figures
+
+    def forwarding_waits(self) -> int:
+        return self.operator_log.read_text(errors="replace").count("kube-proxy does not forward")
 
     def peer_errors(self, since: str, rolls: PodRolls) -> dict[str, int]:
         """Failed calls between Druid nodes in every Druid pod's log since `since` (the previous container's too):
@@ -152,7 +158,7 @@ def _rows_counted(rows: list) -> bool:
 
 @pytest.fixture(scope="module")
 def story(node_plane, operator, tmp_path_factory) -> Story:
-    s = Story(node_plane, tmp_path_factory.mktemp("guide"))
+    s = Story(node_plane, tmp_path_factory.mktemp("guide"), operator.log)
     s.apply(text=guide_manifest())
     s.apply(EXAMPLES / "s3-local.yaml")  # the guide's MinIO, played by a local S3 server (examples/s3-local.yaml)
     return s

@@ -193,7 +193,9 @@ def _probes(n: NodeType, secure: bool) -> dict:
 
 PRE_STOP_SLEEP_S = 3
 # How long kube-proxy takes to forward to an endpoint the EndpointSlice already lists as ready (its sync after the
-# slice's change; about a second on the real node): an op waits this before it relies on the new endpoint.
+# slice's change; about a second on the real node, more when the node is busy): an op waits this before it relies on
+# a new endpoint where it cannot observe forwarding (a pod's replacement; any Service port, from a host that cannot
+# reach Service addresses: kube/forwarding.py).
 KUBE_PROXY_TURN_S = 2
 KEYSTORE_SYNC = "keystore-sync"
 # Copies the keystore from the Secret volume (symlinks, swapped by the kubelet) to a regular file that Druid's

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -16,9 +17,10 @@ from kubedruid.api import Druid, apply_defaults
 from kubedruid.certs import bundle
 from kubedruid.certs.served import HandshakeFailed, served_certificate
 from kubedruid.druid import tls
-from kubedruid.druid.nodes import BY_KEY
+from kubedruid.druid.nodes import BY_KEY, HEALTH_PATH
 from kubedruid.druid.tls import TLSMode
 from kubedruid.kube import conditions as cond
+from kubedruid.kube import forwarding
 from kubedruid.kube.client import Kube
 from kubedruid.specs import cluster, names, petset_pods
 
@@ -27,6 +29,8 @@ from . import plan as plans
 from . import segments
 from .optypes import OpType
 
+
+log = logging.getLogger("kubedruid.ops")
 
 RESYNC_S = 30.0
 
@@ -512,21 +516,52 @@ def _eviction(pod: str, namespace: str):
 
 async def update_services(ctx: StepContext) -> Wait | None:
     """After a roll: the Services offer the ports of the mode every pod now runs (idempotent), and the step ends
-    only once each port they offer has ready endpoints and kube-proxy has had its turn: the next phase may put a
-    new port first, and a client that follows it before kube-proxy forwards it reaches no pod (measured on the
-    real node: "No route to host" when the add put the TLS port first in the same second it was added)."""
+    only once each port they offer has ready endpoints and kube-proxy forwards it (a connection through the
+    ClusterIP, kube/forwarding.py): the next phase may put a new port first, and a client that follows it before
+    kube-proxy forwards it reaches no pod (measured on the real node: "No route to host")."""
     db, inputs, _ = await ctx.provisioner.prepare(ctx.druid)
     services = cluster.services(db, inputs)
     written = await ctx.provisioner.apply_services(db, inputs)
-    unserved = await _ports_without_endpoints(ctx, services)
-    if unserved:
+    missing = await _ports_without_endpoints(ctx, services)
+    waiting_for = "ready endpoints of"
+    if not missing:
+        missing = await _ports_not_forwarded(ctx, services, written)
+        waiting_for = "kube-proxy to forward (ready endpoints, but no connection through the ClusterIP)"
+        if missing:
+            log.info("%s/%s: kube-proxy does not forward %s yet", ctx.druid["metadata"]["namespace"],
+                     ctx.druid["metadata"]["name"], ", ".join(missing))
+    if missing:
         if ctx.deadline(plans.RESTART_NODES) <= 0:  # the roll's step ended when the pods were back
-            raise Fail(plans.RESTART_NODES, f"timed out after {ctx.timeout_s:g}s waiting for ready endpoints of "
-                                            f"{', '.join(unserved)}")
-        return Wait(after=1.0)
-    if written:
-        await asyncio.sleep(cluster.KUBE_PROXY_TURN_S)
+            raise Fail(plans.RESTART_NODES, f"timed out after {ctx.timeout_s:g}s waiting for {waiting_for} "
+                                            f"{', '.join(missing)}")
+        return Wait(after=0.5)
     return None
+
+
+async def _ports_not_forwarded(ctx: StepContext, services: list[dict], written: bool) -> list[str]:
+    """`<service>:<port name>` of each port of the Druid's ClusterIP Services whose health check no pod answers
+    through the ClusterIP. Where none is answered, forwarding cannot be observed from here: after a write kube-proxy
+    gets cluster.KUBE_PROXY_TURN_S instead."""
+    ns = ctx.druid["metadata"]["namespace"]
+    targets = []
+    for svc in services:
+        name = svc["metadata"]["name"]
+        live = await ctx.kube.get("v1", "Service", name, ns) if svc["spec"].get("clusterIP") != "None" else None
+        ip = ((live or {}).get("spec") or {}).get("clusterIP")
+        if not ip or ip == "None":
+            continue
+        node = BY_KEY[svc["metadata"]["labels"][names.ROLE_LABEL]]
+        server_name = f"{name}.{ns}.svc.{names.CLUSTER_DOMAIN}"
+        targets += [forwarding.ServicePort(ip, port["port"], f"{name}:{port['name']}",
+                                           server_name if port["name"] == node.port_name(True) else None)
+                    for port in svc["spec"]["ports"]]
+    bundle_secret, _ = await ctx.provisioner.ca_bundle(apply_defaults(Druid.model_validate(ctx.druid)))
+    missing = await forwarding.unforwarded(targets, HEALTH_PATH, bundle.pem_of(bundle_secret) or None)
+    if missing is None:
+        if written:
+            await asyncio.sleep(cluster.KUBE_PROXY_TURN_S)
+        return []
+    return missing
 
 
 async def _ports_without_endpoints(ctx: StepContext, services: list[dict]) -> list[str]:

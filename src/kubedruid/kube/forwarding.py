@@ -1,0 +1,62 @@
+"""Whether kube-proxy forwards a Service's ports yet, seen from where the operator runs: an HTTP health check through
+the Service's ClusterIP and port that a pod answers. An EndpointSlice listing a ready endpoint says only that
+kube-proxy may forward it; on a busy node kube-proxy programmed a port added seconds earlier later than the 2 s we
+used to allow (measured on the real node: a client that followed the Service to it got "No route to host").
+
+A TCP connection alone proves nothing: where kube-proxy has no rule, the connection goes wherever the host routes
+it, and a proxy on the way may accept it (these machines' egress proxy accepts any address). So the check is an
+answer only the pod gives: 200 to `GET <path>`, over TLS verified against the CA bundle for the Service's name."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from kubedruid.certs.served import client_context
+
+# A forwarded port on a live pod answers a health check within a fraction of a second, even on a busy node.
+CHECK_TIMEOUT_S = 1.0
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    address: str  # the Service's ClusterIP
+    port: int
+    label: str  # <service>:<port name>, for messages
+    server_name: str | None = None  # a TLS port: the name the pod's certificate must be valid for
+
+
+async def answers(target: ServicePort, path: str, ca_pem: bytes | None, timeout: float = CHECK_TIMEOUT_S) -> bool:
+    """Whether `GET path` through the address is answered 200 within `timeout`."""
+    tls = target.server_name is not None
+    if tls and not ca_pem:
+        return False
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(
+                target.address, target.port, ssl=client_context(ca_pem) if tls else None,
+                server_hostname=target.server_name if tls else None)
+            try:
+                host = target.server_name or target.address
+                writer.write(f"GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+                await writer.drain()
+                status = await reader.readline()
+            finally:
+                writer.close()
+    except (OSError, TimeoutError, ssl.SSLError, ValueError):
+        return False
+    parts = status.split()
+    return len(parts) >= 2 and parts[0].startswith(b"HTTP/") and parts[1] == b"200"
+
+
+async def unforwarded(targets: Iterable[ServicePort], path: str, ca_pem: bytes | None) -> list[str] | None:
+    """The labels of the ports whose health check is not answered; None when none is: from here Service addresses
+    cannot be observed at all (no kube-proxy on this host, as on kwok, or a network policy), which says nothing
+    about the ports."""
+    targets = list(targets)
+    answered = await asyncio.gather(*(answers(t, path, ca_pem) for t in targets))
+    if not any(answered):
+        return None
+    return [t.label for t, ok in zip(targets, answered) if not ok]
