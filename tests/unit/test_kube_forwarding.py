@@ -1,6 +1,6 @@
-"""kube/forwarding.py against local servers: a port is forwarded when the pod's health check is answered through
-it (over TLS, verified for the Service's name); a proxy's answer, a refusal or a wrong certificate is not, and
-when nothing answers at all the ports cannot be judged from here."""
+"""kube/forwarding.py against local servers: a port is forwarded when a pod answers through it (a plaintext health
+check answered 200, a TLS handshake verified for the Service's name); a proxy's answer, a refusal or a wrong
+certificate is not, and when nothing answers at all the ports cannot be judged from here."""
 
 from __future__ import annotations
 
@@ -73,6 +73,9 @@ def test_a_tls_port_is_checked_against_the_bundle_for_the_service_name(tmp_path)
             ServicePort("127.0.0.1", port, "s:https", server_name), HEALTH, trusted), tls=ctx))[0]
 
     assert check(SERVICE, ca_pem)
+    # the verified handshake is the proof: what the pod then answers (401, a client certificate required) is not
+    assert asyncio.run(_serving(lambda port: forwarding.answers(
+        ServicePort("127.0.0.1", port, "s:https", SERVICE), HEALTH, ca_pem), status=b"401 Unauthorized", tls=ctx))[0]
     assert not check(SERVICE, other_ca)
     assert not check("other.demo.svc.cluster.local", ca_pem)
     assert not check(SERVICE, None)  # no bundle: nothing to verify it with

@@ -1,11 +1,12 @@
-"""Whether kube-proxy forwards a Service's ports yet, seen from where the operator runs: an HTTP health check through
-the Service's ClusterIP and port that a pod answers. An EndpointSlice listing a ready endpoint says only that
+"""Whether kube-proxy forwards a Service's ports yet, seen from where the operator runs: an answer through the
+Service's ClusterIP and port that only a pod gives. An EndpointSlice listing a ready endpoint says only that
 kube-proxy may forward it; on a busy node kube-proxy programmed a port added seconds earlier later than the 2 s we
 used to allow (measured on the real node: a client that followed the Service to it got "No route to host").
 
 A TCP connection alone proves nothing: where kube-proxy has no rule, the connection goes wherever the host routes
 it, and a proxy on the way may accept it (these machines' egress proxy accepts any address). So the check is an
-answer only the pod gives: 200 to `GET <path>`, over TLS verified against the CA bundle for the Service's name."""
+answer only a pod gives: on a TLS port a handshake verified against the CA bundle for the Service's name, on a
+plaintext port 200 to `GET <path>`."""
 
 from __future__ import annotations
 
@@ -29,7 +30,9 @@ class ServicePort:
 
 
 async def answers(target: ServicePort, path: str, ca_pem: bytes | None, timeout: float = CHECK_TIMEOUT_S) -> bool:
-    """Whether `GET path` through the address is answered 200 within `timeout`."""
+    """Whether a pod answers through the address within `timeout`: on a TLS port a handshake verified against the
+    bundle for the Service's name (only a pod holds that key; whatever it then requires of clients, client
+    certificates included, is its own business), on a plaintext port `GET path` answered 200."""
     tls = target.server_name is not None
     if tls and not ca_pem:
         return False
@@ -39,8 +42,9 @@ async def answers(target: ServicePort, path: str, ca_pem: bytes | None, timeout:
                 target.address, target.port, ssl=client_context(ca_pem) if tls else None,
                 server_hostname=target.server_name if tls else None)
             try:
-                host = target.server_name or target.address
-                writer.write(f"GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+                if tls:
+                    return True
+                writer.write(f"GET {path} HTTP/1.0\r\nHost: {target.address}\r\nConnection: close\r\n\r\n".encode())
                 await writer.drain()
                 status = await reader.readline()
             finally:
