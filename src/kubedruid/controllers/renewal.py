@@ -6,7 +6,8 @@ those check what pods serve themselves). The Druid's `ServingIssuedCertificate` 
 pod was last seen serving; when the Secret holds another, each pod is touched (the kubelet refreshes its Secret
 volume, the keystore sidecar copies, Druid reloads) and checked by a handshake. Pods that cannot reload, or still
 serve the old serial after tls.RELOAD_BUDGET_S, are restarted by a Restart DruidOpsRequest the operator creates, so the
-restart is queued, paced and recorded like any other. Pods that cannot be reached are reported, not restarted.
+restart is queued, paced and recorded like any other; with `spec.autoOps.disabled` (KubeDB's switch for ops the
+operator makes on its own) the condition and a Warning event say which pods need one instead. Pods that cannot be reached are reported, not restarted.
 
 The same handshakes are the Druid's served-certificate inventory (`status.servedCertificates`, certs/inventory.py,
 and the served-certificate metrics): taken at each renewal, after every op, once after the operator starts and every
@@ -47,7 +48,22 @@ SERVING = "ServingIssuedCertificate"
 EXPIRING = "ServedCertificateExpiring"
 RENEWAL_OPS_LABEL = "tls.kubedruid.dev/renewal-of"
 CHECK_AGAIN_S = 3.0
+RESTART_NEEDED = "RestartNeeded"  # the SERVING reason when autoOps is disabled and pods must be restarted
 UNVERIFIED_AGAIN_S = 60.0
+
+
+RESTART, ASK_FOR_RESTART, UNVERIFIED, WAIT = "restart", "ask-for-restart", "unverified", "wait"
+
+
+def next_move(cannot_reload: bool, stale: bool, unreachable: bool, waited_s: float, auto_ops: bool) -> str:
+    """What a renewal does while some pod does not serve the issued serial: restart the pods that cannot reload or
+    that still serve the old one after the reload budget (or, without autoOps, ask the user to); report pods it
+    cannot reach as unverified; otherwise wait for the reloads."""
+    if cannot_reload or (stale and waited_s > tls.RELOAD_BUDGET_S):
+        return RESTART if auto_ops else ASK_FOR_RESTART
+    if unreachable and not stale:
+        return UNVERIFIED
+    return WAIT
 
 
 def _serial_of(message: str | None) -> str | None:
@@ -144,13 +160,26 @@ class Renewals:
                                             f"waiting for every pod to serve serial {issued}", generation)
             current = cond.get_condition(conditions, SERVING)
         cannot_reload = [p for p, r in zip(pods, verdicts) if r == "cannot-reload"]
-        if cannot_reload or (stale and _since(current) > tls.RELOAD_BUDGET_S):
+        move = next_move(bool(cannot_reload), bool(stale), bool(unreachable), _since(current),
+                         auto_ops=not (db.spec.autoOps and db.spec.autoOps.disabled))
+        if move in (RESTART, ASK_FOR_RESTART):
+            behind = ", ".join(cannot_reload + stale)
+            if move == ASK_FOR_RESTART:
+                if current["reason"] != RESTART_NEEDED:
+                    await self.kube.event(raw, "Warning", RESTART_NEEDED, f"pods still serve an older certificate "
+                                          f"than serial {issued}: {behind}; spec.autoOps.disabled is true, so no "
+                                          "Restart DruidOpsRequest is made for them: create one")
+                return Checked(cond.set_condition(conditions, SERVING, "False", RESTART_NEEDED,
+                                                  f"waiting for every pod to serve serial {issued}: {behind} need a "
+                                                  "restart, which spec.autoOps.disabled leaves to you (a Restart "
+                                                  "DruidOpsRequest)", generation),
+                               CHECK_AGAIN_S * 10, served)
             await self._request_restart(raw, issued)
             return Checked(cond.set_condition(conditions, SERVING, "False", "RestartRequested",
                                               f"waiting for every pod to serve serial {issued}: restarting "
-                                              f"{', '.join(cannot_reload + stale)}", generation),
+                                              f"{behind}", generation),
                            CHECK_AGAIN_S * 10, served)
-        if unreachable and not stale:
+        if move == UNVERIFIED:
             self._unverified[(ns, name)] = (issued, time.monotonic())
             return Checked(cond.set_condition(conditions, SERVING, "False", "Unverified",
                                               f"waiting for every pod to serve serial {issued}: no handshake with "
