@@ -71,10 +71,15 @@ DRUID_CASES = {
         "spec.topology.middleManagers.ephemeralStorage is allowed only when storageType is Ephemeral"),
     "deletion-policy-invalid": (_druid(spec__deletionPolicy="Sometimes"),
                                 'spec.deletionPolicy: Unsupported value: "Sometimes"'),
-    "monitor-unsupported": (_druid(spec__monitor={"agent": "prometheus.io/operator"}),
-                            "spec.monitor: monitoring is not supported by kubedruid yet"),
-    "service-template-alias-unused": (_druid(spec__serviceTemplates=[{"alias": "stats", "spec": {"type": "NodePort"}}]),
-                                      'spec.serviceTemplates[0].alias: Unsupported value: "stats"'),
+    "monitor-operator-agent": (_druid(spec__monitor={"agent": "prometheus.io/operator"}),
+                               "spec.monitor.agent: prometheus.io/operator (a ServiceMonitor) is not supported"),
+    "monitor-agent-unknown": (_druid(spec__monitor={"agent": "datadog"}),
+                              'spec.monitor.agent: Unsupported value: "datadog"'),
+    "monitor-port-invalid": (_druid(spec__monitor={"agent": "prometheus.io/builtin",
+                                                   "prometheus": {"exporter": {"port": 70000}}}),
+                             "spec.monitor.prometheus.exporter.port"),
+    "service-template-alias-unused": (_druid(spec__serviceTemplates=[{"alias": "standby", "spec": {"type": "NodePort"}}]),
+                                      'spec.serviceTemplates[0].alias: Unsupported value: "standby"'),
     # Kubernetes' own validation of pod templates and storage (the webhook's dry run).
     "pod-template-quantity (webhook)": (
         _druid(spec__topology={"brokers": {"podTemplate": {"spec": {"containers": [

@@ -180,3 +180,39 @@ def test_a_primary_service_template_exposes_the_routers_and_goes_away_with_it(ku
     wait_for(lambda: kube.get(Service, f"{db}-routers", namespace=ns).spec.type == "ClusterIP", timeout=30,
              what="the routers Service back to ClusterIP")
     assert kube.get(Service, f"{db}-brokers", namespace=ns).spec.type == "ClusterIP"
+
+
+def test_a_monitored_druid_has_a_stats_service_and_an_exporter_in_every_pod(kube, namespace, operator):
+    """KubeDB's `spec.monitor` (builtin Prometheus): the stats Service `<db>-stats` with the scrape annotations and
+    every pod's metrics port, the exporter sidecar in every pod, Druid's HTTP emitter pointed at it; removed from
+    the spec, the stats Service goes and the emitter is off again."""
+    ns, db = namespace, "watched"
+    deep_storage_secret(kube, ns)
+    kube.create(codecs.from_dict(druid_manifest(db, ns, monitor={"agent": "prometheus.io/builtin"})))
+    _wait_ready(kube, db, ns, operator)
+    stats = kube.get(Service, f"{db}-stats", namespace=ns)
+    assert stats.metadata.labels["kubedb.com/role"] == "stats"
+    assert stats.metadata.annotations["prometheus.io/scrape"] == "true"
+    assert [(p.name, p.port) for p in stats.spec.ports] == [("metrics", 9104)]
+    assert "kubedb.com/role" not in stats.spec.selector  # every node type's pods
+    for suffix in NODE_PETSETS.values():
+        pod = kube.get(Pod, f"{db}-{suffix}-0", namespace=ns)
+        (sidecar,) = [c for c in pod.spec.initContainers or [] if c.name == "exporter"]
+        assert sidecar.restartPolicy == "Always" and [p.containerPort for p in sidecar.ports] == [9104]
+    druid = kube.get(Druid, db, namespace=ns)
+    common = _config(kube, db, ns, druid["metadata"]["uid"])["common.runtime.properties"]
+    assert common["druid.emitter"] == "http"
+    assert common["druid.emitter.http.recipientBaseUrl"] == "http://127.0.0.1:9104/druid"
+
+    kube.patch(Druid, db, [{"op": "remove", "path": "/spec/monitor"}], namespace=ns, patch_type=PatchType.JSON)
+
+    def stats_gone() -> bool:
+        try:
+            kube.get(Service, f"{db}-stats", namespace=ns)
+            return False
+        except Exception as e:  # lightkube ApiError 404
+            return getattr(getattr(e, "status", None), "code", None) == 404
+
+    wait_for(stats_gone, timeout=30, what="the stats Service deleted")
+    wait_for(lambda: _config(kube, db, ns, druid["metadata"]["uid"])["common.runtime.properties"]["druid.emitter"]
+             == "noop", timeout=30, what="the emitter off")

@@ -7,6 +7,7 @@ the op promises. The client's figures per op (sent, failed, longest gap) and the
 from __future__ import annotations
 
 import datetime
+import http.client
 import json
 import re
 import time
@@ -345,6 +346,62 @@ def test_remove_tls_under_load(story):
     _assert_serves(story, tls=False)
     assert figures["answered_over"].get("http") and figures["answered_over"].get("https"), "followed the Service"
     _assert_uninterrupted(figures, 2, "remove")
+
+
+def test_monitoring_through_a_restart_under_load(story):
+    """KubeDB's `spec.monitor` (builtin Prometheus) on the running Druid: the spec change makes it Critical (its
+    pods run an older template), a Restart DruidOpsRequest rolls the exporter sidecar in without a failed query
+    (and ends the client trust the removal left), and then every pod's exporter serves its own node's metrics,
+    which grow with the queries, and the stats Service answers with them."""
+    patch = {"spec": {"monitor": {"agent": "prometheus.io/builtin"}}}
+    story.plane.kubectl("-n", NS, "patch", "druid", DB, "--type=merge", "-p", json.dumps(patch))
+    wait(lambda: (story.view.druid().get("status") or {}).get("phase") == "Critical", 60,
+         "the Druid Critical: its pods run the template without the exporter", interval=1)
+    restart = {"apiVersion": "ops.kubedb.com/v1alpha1", "kind": "DruidOpsRequest",
+               "metadata": {"name": "restart-monitored", "namespace": NS},
+               "spec": {"type": "Restart", "databaseRef": {"name": DB}}}
+    figures = story.under_load("restart", lambda: story.apply(text=yaml.safe_dump(restart)),
+                               lambda: story._finished("restart-monitored"), _rows_counted)
+    assert figures["phase"] == "Successful", figures
+    _assert_uninterrupted(figures, 1, "restart")
+    wait(lambda: (story.view.druid().get("status") or {}).get("phase") == "Ready", 120, "the Druid Ready", interval=1)
+
+    services = {"brokers": "druid/broker", "routers": "druid/router", "historicals": "druid/historical",
+                "middleManagers": "druid/middleManager", "coordinators": "druid/coordinator"}
+    pods = story.view.pods()
+    assert {p.node_type for p in pods} == set(services)
+
+    def scrape(address: str) -> str:
+        conn = http.client.HTTPConnection(address, 9104, timeout=5)
+        try:
+            conn.request("GET", "/metrics")
+            resp = conn.getresponse()
+            assert resp.status == 200
+            return resp.read().decode()
+        finally:
+            conn.close()
+
+    def jvm_of_every_pod() -> bool:  # JvmMonitor emits every 15 s
+        return all(f'service="{services[p.node_type]}"' in (text := scrape(p.ip)) and "druid_jvm_mem_used_last{" in text
+                   for p in pods)
+
+    wait(jvm_of_every_pod, 90, "every pod's exporter to serve its own node's JVM metrics", interval=3)
+    brokers = [p for p in pods if p.node_type == "brokers"]
+
+    def sql_queries(text: str) -> float:
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("druid_sqlQuery_time_count{"))
+
+    before = sum(sql_queries(scrape(p.ip)) for p in brokers)
+    for _ in range(5):
+        assert _rows_counted(story.view.sql(COUNT_SQL, None))
+    wait(lambda: sum(sql_queries(scrape(p.ip)) for p in brokers) >= before + 5, 60,
+         "the brokers' exporters to count the five SQL queries", interval=2)
+    stats = json.loads(story.plane.kubectl("-n", NS, "get", "service", f"{DB}-stats", "-o", "json").stdout)
+    assert stats["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    assert "druid_exporter_events_received_total" in scrape(stats["spec"]["clusterIP"])
+    REPORT["monitoring"] = {"sql_queries_counted_by_brokers": sum(sql_queries(scrape(p.ip)) for p in brokers),
+                            "series_in_a_broker": scrape(brokers[0].ip).count("_count{")}
 
 
 def _condition(obj: dict, type_: str) -> dict | None:

@@ -93,9 +93,14 @@ def test_free_form_objects_keep_unknown_fields():
     routers = spec["topology"]["properties"]["routers"]["properties"]
     historicals = spec["topology"]["properties"]["historicals"]["properties"]
     pod_spec = routers["podTemplate"]["properties"]["spec"]
-    for node in (routers["podTemplate"], pod_spec, historicals["storage"], spec["monitor"]):
+    for node in (routers["podTemplate"], pod_spec, historicals["storage"]):
         assert node["x-kubernetes-preserve-unknown-fields"] is True
         assert node["type"] == "object"
+    # spec.monitor is modelled (what kubedruid honours): its agents are an enum, the exporter's port a port
+    monitor = spec["monitor"]["properties"]
+    assert monitor["agent"]["enum"] == ["prometheus.io/operator", "prometheus.io/builtin", "prometheus.io"]
+    port = monitor["prometheus"]["properties"]["exporter"]["properties"]["port"]
+    assert (port["minimum"], port["maximum"]) == (0, 65535)
     petset = openapi_schema(PetSet)["properties"]["spec"]["properties"]
     assert petset["template"]["x-kubernetes-preserve-unknown-fields"] is True
     assert petset["volumeClaimTemplates"]["items"]["x-kubernetes-preserve-unknown-fields"] is True

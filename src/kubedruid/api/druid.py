@@ -31,9 +31,11 @@ MetadataStorageType = Literal["MySQL", "PostgreSQL"]
 StorageType = Literal["Durable", "Ephemeral"]
 DeletionPolicy = Literal["Halt", "Delete", "WipeOut", "DoNotTerminate"]
 DruidPhase = Literal["Provisioning", "DataRestoring", "Ready", "Critical", "NotReady", "Halted", "Unknown"]
-# KubeDB's aliases are primary, standby, stats, dashboard, secondary; a Druid has only primary Services (one per
-# client-facing node type). stats belongs to spec.monitor, which kubedruid refuses (rules.py).
-ServiceAlias = Literal["primary"]
+# KubeDB's aliases are primary, standby, stats, dashboard, secondary; a Druid has primary Services (one per
+# client-facing node type) and, with spec.monitor, the stats Service.
+ServiceAlias = Literal["primary", "stats"]
+# mona's agents: Prometheus Operator (a ServiceMonitor), builtin Prometheus (scrape annotations), or neither.
+MonitorAgent = Literal["prometheus.io/operator", "prometheus.io/builtin", "prometheus.io"]
 
 
 class DruidNode(KubeModel):
@@ -110,6 +112,34 @@ class NamedServiceTemplateSpec(OpenModel):
     spec: dict[str, Any] | None = None
 
 
+class PrometheusExporterSpec(KubeModel):
+    """The metrics sidecar of every pod (kubedruid/exporter.py): its port (KubeDB's 9104 when 0 or absent), and
+    what a user may set on its container."""
+
+    port: int | None = Field(default=None, ge=0, le=65535)
+    env: list[dict[str, Any]] | None = None
+    resources: dict[str, Any] | None = None
+    securityContext: dict[str, Any] | None = None
+
+
+class ServiceMonitorSpec(KubeModel):
+    labels: dict[str, str] | None = None
+    interval: str | None = None
+
+
+class PrometheusSpec(KubeModel):
+    exporter: PrometheusExporterSpec | None = None
+    serviceMonitor: ServiceMonitorSpec | None = None
+
+
+class MonitorSpec(KubeModel):
+    """mona's AgentSpec, as KubeDB's Druid takes it: every pod serves Prometheus metrics, gathered by the stats
+    Service `<db>-stats`."""
+
+    agent: MonitorAgent
+    prometheus: PrometheusSpec | None = None
+
+
 class AutoOpsSpec(KubeModel):
     disabled: bool | None = None
 
@@ -130,7 +160,7 @@ class DruidSpec(KubeModel):
     serviceTemplates: list[NamedServiceTemplateSpec] | None = None
     halted: bool | None = None
     deletionPolicy: DeletionPolicy = "Delete"
-    monitor: dict[str, Any] | None = None
+    monitor: MonitorSpec | None = None
     healthChecker: HealthCheckSpec = HealthCheckSpec()
     autoOps: AutoOpsSpec | None = None
 

@@ -29,6 +29,8 @@ class DruidVersionSpec(KubeModel):
     version: str
     db: ImageRef
     initContainer: ImageRef | None = None
+    # kubedruid's: the metrics sidecar of a monitored Druid (spec.monitor); kubedruid's own image when absent.
+    exporter: ImageRef | None = None
     securityContext: VersionSecurityContext | None = None
     deprecated: bool | None = None
     endOfLife: bool | None = None

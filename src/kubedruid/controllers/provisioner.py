@@ -26,7 +26,7 @@ from kubedruid.druid import jvm, tls
 from kubedruid.druid.properties import MetadataStore
 from kubedruid.kube import conditions as cond
 from kubedruid.kube.client import Kube, is_not_found
-from kubedruid.specs import cluster, dependencies, names
+from kubedruid.specs import cluster, dependencies, monitoring, names
 from kubedruid.specs import status as st
 
 from .renewal import Renewals
@@ -216,7 +216,8 @@ class Provisioner:
                                            druid_version=version["spec"].get("version") or db.spec.version),
             image=version["spec"]["db"]["image"],
             run_as_user=((version["spec"].get("securityContext") or {}).get("runAsUser")) or 1000,
-            metadata_secret=metadata_secret, uid=raw["metadata"]["uid"], user_config=user_config)
+            metadata_secret=metadata_secret, uid=raw["metadata"]["uid"], user_config=user_config,
+            exporter_image=((version["spec"].get("exporter") or {}).get("image")) or monitoring.DEFAULT_EXPORTER_IMAGE)
         return db, inputs, deps_ready
 
     async def ensure_certificates(self, db: Druid, inputs: cluster.Inputs) -> list[dict]:
@@ -244,8 +245,16 @@ class Provisioner:
             raise Blocked(e.reason, str(e)) from None
         await asyncio.gather(self.kube.ensure(cluster.config_secret(db, inputs)),
                              *(self.kube.ensure(s) for s in cluster.services(db, inputs, service_schemes)),
-                             *(self.kube.ensure(ps) for ps in petsets))
+                             *(self.kube.ensure(ps) for ps in petsets), self._unmonitored(db))
         return petsets
+
+    async def _unmonitored(self, db: Druid) -> None:
+        """Without spec.monitor, no stats Service (one left from when the Druid was monitored goes)."""
+        if db.spec.monitor:
+            return
+        name, ns = monitoring.stats_service_name(db.metadata.name), db.metadata.namespace
+        if await self.kube.get("v1", "Service", name, ns, ours=names.selector_labels(db.metadata.name)) is not None:
+            await self.kube.delete("v1", "Service", name, ns)
 
     async def apply_services(self, db: Druid, inputs: cluster.Inputs) -> bool:
         """The Services of the Druid's mode; True if any was written."""

@@ -8,7 +8,9 @@ Images (names as containerd stores what the pods reference; decision 0010 says w
   default configuration and an entrypoint with the apache/druid contract (tools/images/druid/);
 * docker.io/library/zookeeper:3.7 — ZooKeeper 3.7.2 from Maven Central on the same JRE base (tools/images/zookeeper/);
 * docker.io/library/mysql:8.0.35 — MariaDB 10.11 from Debian under the mysql name (tools/images/mysql/);
-* docker.io/kubedruid/s3-server:moto-<v> — moto's S3 server for deep storage (tools/images/s3/).
+* docker.io/kubedruid/s3-server:moto-<v> — moto's S3 server for deep storage (tools/images/s3/);
+* docker.io/kubedruid/druid-exporter:<kubedruid version> — Debian's python3 and src/kubedruid/exporter.py, the metrics
+  sidecar of a monitored Druid (spec.monitor).
 
 Cache (KUBEDRUID_IMAGES_CACHE, default ~/.cache/kubedruid/images): `layers/<key>.tar` keyed by what each layer is
 built from (a Debian base by its package list, Druid's jars by fetch.py's manifest and file list, scripts by their
@@ -31,12 +33,14 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Callable, Iterator, Sequence
 
+from kubedruid import __version__
+from kubedruid import exporter as exporter_module
 from kubedruid.api.defaults import DEFAULT_MYSQL_VERSION, DEFAULT_ZOOKEEPER_VERSION
 from kubedruid.api.version import druid_version
 from kubedruid.druid.nodes import HISTORICALS
 from kubedruid.druid.properties import ClusterConfig, MetadataStore, _extensions
 from kubedruid.druid.tls import TLSMode
-from kubedruid.specs import dependencies
+from kubedruid.specs import dependencies, monitoring
 
 from . import oci
 from .binaries import tools_dir
@@ -562,6 +566,32 @@ def s3_image() -> ImageSpec:
     return ImageSpec(S3_SERVER_IMAGE, (base, _entries_layer("s3-server", inputs, entries)), run)
 
 
+# The metrics sidecar (spec.monitor) ---------------------------------------------------------------------------------
+
+def exporter_image_name() -> str:
+    return oci.qualify(monitoring.DEFAULT_EXPORTER_IMAGE)
+
+
+def exporter_image() -> ImageSpec:
+    """Debian's python3 and kubedruid/exporter.py (standard library only), under the name the operator's pods ask
+    for by default (specs/monitoring.py)."""
+    base = debian_layer(PYTHON_BASE)
+    src = Path(exporter_module.__file__)
+    layer = _entries_layer("druid-exporter", {"exporter": hashlib.sha256(src.read_bytes()).hexdigest()}, lambda: [
+        oci.copy("usr/local/bin/druid-exporter", src, 0o755)])
+    run = oci.RunConfig(
+        entrypoint=("python3", "/usr/local/bin/druid-exporter"), user=f"{DRUID_UID}:{DRUID_UID}", workdir="/tmp",
+        env=(f"PATH={PATH}", "LANG=C.UTF-8", "PYTHONDONTWRITEBYTECODE=1"),
+        exposed_ports=(f"{exporter_module.DEFAULT_PORT}/tcp",),
+        labels={"org.opencontainers.image.title": "kubedruid druid-exporter",
+                "org.opencontainers.image.version": __version__,
+                "org.opencontainers.image.description":
+                    "The metrics sidecar of a monitored Druid pod: Druid's HTTP emitter events in (POST /druid, "
+                    "loopback), Prometheus metrics out (GET /metrics); src/kubedruid/exporter.py",
+                SOURCE_LABEL: BUILT_BY})
+    return ImageSpec(exporter_image_name(), (base, layer), run)
+
+
 # --- images --------------------------------------------------------------------------------------------------------
 
 def archive_path(name: str) -> Path:
@@ -601,7 +631,8 @@ def _locked() -> Iterator[None]:
 
 
 def image_specs(druid_versions: Sequence[str]) -> list[ImageSpec]:
-    return [pause_image(), *(druid_image(v) for v in druid_versions), zookeeper_image(), mysql_image(), s3_image()]
+    return [pause_image(), *(druid_image(v) for v in druid_versions), zookeeper_image(), mysql_image(), s3_image(),
+            exporter_image()]
 
 
 def prune_superseded(specs: Sequence[ImageSpec]) -> list[Path]:

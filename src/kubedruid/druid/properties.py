@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from kubedruid import exporter
+
 from . import jvm, tls
 from .nodes import (
     BROKERS,
@@ -70,6 +72,7 @@ class ClusterConfig:
     has_overlords: bool = True
     has_routers: bool = False
     druid_version: str = "36.0.0"
+    metrics_port: int | None = None  # spec.monitor: the pod's metrics sidecar listens here
 
 
 def druid_major(version: str) -> int:
@@ -164,7 +167,7 @@ def common_properties(c: ClusterConfig) -> dict[str, str]:
         "druid.indexer.logs.directory": "/druid/data/indexing-logs",
         "druid.selectors.indexing.serviceName": "druid/overlord",
         "druid.selectors.coordinator.serviceName": "druid/coordinator",
-        "druid.emitter": "noop",
+        "druid.emitter": "noop",  # unless monitored (metrics_properties)
         "druid.sql.enable": "true",
         # On SIGTERM a node first leaves discovery, lets its peers notice, then stops taking requests and finishes
         # the ones it has: a restart in an op then drops no query (with the pod's preStop sleep, specs/cluster.py).
@@ -172,10 +175,30 @@ def common_properties(c: ClusterConfig) -> dict[str, str]:
         "druid.server.http.gracefulShutdownTimeout": "PT10S",
     }
     props.update(c.deep_storage_properties)
+    if c.metrics_port:
+        props.update(metrics_properties(c.metrics_port))
     if c.security:
         props.update(_security())
     props.update(tls_properties(c.tls_mode, tls.reloads(c.druid_version)))
     return props
+
+
+# How often each node emits its JVM's figures (query metrics go out as queries run). The HTTP emitter sends what it
+# has at least every FLUSH_MILLIS: a scrape sees a query's metrics within that.
+EMISSION_PERIOD = "PT15S"
+FLUSH_MILLIS = 5000
+
+
+def metrics_properties(port: int) -> dict[str, str]:
+    """A monitored Druid's nodes post their metric events to the pod's metrics sidecar on the loopback address
+    (kubedruid/exporter.py), through the HTTP emitter that every Druid has in its core."""
+    return {
+        "druid.emitter": "http",
+        "druid.emitter.http.recipientBaseUrl": f"http://127.0.0.1:{port}{exporter.EMITTER_PATH}",
+        "druid.emitter.http.flushMillis": str(FLUSH_MILLIS),
+        "druid.monitoring.emissionPeriod": EMISSION_PERIOD,
+        "druid.monitoring.monitors": '["org.apache.druid.java.util.metrics.JvmMonitor"]',
+    }
 
 
 def node_properties(node: NodeType, c: ClusterConfig) -> dict[str, str]:

@@ -12,7 +12,7 @@ from kubedruid.druid import jvm, properties, tls
 from kubedruid.druid.nodes import BY_KEY, HEALTH_PATH, MIDDLE_MANAGERS, PROVISION_ORDER, ROUTERS, NodeType
 from kubedruid.druid.properties import ADMIN_PASSWORD_ENV, METADATA_PASSWORD_ENV, ClusterConfig, MetadataStore
 
-from . import names, resources
+from . import monitoring, names, resources
 
 CONFIG_MOUNT = "/tmp/config/operator-config"  # KubeDB's operator-config-volume mount
 # KubeDB's default memory, but 100m CPU instead of its 500m so that a whole Druid with its ZooKeeper and MySQL fits
@@ -32,6 +32,7 @@ class Inputs:
     metadata_secret: str  # Secret with the metadata store's password (key `password`)
     uid: str  # the Druid's UID (config Secret name, owner references)
     user_config: dict[str, str] = field(default_factory=dict)  # files of spec.configuration.secretName
+    exporter_image: str = monitoring.DEFAULT_EXPORTER_IMAGE  # the metrics sidecar's (spec.monitor)
 
 
 def cluster_config(db: Druid, *, zookeeper: str, metadata: MetadataStore, deep_storage: dict[str, str],
@@ -42,7 +43,7 @@ def cluster_config(db: Druid, *, zookeeper: str, metadata: MetadataStore, deep_s
         or "/druid", metadata=metadata, deep_storage_type=db.spec.deepStorage.type,
         deep_storage_properties=deep_storage, tls_mode=tls_mode(db), security=not db.spec.disableSecurity,
         has_overlords=db.spec.topology.overlords is not None, has_routers=db.spec.topology.routers is not None,
-        druid_version=druid_version)
+        druid_version=druid_version, metrics_port=monitoring.metrics_port(db))
 
 
 def nodes(db: Druid) -> list[NodeType]:
@@ -95,7 +96,7 @@ def services(db: Druid, inputs: Inputs, schemes: tuple[bool, ...] | None = None)
                             "protocol": "TCP"} for n in present]},
     }
     out = [governing]
-    template = next((t for t in db.spec.serviceTemplates or [] if t.alias == "primary"), None)
+    template = _service_template(db, "primary")
     entry = query_nodes(db)[0]
     for n in present:
         if not n.has_primary_service:
@@ -108,7 +109,20 @@ def services(db: Druid, inputs: Inputs, schemes: tuple[bool, ...] | None = None)
                      "ports": [{"name": n.port_name(tls_), "port": n.port(tls_), "targetPort": n.port(tls_),
                                 "protocol": "TCP"} for tls_ in schemes]},
         }, template))
+    if db.spec.monitor:
+        annotations, spec = monitoring.stats_service_parts(db)
+        meta = _meta(monitoring.stats_service_name(name), db, inputs,
+                     {**names.offshoot_labels(name, db.metadata.labels), names.ROLE_LABEL: monitoring.STATS_ROLE})
+        if annotations:
+            meta["annotations"] = annotations
+        out.append(_with_template(True, {"apiVersion": "v1", "kind": "Service", "metadata": meta,
+                                         "spec": {**spec, "selector": names.selector_labels(name)}},
+                                  _service_template(db, "stats")))
     return out
+
+
+def _service_template(db: Druid, alias: str):
+    return next((t for t in db.spec.serviceTemplates or [] if t.alias == alias), None)
 
 
 # What the Services' own fields decide (who is selected, which ports serve): a template cannot change them.
@@ -116,7 +130,8 @@ _SERVICE_FIELDS_OURS = ("selector", "ports", "clusterIP", "clusterIPs")
 
 
 def _with_template(entry: bool, service: dict, template) -> dict:
-    """KubeDB's `primary` serviceTemplate on a node type's client Service: its labels and annotations, its spec
+    """A KubeDB serviceTemplate (`primary` on a node type's client Service, `stats` on the stats Service): its
+    labels and annotations, its spec
     fields (type, externalTrafficPolicy, loadBalancerSourceRanges, ...) and, on the `entry` Service only (the query
     nodes': a node port belongs to one Service), its nodePorts by port name."""
     if template is None:
@@ -125,7 +140,7 @@ def _with_template(entry: bool, service: dict, template) -> dict:
     out = copy.deepcopy(service)
     out["metadata"]["labels"] = {**(meta.get("labels") or {}), **out["metadata"]["labels"]}
     if meta.get("annotations"):
-        out["metadata"]["annotations"] = dict(meta["annotations"])
+        out["metadata"]["annotations"] = {**(out["metadata"].get("annotations") or {}), **meta["annotations"]}
     out["spec"].update({k: copy.deepcopy(v) for k, v in spec.items() if k not in _SERVICE_FIELDS_OURS})
     node_ports = {p.get("name"): p["nodePort"] for p in spec.get("ports") or [] if p.get("nodePort")}
     for port in out["spec"]["ports"]:
@@ -352,8 +367,11 @@ def petset(db: Druid, n: NodeType, inputs: Inputs) -> dict:
     }
     pod_spec = {"containers": [container], "volumes": volumes,
                 "securityContext": {"fsGroup": inputs.run_as_user}}
+    sidecars = [monitoring.exporter_sidecar(db, inputs.exporter_image, security_context)] if db.spec.monitor else []
     if reload:
-        pod_spec["initContainers"] = [_keystore_sync(inputs, security_context)]
+        sidecars.append(_keystore_sync(inputs, security_context))
+    if sidecars:
+        pod_spec["initContainers"] = sidecars
     _merge_user_template(pod_spec, user.get("spec"))
     pod_meta = user.get("metadata") or {}
     controller_meta = user.get("controller") or {}

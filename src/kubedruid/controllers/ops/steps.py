@@ -545,12 +545,13 @@ async def _ports_not_forwarded(ctx: StepContext, services: list[dict], written: 
     ns = ctx.druid["metadata"]["namespace"]
     targets = []
     for svc in services:
-        name = svc["metadata"]["name"]
-        live = await ctx.kube.get("v1", "Service", name, ns) if svc["spec"].get("clusterIP") != "None" else None
+        name, node = svc["metadata"]["name"], BY_KEY.get(svc["metadata"]["labels"].get(names.ROLE_LABEL, ""))
+        if node is None or svc["spec"].get("clusterIP") == "None":
+            continue  # the governing Service (DNS only) and the stats Service (no Druid port)
+        live = await ctx.kube.get("v1", "Service", name, ns)
         ip = ((live or {}).get("spec") or {}).get("clusterIP")
         if not ip or ip == "None":
             continue
-        node = BY_KEY[svc["metadata"]["labels"][names.ROLE_LABEL]]
         server_name = f"{name}.{ns}.svc.{names.CLUSTER_DOMAIN}"
         targets += [forwarding.ServicePort(ip, port["port"], f"{name}:{port['name']}",
                                            server_name if port["name"] == node.port_name(True) else None)
