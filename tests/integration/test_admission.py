@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from .helpers import druid_manifest
+from .conftest import wait_for
+from .helpers import deep_storage_secret, druid_manifest
 
 pytestmark = pytest.mark.integration
 
@@ -135,6 +136,28 @@ def test_a_pod_template_change_is_validated_by_kubernetes_and_other_updates_go_t
     result = plane.kubectl("patch", "druid", "druid-cluster", "-n", namespace, "--type=merge", "-p",
                            json.dumps(good), check=False)
     assert result.returncode == 0, result.stderr
+
+
+def test_storage_is_still_validated_after_the_operator_deleted_a_druids_claims(plane, kube, namespace, operator):
+    """Deleting a Druid (deletionPolicy Delete) has the operator delete its claims, which loads lightkube's typed
+    PersistentVolumeClaim class; the webhook's dry run of storage then built the claim wrongly and refused every
+    Druid with storage ("'NoneType' object has no attribute 'namespace'")."""
+    storage = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
+    deep_storage_secret(kube, namespace)
+    assert _apply(plane, namespace, druid_manifest("claims", "NS")).returncode == 0
+    pvcs = lambda: plane.kubectl("get", "pvc", "-n", namespace, "-o", "name").stdout.split()  # noqa: E731
+    wait_for(pvcs, timeout=60, what="the Druid's claims")
+    plane.kubectl("delete", "dr", "claims", "-n", namespace)
+    wait_for(lambda: not pvcs(), timeout=60, what="the operator to delete the claims")
+    good = druid_manifest("valid-storage", "NS", topology={"routers": {"replicas": 1},
+                                                             "historicals": {"storage": storage}})
+    result = _apply(plane, namespace, good)
+    assert result.returncode == 0, result.stderr
+    bad = druid_manifest("invalid-storage", "NS", topology={"historicals": {"storage": {**storage, "accessModes": [
+        "ReadWriteSometimes"]}}})
+    result = _apply(plane, namespace, bad)
+    assert 'spec.topology.historicals.storage.accessModes: Unsupported value: "ReadWriteSometimes"' in result.stderr, \
+        result.stderr
 
 
 def _ops(**spec):

@@ -29,7 +29,6 @@ class FieldCheck:
 
     field: str
     inner: str
-    plural: str
     obj: dict
 
     def problem(self, message: str, causes: list[Mapping[str, Any]] | None) -> str:
@@ -57,10 +56,10 @@ def field_checks(druid: Mapping[str, Any], old: Mapping[str, Any] | None = None)
         was = before.get(node) if isinstance(before.get(node), dict) else {}
         template, storage = spec.get("podTemplate"), spec.get("storage")
         if isinstance(template, dict) and (old is None or template != was.get("podTemplate")):
-            out.append(FieldCheck(f"spec.topology.{node}.podTemplate", "spec.template", "statefulsets",
+            out.append(FieldCheck(f"spec.topology.{node}.podTemplate", "spec.template",
                                   _statefulset(namespace, template)))
         if isinstance(storage, dict) and (old is None or storage != was.get("storage")):
-            out.append(FieldCheck(f"spec.topology.{node}.storage", "spec", "persistentvolumeclaims",
+            out.append(FieldCheck(f"spec.topology.{node}.storage", "spec",
                                   _claim(namespace, storage)))
     return out
 

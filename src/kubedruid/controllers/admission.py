@@ -79,7 +79,7 @@ async def _kubernetes_problem(kube: Kube, check: FieldCheck) -> str | None:
     """The apiserver's objection to `check`'s object, on the Druid's field; None if it has none, or if it could not
     say (the Druid is then admitted, as with the webhook down: the provisioner reports what fails)."""
     try:
-        await kube.dry_run_create(check.obj, check.plural)
+        await kube.dry_run_create(check.obj)
     except ApiError as e:
         if e.status.code in (400, 422):
             causes = [c.to_dict() if hasattr(c, "to_dict") else dict(c)

@@ -24,7 +24,7 @@ from lightkube.resources.core_v1 import Event
 from lightkube.types import PatchType
 from prometheus_client import Counter
 
-from .cache import Cache, generic_resource
+from .cache import Cache
 from .diff import is_subset
 
 FIELD_MANAGER = "kubedruid"
@@ -136,14 +136,16 @@ class Kube:
             self.cache.wrote(created)
         return created
 
-    async def dry_run_create(self, obj: dict, plural: str) -> None:
+    async def dry_run_create(self, obj: dict) -> None:
         """Has the apiserver validate `obj` as a create (dryRun=All: nothing is stored), with strict field
         validation: an unknown or misspelt field is an error, as with `kubectl apply`. Raises ApiError (400/422:
         the object is invalid, the apiserver's message names the field)."""
         REQUESTS.labels("create", obj["kind"]).inc()
-        res = generic_resource(obj["apiVersion"], obj["kind"], plural)
+        # lightkube's class for the kind, typed or generic: whichever its registry holds by now (a typed one once
+        # any code loaded it, e.g. to delete a claim); a typed class cannot be built from a plain dict.
+        body = from_dict(obj)
         # lightkube's create() offers dry_run but not fieldValidation; its request() takes any query parameter.
-        await self.client._client.request("post", res=res, obj=res(obj), namespace=obj["metadata"]["namespace"],
+        await self.client._client.request("post", res=type(body), obj=body, namespace=obj["metadata"]["namespace"],
                                           params={"dryRun": "All", "fieldValidation": "Strict"})
 
     async def delete(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> bool:
