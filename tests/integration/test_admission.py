@@ -72,8 +72,6 @@ DRUID_CASES = {
         "spec.topology.middleManagers.ephemeralStorage is allowed only when storageType is Ephemeral"),
     "deletion-policy-invalid": (_druid(spec__deletionPolicy="Sometimes"),
                                 'spec.deletionPolicy: Unsupported value: "Sometimes"'),
-    "monitor-operator-agent": (_druid(spec__monitor={"agent": "prometheus.io/operator"}),
-                               "spec.monitor.agent: prometheus.io/operator (a ServiceMonitor) is not supported"),
     "monitor-agent-unknown": (_druid(spec__monitor={"agent": "datadog"}),
                               'spec.monitor.agent: Unsupported value: "datadog"'),
     "monitor-port-invalid": (_druid(spec__monitor={"agent": "prometheus.io/builtin",

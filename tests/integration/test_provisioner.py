@@ -216,3 +216,68 @@ def test_a_monitored_druid_has_a_stats_service_and_an_exporter_in_every_pod(kube
     wait_for(stats_gone, timeout=30, what="the stats Service deleted")
     wait_for(lambda: _config(kube, db, ns, druid["metadata"]["uid"])["common.runtime.properties"]["druid.emitter"]
              == "noop", timeout=30, what="the emitter off")
+
+
+# Prometheus Operator's ServiceMonitor API as a minimal CRD of our own: what the operator needs is that the kind is
+# served (the operator's real CRD validates much more).
+SERVICE_MONITOR_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
+    "spec": {"group": "monitoring.coreos.com", "scope": "Namespaced",
+             "names": {"plural": "servicemonitors", "singular": "servicemonitor", "kind": "ServiceMonitor"},
+             "versions": [{"name": "v1", "served": True, "storage": True, "schema": {"openAPIV3Schema": {
+                 "type": "object", "x-kubernetes-preserve-unknown-fields": True}}}]}}
+
+
+def test_prometheus_operator_monitoring_gets_a_service_monitor(kube, namespace, operator):
+    """`spec.monitor.agent: prometheus.io/operator`: while the cluster serves no ServiceMonitor API the Druid says
+    so (InputValid False, ServiceMonitorUnavailable); once it does, the ServiceMonitor of the stats Service is made
+    with the user's labels and interval; with another agent it goes."""
+    from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
+
+    from kubedruid.kube.client import is_not_found, is_not_served, resource
+
+    ns, db = namespace, "operated"
+    service_monitor = resource("monitoring.coreos.com/v1", "ServiceMonitor")
+    crd_name = SERVICE_MONITOR_CRD["metadata"]["name"]
+
+    def crd_gone() -> bool:
+        try:
+            kube.get(CustomResourceDefinition, crd_name)
+            return False
+        except Exception as e:
+            return getattr(getattr(e, "status", None), "code", None) == 404
+
+    if not crd_gone():  # a plane reused from an earlier run
+        kube.delete(CustomResourceDefinition, crd_name)
+        wait_for(crd_gone, timeout=60, what="the ServiceMonitor CRD gone")
+    deep_storage_secret(kube, ns)
+    kube.create(codecs.from_dict(druid_manifest(db, ns, monitor={
+        "agent": "prometheus.io/operator",
+        "prometheus": {"serviceMonitor": {"labels": {"release": "prometheus"}, "interval": "10s"}}})))
+    blocked = wait_for(lambda: (c := condition(kube.get(Druid, db, namespace=ns), "InputValid")) and
+                       c["reason"] == "ServiceMonitorUnavailable" and c, timeout=60,
+                       what="the Druid to say the ServiceMonitor API is missing")
+    assert blocked["status"] == "False" and "monitoring.coreos.com/v1" in blocked["message"]
+
+    def made():
+        try:
+            return kube.get(service_monitor, f"{db}-stats", namespace=ns)
+        except Exception as e:
+            if is_not_found(e) or is_not_served(e):  # no such object yet; the new API not served yet
+                return None
+            raise
+
+    kube.create(codecs.from_dict(SERVICE_MONITOR_CRD))
+    sm = wait_for(made, timeout=90, what="the ServiceMonitor made once the API is served")
+    assert sm["metadata"]["labels"]["release"] == "prometheus"
+    assert sm["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "scheme": "http", "interval": "10s"}]
+    stats = kube.get(Service, f"{db}-stats", namespace=ns)
+    assert sm["spec"]["selector"]["matchLabels"].items() <= stats.metadata.labels.items()
+    _wait_ready(kube, db, ns, operator)
+
+    kube.patch(Druid, db, {"spec": {"monitor": {"agent": "prometheus.io/builtin", "prometheus": None}}}, namespace=ns,
+               patch_type=PatchType.MERGE)
+
+    wait_for(lambda: made() is None, timeout=30, what="the ServiceMonitor deleted with the builtin agent")
+    assert kube.get(Service, f"{db}-stats", namespace=ns).metadata.annotations["prometheus.io/scrape"] == "true"

@@ -109,15 +109,47 @@ def test_the_stats_service_template_applies_to_the_stats_service_only():
     assert all(s["spec"].get("type") != "NodePort" for s in services if s is not stats)
 
 
-@pytest.mark.parametrize("agent, ok", [("prometheus.io/builtin", True), ("prometheus.io", True),
-                                       ("prometheus.io/operator", False)])
-def test_admission_refuses_the_operator_agent_by_name(agent, ok):
-    problems = validate_druid(manifest(monitor={"agent": agent}))
-    assert (problems == []) is ok, problems
-    if not ok:
-        assert any("spec.monitor.agent" in p and "ServiceMonitor" in p for p in problems)
+@pytest.mark.parametrize("agent", ["prometheus.io/builtin", "prometheus.io", "prometheus.io/operator"])
+def test_admission_accepts_monas_agents(agent):
+    assert validate_druid(manifest(monitor={"agent": agent})) == []
+
+
+def test_prometheus_operator_gets_a_service_monitor_of_the_stats_service():
+    db, i = _monitored({"agent": "prometheus.io/operator", "prometheus": {
+        "serviceMonitor": {"labels": {"release": "prometheus"}, "interval": "10s"}}})
+    sm = cluster.service_monitor(db, i)
+    stats = _stats(cluster.services(db, i))
+    assert sm["apiVersion"] == "monitoring.coreos.com/v1" and sm["metadata"]["name"] == "druid-cluster-stats"
+    assert sm["metadata"]["labels"]["release"] == "prometheus"
+    assert sm["metadata"]["ownerReferences"][0]["kind"] == "Druid"
+    assert sm["spec"]["selector"]["matchLabels"].items() <= stats["metadata"]["labels"].items()
+    assert sm["spec"]["namespaceSelector"] == {"matchNames": ["demo"]}
+    assert sm["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "scheme": "http", "interval": "10s"}]
+    # the stats Service remembers that a ServiceMonitor is ours, and carries no scrape annotations
+    assert stats["metadata"]["annotations"] == {monitoring.SERVICE_MONITOR_ANNOTATION: "druid-cluster-stats"}
+    assert cluster.service_monitor(*_monitored()) is None
+    assert cluster.service_monitor(druid(manifest()), inputs(druid(manifest()))) is None
 
 
 def test_the_properties_builder_is_where_the_emitter_is_set():
     assert properties.metrics_properties(9200)["druid.emitter.http.recipientBaseUrl"] == \
         f"http://127.0.0.1:9200{exporter.EMITTER_PATH}"
+
+
+def test_an_api_the_apiserver_does_not_serve_is_told_from_an_absent_object():
+    """lightkube raises its HTTP client's error for a 404 without a Status body (no such API), ApiError for an absent
+    object of a served API."""
+    import httpx2 as httpx
+    from lightkube.core.exceptions import ApiError
+
+    from kubedruid.kube.client import is_not_found, is_not_served
+
+    request = httpx.Request("GET", "https://apiserver/apis/monitoring.coreos.com/v1/namespaces/x/servicemonitors/y")
+    page = httpx.Response(404, request=request, headers={"Content-Type": "text/plain"}, text="404 page not found")
+    unserved = httpx.HTTPStatusError("404", request=request, response=page)
+    status = httpx.Response(404, request=request, headers={"Content-Type": "application/json"},
+                            json={"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound",
+                                  "code": 404, "message": "not found"})
+    absent = ApiError(request=request, response=status)
+    assert is_not_served(unserved) and not is_not_found(unserved)
+    assert is_not_found(absent) and not is_not_served(absent)

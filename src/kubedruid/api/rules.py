@@ -162,16 +162,6 @@ DRUID_RULES: tuple[Rule, ...] = (
     ),
     *(rule for node in NODE_TYPES for rule in (_volumes_rule(node), _mounts_rule(node))),
     *(rule for node in DATA_NODE_TYPES for rule in _storage_rules(node)),
-    # Refused rather than accepted and ignored: kubedruid makes the stats Service but no ServiceMonitor yet.
-    Rule(
-        path=("spec", "monitor"),
-        cel="self.agent != 'prometheus.io/operator'",
-        message=("spec.monitor.agent: prometheus.io/operator (a ServiceMonitor) is not supported by kubedruid yet; "
-                 "use prometheus.io/builtin (the stats Service <name>-stats carries Prometheus' scrape "
-                 "annotations) or prometheus.io"),
-        check=lambda monitor: monitor.get("agent") != "prometheus.io/operator",
-        field_path=".agent",
-    ),
 )
 
 

@@ -25,7 +25,7 @@ from kubedruid.controllers.ops import queue as ops_queue
 from kubedruid.druid import jvm, tls
 from kubedruid.druid.properties import MetadataStore
 from kubedruid.kube import conditions as cond
-from kubedruid.kube.client import Kube, is_not_found
+from kubedruid.kube.client import Kube, is_not_found, is_not_served
 from kubedruid.specs import cluster, dependencies, monitoring, names
 from kubedruid.specs import status as st
 
@@ -36,6 +36,7 @@ log = logging.getLogger("kubedruid.provisioner")
 FINALIZER = "kubedb.com/druid"
 DRUID_API = names.DRUID_API
 FOREIGN_INPUT_RECHECK_S = 5.0
+SERVICE_MONITOR_RECHECK_S = 30.0  # no watch says when Prometheus Operator's API appears
 
 
 class Blocked(Exception):
@@ -243,18 +244,42 @@ class Provisioner:
             petsets = [cluster.petset(db, n, inputs) for n in cluster.nodes(db)]
         except jvm.JvmSizingError as e:
             raise Blocked(e.reason, str(e)) from None
+        await self._monitoring_leftovers(db)  # before the stats Service is rewritten: it tells what was made
         await asyncio.gather(self.kube.ensure(cluster.config_secret(db, inputs)),
                              *(self.kube.ensure(s) for s in cluster.services(db, inputs, service_schemes)),
-                             *(self.kube.ensure(ps) for ps in petsets), self._unmonitored(db))
+                             *(self.kube.ensure(ps) for ps in petsets), self._service_monitor(db, inputs))
         return petsets
 
-    async def _unmonitored(self, db: Druid) -> None:
-        """Without spec.monitor, no stats Service (one left from when the Druid was monitored goes)."""
-        if db.spec.monitor:
-            return
+    async def _monitoring_leftovers(self, db: Druid) -> None:
+        """What spec.monitor no longer asks for goes: the stats Service without spec.monitor, the ServiceMonitor
+        without the operator agent (the stats Service, read from the cache, says whether we made one)."""
         name, ns = monitoring.stats_service_name(db.metadata.name), db.metadata.namespace
-        if await self.kube.get("v1", "Service", name, ns, ours=names.selector_labels(db.metadata.name)) is not None:
+        stats = await self.kube.get("v1", "Service", name, ns, ours=names.selector_labels(db.metadata.name))
+        if stats is None:
+            return
+        made_monitor = monitoring.SERVICE_MONITOR_ANNOTATION in (stats["metadata"].get("annotations") or {})
+        if made_monitor and (not db.spec.monitor or db.spec.monitor.agent != monitoring.OPERATOR_AGENT):
+            try:
+                await self.kube.delete(monitoring.SERVICE_MONITOR_API, "ServiceMonitor", name, ns)  # 404: gone already
+            except Exception as e:
+                if not is_not_served(e):  # the ServiceMonitor API went, and its objects with it
+                    raise
+        if not db.spec.monitor:
             await self.kube.delete("v1", "Service", name, ns)
+
+    async def _service_monitor(self, db: Druid, inputs: cluster.Inputs) -> None:
+        desired = cluster.service_monitor(db, inputs)
+        if desired is None:
+            return
+        try:
+            await self.kube.ensure(desired)
+        except Exception as e:
+            if not (is_not_served(e) or is_not_found(e)):
+                raise
+            raise Blocked("ServiceMonitorUnavailable", "spec.monitor.agent prometheus.io/operator needs Prometheus "
+                          "Operator's ServiceMonitor (monitoring.coreos.com/v1), which this cluster does not serve: "
+                          "install Prometheus Operator, or use the agent prometheus.io/builtin",
+                          recheck_s=SERVICE_MONITOR_RECHECK_S) from None
 
     async def apply_services(self, db: Druid, inputs: cluster.Inputs) -> bool:
         """The Services of the Druid's mode; True if any was written."""

@@ -50,6 +50,8 @@ GENERIC = {
     ("cert-manager.io/v1", "Certificate"): create_namespaced_resource("cert-manager.io", "v1", "Certificate", "certificates"),
     ("cert-manager.io/v1", "Issuer"): create_namespaced_resource("cert-manager.io", "v1", "Issuer", "issuers"),
     ("cert-manager.io/v1", "ClusterIssuer"): create_global_resource("cert-manager.io", "v1", "ClusterIssuer", "clusterissuers"),
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): create_namespaced_resource(
+        "monitoring.coreos.com", "v1", "ServiceMonitor", "servicemonitors"),
 }
 
 
@@ -63,6 +65,12 @@ def as_dict(obj: Any) -> dict:
 
 def is_not_found(e: Exception) -> bool:
     return isinstance(e, ApiError) and e.status.code == 404
+
+
+def is_not_served(e: Exception) -> bool:
+    """A 404 without a Status body: the apiserver serves no such API at all (a CRD not installed), which lightkube
+    leaves as its HTTP client's error."""
+    return not isinstance(e, ApiError) and getattr(getattr(e, "response", None), "status_code", None) == 404
 
 
 class Kube:

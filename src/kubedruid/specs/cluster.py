@@ -121,6 +121,18 @@ def services(db: Druid, inputs: Inputs, schemes: tuple[bool, ...] | None = None)
     return out
 
 
+def service_monitor(db: Druid, inputs: Inputs) -> dict | None:
+    """The ServiceMonitor of a Druid monitored by Prometheus Operator (agent prometheus.io/operator), else None."""
+    if not db.spec.monitor or db.spec.monitor.agent != monitoring.OPERATOR_AGENT:
+        return None
+    name = db.metadata.name
+    selector = {**names.selector_labels(name), names.ROLE_LABEL: monitoring.STATS_ROLE}
+    labels, spec = monitoring.service_monitor_spec(db, selector)
+    meta = _meta(monitoring.stats_service_name(name), db, inputs,
+                 {**labels, **names.offshoot_labels(name, db.metadata.labels)})
+    return {"apiVersion": monitoring.SERVICE_MONITOR_API, "kind": "ServiceMonitor", "metadata": meta, "spec": spec}
+
+
 def _service_template(db: Druid, alias: str):
     return next((t for t in db.spec.serviceTemplates or [] if t.alias == alias), None)
 

@@ -15,6 +15,11 @@ METRICS_PORT_NAME = "metrics"
 STATS_ROLE = "stats"
 DEFAULT_EXPORTER_IMAGE = f"kubedruid/druid-exporter:{__version__}"
 BUILTIN_AGENT = "prometheus.io/builtin"
+OPERATOR_AGENT = "prometheus.io/operator"
+SERVICE_MONITOR_API = "monitoring.coreos.com/v1"
+# On the stats Service while a ServiceMonitor of the same name is ours: tells, from the cache, that one may be left
+# to delete when the agent changes.
+SERVICE_MONITOR_ANNOTATION = "kubedruid.dev/service-monitor"
 EXPORTER_RESOURCES = {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "64Mi"}}
 
 
@@ -57,6 +62,21 @@ def stats_service_parts(db: Druid) -> tuple[dict, dict]:
     if db.spec.monitor.agent == BUILTIN_AGENT:
         annotations = {"prometheus.io/scrape": "true", "prometheus.io/path": exporter.METRICS_PATH,
                        "prometheus.io/port": str(port), "prometheus.io/scheme": "http"}
+    elif db.spec.monitor.agent == OPERATOR_AGENT:
+        annotations = {SERVICE_MONITOR_ANNOTATION: stats_service_name(db.metadata.name)}
     spec = {"type": "ClusterIP",
             "ports": [{"name": METRICS_PORT_NAME, "port": port, "targetPort": port, "protocol": "TCP"}]}
     return annotations, spec
+
+
+def service_monitor_spec(db: Druid, stats_selector: dict[str, str]) -> tuple[dict[str, str], dict]:
+    """(extra labels, spec) of Prometheus Operator's ServiceMonitor for the stats Service (agent
+    prometheus.io/operator): spec.monitor.prometheus.serviceMonitor's labels (what a Prometheus selects
+    ServiceMonitors by) and interval."""
+    wanted = db.spec.monitor.prometheus.serviceMonitor if db.spec.monitor.prometheus else None
+    endpoint = {"port": METRICS_PORT_NAME, "path": exporter.METRICS_PATH, "scheme": "http"}
+    if wanted and wanted.interval:
+        endpoint["interval"] = wanted.interval
+    return dict((wanted.labels if wanted else None) or {}), {
+        "namespaceSelector": {"matchNames": [db.metadata.namespace]},
+        "selector": {"matchLabels": dict(stats_selector)}, "endpoints": [endpoint]}
