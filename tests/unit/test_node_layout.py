@@ -64,7 +64,7 @@ def test_kube_proxy_and_kubelet_command_lines():
     assert argv[0] == "/k8s/kubelet" and f"--node-ip={nl.BRIDGE_IP}" in argv
     assert f"--hostname-override={nl.NODE_NAME}" in argv
     proxy = nl.kube_proxy_config(NODE)
-    assert proxy["mode"] == "iptables" and proxy["clusterCIDR"] == nl.NODE_POD_CIDR
+    assert proxy["mode"] == "nftables" and proxy["clusterCIDR"] == nl.NODE_POD_CIDR
     assert proxy["healthzBindAddress"].startswith("127.0.0.1:")
     assert nl.command("containerd", NODE, BINS) == ["/ctrd/containerd", "--config=/state/node/containerd.toml"]
 

@@ -79,6 +79,8 @@ def missing_prerequisites() -> list[str]:
             missing.append(f"{path} (apt package {package})")
     if shutil.which("iptables") is None:
         missing.append("iptables (apt package iptables)")
+    if shutil.which("nft") is None:
+        missing.append("nft (apt package nftables; kube-proxy's nftables mode)")
     if os.geteuid() != 0:
         missing.append("root (the node changes host networking and cgroups)")
     for controller in ("cpu", "cpuacct", "cpuset", "memory"):
@@ -185,6 +187,8 @@ def remove_iptables_chains() -> None:
 
 def _restore_host(layout: nl.NodeLayout) -> None:
     remove_iptables_chains()
+    for family, table in nl.KUBE_PROXY_NFT_TABLES:
+        _run(["nft", "delete", "table", family, table], check=False)
     for route in nl.routes():
         _run(["ip", "route", "del", *route], check=False)
     _run(["ip", "link", "del", nl.BRIDGE], check=False)
@@ -411,6 +415,8 @@ def leftovers(layout: nl.NodeLayout) -> list[str]:
     for table in ("filter", "nat", "mangle"):
         out += [f"iptables -t {table} {line}" for line in _iptables("-t", table, "-S", check=False).stdout.splitlines()
                 if "KUBE" in line]
+    out += [f"nft table {family} {table}" for family, table in nl.KUBE_PROXY_NFT_TABLES
+            if _run(["nft", "list", "table", family, table], check=False).returncode == 0]
     routes = _run(["ip", "route", "show"], check=False).stdout
     out += [f"route {' '.join(r)}" for r in nl.routes() if " ".join(r[:2]) in routes]
     return out
