@@ -244,9 +244,9 @@ def kube_proxy_config(layout: NodeLayout) -> dict:
     return {
         "apiVersion": "kubeproxy.config.k8s.io/v1alpha1", "kind": "KubeProxyConfiguration",
         "clientConnection": {"kubeconfig": str(layout.kubeconfig("kube-proxy"))},
-        # nftables, not iptables: in iptables mode (over Debian's iptables-nft 1.8.9) about one Service update in 15
+        # nftables, not iptables: in iptables mode (over Debian's iptables-nft 1.8.9) 4 Service updates in 50
         # let a new connection to the Service's other ports miss its rules ("No route to host"; measured
-        # 2026-12-06, and it failed a CI run); nftables mode lost none in 90. GA since Kubernetes 1.33.
+        # 2026-12-06, and it failed a CI run); nftables mode lost none in 65. GA since Kubernetes 1.33.
         "hostnameOverride": NODE_NAME, "mode": "nftables", "clusterCIDR": NODE_POD_CIDR,
         "bindAddress": "127.0.0.1",
         "healthzBindAddress": f"127.0.0.1:{layout.ports.kube_proxy_healthz}",
