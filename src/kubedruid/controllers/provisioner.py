@@ -253,7 +253,7 @@ class Provisioner:
     async def _monitoring_leftovers(self, db: Druid) -> None:
         """What spec.monitor no longer asks for goes: the stats Service without spec.monitor, the ServiceMonitor
         without the operator agent (the stats Service, read from the cache, says whether we made one)."""
-        name, ns = monitoring.stats_service_name(db.metadata.name), db.metadata.namespace
+        name, ns = names.stats_service(db.metadata.name), db.metadata.namespace
         stats = await self.kube.get("v1", "Service", name, ns, ours=names.selector_labels(db.metadata.name))
         if stats is None:
             return

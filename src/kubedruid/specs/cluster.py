@@ -111,7 +111,7 @@ def services(db: Druid, inputs: Inputs, schemes: tuple[bool, ...] | None = None)
         }, template))
     if db.spec.monitor:
         annotations, spec = monitoring.stats_service_parts(db)
-        meta = _meta(monitoring.stats_service_name(name), db, inputs,
+        meta = _meta(names.stats_service(name), db, inputs,
                      {**names.offshoot_labels(name, db.metadata.labels), names.ROLE_LABEL: monitoring.STATS_ROLE})
         if annotations:
             meta["annotations"] = annotations
@@ -128,7 +128,7 @@ def service_monitor(db: Druid, inputs: Inputs) -> dict | None:
     name = db.metadata.name
     selector = {**names.selector_labels(name), names.ROLE_LABEL: monitoring.STATS_ROLE}
     labels, spec = monitoring.service_monitor_spec(db, selector)
-    meta = _meta(monitoring.stats_service_name(name), db, inputs,
+    meta = _meta(names.stats_service(name), db, inputs,
                  {**labels, **names.offshoot_labels(name, db.metadata.labels)})
     return {"apiVersion": monitoring.SERVICE_MONITOR_API, "kind": "ServiceMonitor", "metadata": meta, "spec": spec}
 

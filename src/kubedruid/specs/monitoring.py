@@ -10,6 +10,8 @@ import copy
 from kubedruid import __version__, exporter
 from kubedruid.api import Druid
 
+from . import names
+
 EXPORTER = "exporter"  # the sidecar's container name
 METRICS_PORT_NAME = "metrics"
 STATS_ROLE = "stats"
@@ -21,10 +23,6 @@ SERVICE_MONITOR_API = "monitoring.coreos.com/v1"
 # to delete when the agent changes.
 SERVICE_MONITOR_ANNOTATION = "kubedruid.dev/service-monitor"
 EXPORTER_RESOURCES = {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"memory": "64Mi"}}
-
-
-def stats_service_name(db: str) -> str:
-    return f"{db}-stats"
 
 
 def metrics_port(db: Druid) -> int | None:
@@ -63,7 +61,7 @@ def stats_service_parts(db: Druid) -> tuple[dict, dict]:
         annotations = {"prometheus.io/scrape": "true", "prometheus.io/path": exporter.METRICS_PATH,
                        "prometheus.io/port": str(port), "prometheus.io/scheme": "http"}
     elif db.spec.monitor.agent == OPERATOR_AGENT:
-        annotations = {SERVICE_MONITOR_ANNOTATION: stats_service_name(db.metadata.name)}
+        annotations = {SERVICE_MONITOR_ANNOTATION: names.stats_service(db.metadata.name)}
     spec = {"type": "ClusterIP",
             "ports": [{"name": METRICS_PORT_NAME, "port": port, "targetPort": port, "protocol": "TCP"}]}
     return annotations, spec

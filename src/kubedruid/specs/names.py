@@ -36,6 +36,11 @@ def primary_service(db: str, node: NodeType) -> str:
     return f"{db}-{node.petset_suffix}"
 
 
+def stats_service(db: str) -> str:
+    """spec.monitor's Service (and the ServiceMonitor of the same name)."""
+    return f"{db}-stats"
+
+
 def pod_fqdn(db: str, namespace: str, pod: str) -> str:
     return f"{pod}.{governing_service(db)}.{namespace}.svc.{CLUSTER_DOMAIN}"
 
