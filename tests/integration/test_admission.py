@@ -7,6 +7,7 @@ import copy
 import json
 
 import pytest
+from lightkube.resources.core_v1 import PersistentVolumeClaim
 
 from .conftest import wait_for
 from .helpers import deep_storage_secret, druid_manifest
@@ -143,10 +144,12 @@ def test_storage_is_still_validated_after_the_operator_deleted_a_druids_claims(p
     storage = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}
     deep_storage_secret(kube, namespace)
     assert _apply(plane, namespace, druid_manifest("claims", "NS")).returncode == 0
-    pvcs = lambda: plane.kubectl("get", "pvc", "-n", namespace, "-o", "name").stdout.split()  # noqa: E731
-    wait_for(pvcs, timeout=60, what="the Druid's claims")
+    def live_claims():  # a deleted claim stays, terminating, until its pod is gone
+        return [c for c in kube.list(PersistentVolumeClaim, namespace=namespace) if not c.metadata.deletionTimestamp]
+
+    wait_for(live_claims, timeout=60, what="the Druid's claims")
     plane.kubectl("delete", "dr", "claims", "-n", namespace)
-    wait_for(lambda: not pvcs(), timeout=60, what="the operator to delete the claims")
+    wait_for(lambda: not live_claims(), timeout=60, what="the operator to delete the claims")
     good = druid_manifest("valid-storage", "NS", topology={"routers": {"replicas": 1},
                                                              "historicals": {"storage": storage}})
     result = _apply(plane, namespace, good)

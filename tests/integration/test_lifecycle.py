@@ -169,6 +169,38 @@ def test_deletion_policies(kube, namespace, operator):
     wait_for(lambda: _gone(kube, Secret, "wipeout-auth", namespace), what="WipeOut removes the credentials")
 
 
+def test_deleting_a_druid_deletes_the_claims_its_petsets_create_meanwhile(kube, namespace, operator):
+    """A PetSet creates a pod's claims with the pod, so a claim can appear after the operator has listed the
+    Druid's claims to delete them (CI saw one outlive its Druid). The Druid therefore stays, Terminating, until its
+    PetSets are gone, and only then are its claims deleted. A test finalizer holds one PetSet; the claim the test
+    creates meanwhile stands in for the one a PetSet's last pass would create."""
+    deep_storage_secret(kube, namespace)
+    kube.create(codecs.from_dict(druid_manifest("late", namespace, deletionPolicy="Delete")))
+    _wait_ready(kube, "late", namespace, operator)
+    hold = "kubedruid.dev/test-hold"
+    kube.patch(PetSet, "late-historicals", {"metadata": {"finalizers": [hold]}}, namespace=namespace,
+               patch_type=PatchType.MERGE)
+    kube.delete(DruidRes, "late", namespace=namespace)
+    wait_for(lambda: kube.get(PetSet, "late-historicals", namespace=namespace).metadata.deletionTimestamp,
+             what="the operator to delete the held PetSet")
+    template = kube.get(PersistentVolumeClaim, "data-late-historicals-0", namespace=namespace)
+    kube.create(PersistentVolumeClaim(
+        metadata=ObjectMeta(name="data-late-historicals-1", labels=template.metadata.labels),
+        spec=template.spec.__class__(accessModes=template.spec.accessModes, resources=template.spec.resources)),
+        namespace=namespace)
+    time.sleep(3)  # several of the finalizer's passes
+    assert kube.get(DruidRes, "late", namespace=namespace).metadata.deletionTimestamp, \
+        "the Druid went while a PetSet of it remained"
+
+    kube.patch(PetSet, "late-historicals", {"metadata": {"finalizers": None}}, namespace=namespace,
+               patch_type=PatchType.MERGE)
+    wait_for(lambda: _gone(kube, DruidRes, "late", namespace), what="the Druid to go")
+    live = [c.metadata.name for c in kube.list(PersistentVolumeClaim, namespace=namespace,
+                                               labels={"app.kubernetes.io/instance": "late"})
+            if not c.metadata.deletionTimestamp]
+    assert live == [], f"claims outlived their Druid: {live}"
+
+
 def test_halted_stops_the_druid_keeps_its_data_and_refuses_ops_until_unhalted(kube, namespace, operator):
     """spec.halted (KubeDB): PetSets, pods and Services go, PVCs and Secrets stay, phase Halted; an op is refused
     by name before anything is paused; halted: false brings the same Druid back to Ready on the same claims."""

@@ -36,6 +36,7 @@ log = logging.getLogger("kubedruid.provisioner")
 FINALIZER = "kubedb.com/druid"
 DRUID_API = names.DRUID_API
 FOREIGN_INPUT_RECHECK_S = 5.0
+DELETION_RECHECK_S = 1.0  # a deleted Druid waits for its workloads, then its claims, to go
 SERVICE_MONITOR_RECHECK_S = 30.0  # no watch says when Prometheus Operator's API appears
 
 
@@ -82,8 +83,7 @@ class Provisioner:
         if raw is None:
             return None
         if raw["metadata"].get("deletionTimestamp"):
-            await self._finalize(raw)
-            return None
+            return await self._finalize(raw)
         if FINALIZER not in (raw["metadata"].get("finalizers") or []):
             finalizers = [*(raw["metadata"].get("finalizers") or []), FINALIZER]
             raw = await self.kube.patch(DRUID_API, "Druid", name, {"metadata": {
@@ -459,7 +459,8 @@ class Provisioner:
     # -- halting ----------------------------------------------------------------------------------------------
     # What spec.halted stops (KubeDB's meaning): the workloads and the Services; PVCs, Secrets, Certificates and the
     # configuration stay, so that unhalting brings the same Druid back on the same data.
-    HALTED_KINDS = (("apps.k8s.appscode.com/v1", "PetSet"), ("v1", "Service"), ("apps/v1", "StatefulSet"))
+    WORKLOAD_KINDS = (("apps.k8s.appscode.com/v1", "PetSet"), ("apps/v1", "StatefulSet"))  # what creates claims
+    HALTED_KINDS = (*WORKLOAD_KINDS, ("v1", "Service"))
 
     async def _halt(self, raw: dict, conditions: list[dict], announce: list) -> list[dict]:
         namespace, name = raw["metadata"]["namespace"], raw["metadata"]["name"]
@@ -475,19 +476,40 @@ class Provisioner:
                                   raw["metadata"].get("generation"))
 
     # -- deletion ---------------------------------------------------------------------------------------------
-    async def _finalize(self, raw: dict) -> None:
+    async def _workloads(self, namespace: str, name: str) -> list[tuple[str, str, dict]]:
+        """The Druid's PetSets and its dependencies' StatefulSets."""
+        return [(api, kind, obj) for labels in (names.selector_labels(name), {dependencies.DEPENDENCY_LABEL: name})
+                for api, kind in self.WORKLOAD_KINDS
+                for obj in await self.kube.list(api, kind, namespace, labels=labels)]
+
+    async def _finalize(self, raw: dict) -> float | None:
         """deletionPolicy: Delete removes the Druid's data (PVCs) and keeps its credentials Secrets; WipeOut removes
-        those too; Halt keeps PVCs and Secrets. Everything else goes with the Druid through owner references."""
+        those too; Halt keeps PVCs and Secrets. Everything else goes with the Druid through owner references.
+        Returns when to look again while the finalizer must still hold the Druid."""
         namespace, name = raw["metadata"]["namespace"], raw["metadata"]["name"]
         policy = (raw.get("spec") or {}).get("deletionPolicy") or "Delete"
         if policy == "DoNotTerminate":
             # Admission refuses the deletion; if it got through anyway (webhook down), keep the object and say so.
-            return
+            return None
         selector = names.selector_labels(name)
         if policy in ("Delete", "WipeOut"):
-            for labels in (selector, {dependencies.DEPENDENCY_LABEL: name}):
-                for pvc in await self.kube.list("v1", "PersistentVolumeClaim", namespace, labels=labels):
+            # A PetSet creates a pod's claims with the pod: while one lives, a claim listed now may be joined by
+            # another, which nothing would then delete. So the workloads go first, and the claims once they are gone.
+            workloads = await self._workloads(namespace, name)
+            if workloads:
+                for api, kind, obj in workloads:
+                    if not obj["metadata"].get("deletionTimestamp"):
+                        await self.kube.delete(api, kind, obj["metadata"]["name"], namespace)
+                log.info("druid %s/%s: deleting; waiting for %d workloads to go before its claims", namespace, name,
+                         len(workloads))
+                return DELETION_RECHECK_S
+            claims = [pvc for labels in (selector, {dependencies.DEPENDENCY_LABEL: name})
+                      for pvc in await self.kube.list("v1", "PersistentVolumeClaim", namespace, labels=labels)
+                      if not pvc["metadata"].get("deletionTimestamp")]
+            if claims:
+                for pvc in claims:
                     await self.kube.delete("v1", "PersistentVolumeClaim", pvc["metadata"]["name"], namespace)
+                return DELETION_RECHECK_S  # the next pass finds none left, or one created meanwhile
         keep_secrets = policy != "WipeOut"
         if keep_secrets:
             for secret in await self.kube.list("v1", "Secret", namespace, labels=selector):
@@ -503,4 +525,5 @@ class Provisioner:
         except ApiError as e:
             if not is_not_found(e):
                 raise  # gone already: an earlier pass finished it
+        return None
 
