@@ -91,6 +91,22 @@ def test_a_component_that_cannot_start_is_named_with_its_log(tmp_path):
     assert plane_processes(state_dir) == []
 
 
+def test_a_new_plane_that_fails_to_come_up_is_taken_down(tmp_path):
+    """A failure late in `up` (here the set-up after the components started) must not leave a new plane's
+    processes running: nothing would take them down, and they hold their ports."""
+    from kubedruid.devcluster import plane as plane_mod
+
+    state_dir = tmp_path / "new"
+
+    def failing_setup(layout, bins):
+        assert plane_processes(state_dir)  # the components had started
+        raise RuntimeError("set-up failed")
+
+    with pytest.raises(RuntimeError, match="set-up failed"):
+        plane_mod.up(state_dir, extra_setup=failing_setup)
+    assert plane_processes(state_dir) == []
+
+
 def _free() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

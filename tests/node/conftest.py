@@ -43,13 +43,9 @@ def node_plane(tmp_path_factory) -> Plane:
     state_dir = Path(reuse) if reuse else tmp_path_factory.mktemp("node-plane", numbered=True)
     fetch_druid(NODE_DRUID_VERSION)
     HOST_BEFORE["ip_forward"] = IP_FORWARD.read_text().strip()
-    try:
-        layout = plane_mod.up(state_dir.resolve(), extra_setup=install_kubedruid, real_node=True,
-                              druid_versions=[NODE_DRUID_VERSION])
-    except BaseException:  # a half-started node holds host networking: never leave it behind
-        if not reuse:
-            plane_mod.down(state_dir.resolve())
-        raise
+    # A new plane that fails to come up is taken down by `up` itself: a half-started node holds host networking.
+    layout = plane_mod.up(state_dir.resolve(), extra_setup=install_kubedruid, real_node=True,
+                          druid_versions=[NODE_DRUID_VERSION])
     yield Plane(layout.state_dir, layout.kubeconfig, plane_binaries().kubectl())
     if not reuse:
         plane_mod.down(layout.state_dir)

@@ -1,14 +1,16 @@
-"""Pure parts of the local plane: component command lines, kwok stages, the plane's PKI."""
+"""Pure parts of the local plane: component command lines, kwok stages, the plane's PKI, its port allocator."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
+import pytest
 import yaml
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from kubedruid.devcluster import kwok_stages
+from kubedruid.devcluster import kwok_stages, plane
 from kubedruid.devcluster.layout import COMPONENTS, Binaries, PlaneLayout, Ports, command
 from kubedruid.certs.pki import make_plane_pki
 
@@ -78,3 +80,31 @@ def test_plane_pki_admin_is_system_masters_and_apiserver_serves_loopback():
     assert "localhost" in sans.get_values_for_type(x509.DNSName)
     assert {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)} == {"127.0.0.1", "10.96.0.1"}
     assert b"PRIVATE KEY" in made.service_account_key_pem and b"PUBLIC KEY" in made.service_account_pub_pem
+
+
+def test_plane_ports_are_distinct_free_and_below_the_ephemeral_range(tmp_path, monkeypatch):
+    """One allocator for the plane's and the node's loopback ports (a plane once got etcd's port twice)."""
+
+    ports = plane.free_ports(20)
+    first, last = (int(n) for n in plane.EPHEMERAL_RANGE.read_text().split())
+    assert len(set(ports)) == 20 and all(p >= plane.LOWEST_PORT and not first <= p <= last for p in ports)
+
+    # a window of 8 ports: 5 held by listeners, 1 to avoid, so exactly 2 can be given
+    low = next(p for p in range(21000, 29000, 8) if all(plane._bindable(q) for q in range(p, p + 8)))
+    ranges = tmp_path / "ip_local_port_range"
+    ranges.write_text(f"{low + 8}\t65535\n")
+    monkeypatch.setattr(plane, "EPHEMERAL_RANGE", ranges)
+    monkeypatch.setattr(plane, "LOWEST_PORT", low)
+    held = []
+    try:
+        for p in range(low, low + 5):
+            s = socket.socket()
+            s.bind(("127.0.0.1", p))
+            s.listen()
+            held.append(s)
+        assert sorted(plane.free_ports(2, avoid=[low + 5])) == [low + 6, low + 7]
+        with pytest.raises(RuntimeError, match="no 3 free loopback ports"):
+            plane.free_ports(3, avoid=[low + 5])
+    finally:
+        for s in held:
+            s.close()

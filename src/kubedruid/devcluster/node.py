@@ -17,6 +17,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,12 +60,13 @@ def node_binaries() -> nl.NodeBinaries:
 
 
 def load_or_create_layout(plane: PlaneLayout) -> nl.NodeLayout:
-    from .plane import _free_port  # one allocator for every loopback port
+    from .plane import free_ports  # one allocator for every loopback port
 
     state_file = plane.state_dir / "node.json"
     if state_file.exists():
         return nl.NodeLayout.from_json(plane.state_dir, json.loads(state_file.read_text()))
-    layout = nl.NodeLayout(plane.state_dir, nl.NodePorts(*(_free_port() for _ in nl.NodePorts.__dataclass_fields__)))
+    ports = free_ports(len(nl.NodePorts.__dataclass_fields__), avoid=dataclasses.astuple(plane.ports))
+    layout = nl.NodeLayout(plane.state_dir, nl.NodePorts(*ports))
     state_file.write_text(json.dumps(layout.to_json(), indent=2))
     return layout
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import ssl
@@ -16,6 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,10 +68,39 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _free_port() -> int:
+# Below the kernel's ephemeral range, so that no outgoing connection holds one of our ports when its component
+# starts; from the first port unprivileged software seldom claims.
+LOWEST_PORT = 10000
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def _bindable(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def free_ports(count: int, avoid: Iterable[int] = ()) -> list[int]:
+    """`count` distinct loopback ports free now, none in `avoid`, all outside the ephemeral range. Ports asked of
+    the kernel one by one (bind to 0, release) may repeat, and an ephemeral port may be taken by a connection
+    before its component binds it: both gave a plane whose cert-manager health port was etcd's."""
+    try:
+        first, last = (int(n) for n in EPHEMERAL_RANGE.read_text().split()[:2])
+    except (OSError, ValueError):
+        first, last = 32768, 60999  # Linux's default
+    candidates = [p for p in range(LOWEST_PORT, 65536) if not first <= p <= last]
+    random.shuffle(candidates)  # two planes made at once rarely pick the same
+    taken, chosen = set(avoid), []
+    for port in candidates:
+        if port not in taken and _bindable(port):
+            chosen.append(port)
+            taken.add(port)
+            if len(chosen) == count:
+                return chosen
+    raise RuntimeError(f"no {count} free loopback ports from {LOWEST_PORT} outside the ephemeral range {first}-{last}")
 
 
 def load_or_create_layout(state_dir: Path, pod_ready_delay_ms: int | None = None,
@@ -85,7 +116,7 @@ def load_or_create_layout(state_dir: Path, pod_ready_delay_ms: int | None = None
             return layout
         layout = PlaneLayout(state_dir, layout.ports, pod_ready_delay_ms, real_node)
     else:
-        ports = Ports(*(_free_port() for _ in Ports.__dataclass_fields__))
+        ports = Ports(*free_ports(len(Ports.__dataclass_fields__)))
         layout = PlaneLayout(state_dir, ports, 1000 if pod_ready_delay_ms is None else pod_ready_delay_ms,
                              real_node)
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -232,7 +263,20 @@ def _bootstrap_cluster_objects(layout: PlaneLayout, bins: Binaries, kwok_dir: Pa
 def up(state_dir: Path, pod_ready_delay_ms: int | None = None, extra_setup=None, real_node: bool = False,
        druid_versions: list[str] | None = None) -> PlaneLayout:
     """`real_node`: one real kubelet (node.py) instead of kwok; `druid_versions`: the Druid images it gets (default:
-    every version whose jars are cached)."""
+    every version whose jars are cached). A new plane that fails to come up is taken down again (a half-started
+    real node holds host networking); an existing one is left as it is, for `up` again or `down`."""
+    fresh = not (state_dir / "plane.json").exists()
+    try:
+        return _up(state_dir, pod_ready_delay_ms, extra_setup, real_node, druid_versions)
+    except BaseException:
+        if fresh and (state_dir / "plane.json").exists():
+            _say(f"the new plane in {state_dir} did not come up: taking it down")
+            down(state_dir)
+        raise
+
+
+def _up(state_dir: Path, pod_ready_delay_ms: int | None, extra_setup, real_node: bool,
+        druid_versions: list[str] | None) -> PlaneLayout:
     started = time.monotonic()
     layout = load_or_create_layout(state_dir, pod_ready_delay_ms, real_node)
     bins = binaries_mod.plane_binaries()
