@@ -90,6 +90,7 @@ class OperatorProcess:
     proc: subprocess.Popen | None = None
     webhook_port: int = 0
     probe_port: int = 0
+    extra_args: tuple[str, ...] = ()
 
     def start(self) -> None:
         # Ports of its own: other operators (a demo, another test session) may run on this machine.
@@ -98,7 +99,8 @@ class OperatorProcess:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen([str(Path(sys.executable).parent / "kubedruid"), "operator", "run",
                                           "--webhook-port", str(self.webhook_port),
-                                          "--probe-port", str(self.probe_port), "--log-format", "json"],
+                                          "--probe-port", str(self.probe_port), "--log-format", "json",
+                                          *self.extra_args],
                                          env={**os.environ, "KUBECONFIG": str(self.plane.kubeconfig)},
                                          stdout=log, stderr=subprocess.STDOUT)
         self.wait_serving()

@@ -58,7 +58,9 @@ def kube(node_plane) -> Client:
 
 @pytest.fixture(scope="session")
 def operator(node_plane, tmp_path_factory):
-    running = OperatorProcess(node_plane, tmp_path_factory.mktemp("operator") / "operator.log")
+    # On the host, where kube-proxy forwards Service addresses: the check of each Druid through them can be made.
+    running = OperatorProcess(node_plane, tmp_path_factory.mktemp("operator") / "operator.log",
+                              extra_args=("--druid-health-check",))
     running.start()
     yield running
     running.stop()

@@ -9,7 +9,9 @@ from __future__ import annotations
 import datetime
 import http.client
 import json
+import os
 import re
+import signal
 import time
 import urllib.request
 from pathlib import Path
@@ -402,6 +404,55 @@ def test_monitoring_through_a_restart_under_load(story):
     assert "druid_exporter_events_received_total" in scrape(stats["spec"]["clusterIP"])
     REPORT["monitoring"] = {"sql_queries_counted_by_brokers": sum(sql_queries(scrape(p.ip)) for p in brokers),
                             "series_in_a_broker": scrape(brokers[0].ip).count("_count{")}
+
+
+def test_the_health_checker_reports_routers_that_stop_answering(story):
+    """KubeDB's `spec.healthChecker` on the running Druid: with a 2 s period, a 1 s timeout and 2 failures, the
+    operator's check through the router Service notices both routers' JVMs frozen (SIGSTOP from the host: the pods
+    stay Running, the kubelet's probes time out in their own time) and says so: AcceptingConnection False, reason
+    DruidNotAnswering, naming the Service port, phase NotReady. Once the JVMs run again, the Druid is Ready."""
+    checker = {"periodSeconds": 2, "timeoutSeconds": 1, "failureThreshold": 2}
+    story.plane.kubectl("-n", NS, "patch", "druid", DB, "--type=merge",
+                        "-p", json.dumps({"spec": {"healthChecker": checker}}))
+    routers = _druid_jvms("router")
+    assert len(routers) == QUERY_NODES_REPLICAS, routers
+
+    def not_answering():
+        druid = story.view.druid()
+        c = _condition(druid, "AcceptingConnection") or {}
+        return c.get("reason") == "DruidNotAnswering" and (c, druid["status"]["phase"], time.monotonic())
+
+    frozen_at = time.monotonic()
+    try:
+        for pid in routers:
+            os.kill(pid, signal.SIGSTOP)
+        c, phase, noticed_at = wait(not_answering, 60, "the operator's check to find the routers not answering",
+                                    interval=0.3)
+    finally:
+        for pid in routers:
+            os.kill(pid, signal.SIGCONT)
+    resumed_at = time.monotonic()
+    assert phase == "NotReady", phase
+    assert f"through {DB}-routers:http" in c["message"] and "2 health checks in a row" in c["message"], c
+    wait(lambda: story.view.druid()["status"]["phase"] == "Ready", 120, "the Druid Ready again", interval=0.5)
+    REPORT["health check"] = {"noticed_after_s": round(noticed_at - frozen_at, 1),
+                              "ready_again_after_s": round(time.monotonic() - resumed_at, 1)}
+    story.plane.kubectl("-n", NS, "patch", "druid", DB, "--type=json",
+                        "-p", json.dumps([{"op": "remove", "path": "/spec/healthChecker"}]))
+    assert _rows_counted(story.view.sql(COUNT_SQL, None))
+
+
+def _druid_jvms(service: str) -> list[int]:
+    """Host PIDs of the Druid JVMs of one node type (`org.apache.druid.cli.Main server <service>`, druid.sh)."""
+    tail = f"org.apache.druid.cli.Main\0server\0{service}".encode()
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and (proc / "cmdline").read_bytes().rstrip(b"\0").endswith(tail):
+                pids.append(int(proc.name))
+        except OSError:
+            continue  # gone meanwhile
+    return pids
 
 
 def _condition(obj: dict, type_: str) -> dict | None:

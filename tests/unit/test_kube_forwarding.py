@@ -16,6 +16,7 @@ from kubedruid.kube.forwarding import ServicePort
 
 SERVICE = "druid-cluster-routers.demo.svc.cluster.local"
 HEALTH = "/status/health"
+hosts: list[bytes] = []
 
 
 def _closed_port() -> int:
@@ -36,11 +37,15 @@ def _tls_context(tmp_path, dns: str) -> tuple[ssl.SSLContext, bytes]:
 
 
 async def _serving(check, status: bytes = b"200 OK", tls: ssl.SSLContext | None = None):
-    """Runs `check(port)` while a server answers every request with `status` (and records the request lines)."""
+    """Runs `check(port)` while a server answers every request with `status` (and records the request lines, and
+    the Host headers in `hosts`)."""
     requests: list[bytes] = []
 
     async def handle(reader, writer):
         requests.append(await reader.readline())
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            if line.lower().startswith(b"host:"):
+                hosts.append(line.split(b":", 1)[1].strip())
         writer.write(b"HTTP/1.1 " + status + b"\r\nContent-Length: 4\r\n\r\ntrue")
         await writer.drain()
         writer.close()
@@ -95,3 +100,20 @@ def test_nothing_answered_means_forwarding_cannot_be_observed():
     refused, _ = asyncio.run(_serving(lambda port: forwarding.unforwarded(
         [ServicePort("127.0.0.1", port, "svc:http")], HEALTH, None), status=b"426 Upgrade Required"))
     assert refused is None
+
+
+def test_the_druid_health_check_needs_200_over_tls_too_and_names_the_service_as_host(tmp_path):
+    """controllers/health.py asks whether Druid is healthy, not only there: over TLS too, 200 to GET, with the
+    Service's name as Host (Jetty refuses a request whose Host is not the SNI name)."""
+    ctx, ca_pem = _tls_context(tmp_path, SERVICE)
+    target = ServicePort("127.0.0.1", 0, "s:https", SERVICE)
+
+    def check(status):
+        hosts.clear()
+        return asyncio.run(_serving(lambda port: forwarding.answers(
+            ServicePort(target.address, port, target.label, SERVICE), HEALTH, ca_pem, timeout=2,
+            handshake_suffices=False), status=status, tls=ctx))
+
+    ok, requests = check(b"200 OK")
+    assert ok and requests == [b"GET /status/health HTTP/1.0\r\n"] and hosts == [SERVICE.encode()]
+    assert not check(b"503 Service Unavailable")[0]

@@ -141,3 +141,22 @@ def test_pods_on_an_older_revision_keep_a_serving_druid_from_ready():
     assert not st.serving_on_old_revision(down)
     # rolled: Ready again
     assert st.phase(healthy_pass(c, generation=4)) == "Ready"
+
+
+def test_the_operators_health_check_failing_makes_a_druid_with_ready_pods_not_ready():
+    c = healthy_pass(conds(ProvisioningStarted="True"))
+    c = st.health_conditions(c, 3, replicas_ready=True, accepting=True, namespace="demo", name="druid-cluster",
+                             not_answering="3 health checks in a row ... through druid-cluster-routers:http")
+    accepting = get_condition(c, "AcceptingConnection")
+    assert (accepting["status"], accepting["reason"]) == ("False", st.NOT_ANSWERING)
+    assert "druid-cluster-routers:http" in accepting["message"]
+    assert get_condition(c, "Ready")["status"] == "False"
+    assert st.phase(c) == "NotReady"
+    # the first passing check: back to KubeDB's reason and Ready
+    c = healthy_pass(c)
+    assert get_condition(c, "AcceptingConnection")["reason"] == "DatabaseAcceptingConnectionRequest"
+    assert st.phase(c) == "Ready"
+    # query pods not ready says more than the check: KubeDB's reason stays
+    c = st.health_conditions(c, 3, replicas_ready=True, accepting=False, namespace="demo", name="druid-cluster",
+                             not_answering="3 health checks in a row ...")
+    assert get_condition(c, "AcceptingConnection")["reason"] == "DatabaseNotAcceptingConnectionRequest"

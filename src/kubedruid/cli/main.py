@@ -99,10 +99,15 @@ def operator_run(
     probe_port: int = typer.Option(9808, help="Port of /healthz, /readyz and /metrics (0: none)."),
     leader_elect: bool = typer.Option(False, help="Act only while holding the kubedruid-operator Lease."),
     lease_namespace: str = typer.Option("default", envvar="POD_NAMESPACE", help="Namespace of the Lease."),
+    druid_health_check: Optional[bool] = typer.Option(
+        None, help="Check each Druid's /status/health through its query Services every "
+                   "spec.healthChecker.periodSeconds (AcceptingConnection False after failureThreshold failures). "
+                   "Default: on in a cluster, off with a kubeconfig (Service addresses are seldom reachable from "
+                   "outside a cluster)."),
     log_format: str = typer.Option("text", help="text, or json (one object per line)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Run the controllers (provisioner, PetSet, ops-manager) against the cluster until stopped."""
+    """Run the controllers (provisioner, PetSet, ops-manager, health checks) against the cluster until stopped."""
     import asyncio
     import logging
     import os
@@ -114,7 +119,8 @@ def operator_run(
     if kubeconfig:
         os.environ["KUBECONFIG"] = str(kubeconfig)  # kopf's own login reads the same file
     asyncio.run(op.run(str(kubeconfig) if kubeconfig else None, webhook_addr, webhook_port or None, probe_addr,
-                       probe_port or None, leader_elect, lease_namespace, webhook_host=webhook_host))
+                       probe_port or None, leader_elect, lease_namespace, webhook_host=webhook_host,
+                       druid_health_check=druid_health_check))
 
 
 from kubedruid.cli.commands import register as _register_commands  # noqa: E402  (tls, status, ops)

@@ -20,7 +20,7 @@ from kubedruid.kube.client import Kube
 from kubedruid.specs import dependencies
 from kubedruid.specs.petset_pods import PETSET_API, POD_NAME_LABEL
 
-from . import admission, petset
+from . import admission, health, petset
 from .leader import LeaderElection
 from .serving import CERTIFICATE_EXPIRY, Probes
 from .ops.manager import OpsManager
@@ -43,10 +43,16 @@ OPS_WORKERS = 16
 class Controllers:
     """The running controllers and the little they remember between events (which Druids exist where)."""
 
-    def __init__(self, kube: Kube, petset_enabled: bool):
+    def __init__(self, kube: Kube, petset_enabled: bool, druid_health_check: bool = False):
         self.kube = kube
         self.provisioner = Provisioner(kube)
         self.druids = WorkQueue("provisioner", lambda key: self.provisioner.reconcile(*key))
+        self.checks = None
+        if druid_health_check:
+            self.provisioner.health = health.HealthChecks(kube, self.provisioner.ca_bundle,
+                                                          lambda ns, name: self.druids.add((ns, name)))
+            self.checks = WorkQueue("health", lambda key: self.provisioner.health.reconcile(*key),
+                                    workers=health.CHECK_WORKERS)
         self.ops_manager = OpsManager(kube, self.provisioner)
         self.ops = WorkQueue("ops-manager", lambda key: self.ops_manager.reconcile(*key),  # keyed by Druid
                              workers=OPS_WORKERS)
@@ -55,11 +61,13 @@ class Controllers:
         self.deep_storage_secrets: dict[tuple[str, str], set[str]] = defaultdict(set)
 
     def queues(self) -> list[WorkQueue]:
-        return [q for q in (self.druids, self.ops, self.petsets) if q is not None]
+        return [q for q in (self.druids, self.ops, self.petsets, self.checks) if q is not None]
 
     def druid_changed(self, namespace: str, name: str) -> None:
         self.druids.add((namespace, name))
         self.ops.add((namespace, name))
+        if self.checks is not None:
+            self.checks.add((namespace, name))
 
     def druids_in(self, namespace: str | None) -> list[tuple[str, str]]:
         spaces = [namespace] if namespace else list(self.druid_versions)
@@ -181,7 +189,7 @@ def build_registry(webhooks: bool = True) -> kopf.OperatorRegistry:
             logger.warning("the PetSet CRD %s is not kubedruid's (label %s=%s missing): our PetSet controller "
                            "stays off, another PetSet controller must run", petset.CRD_NAME, petset.OWNER_LABEL,
                            petset.OWNER_VALUE)
-        memo.controllers = Controllers(kube, enabled)
+        memo.controllers = Controllers(kube, enabled, memo.get("druid_health_check", False))
         kube.cache = memo.controllers.informers()
         kube.cache.start()
         try:  # reconciles start from a full view; an informer that cannot list leaves its reads to the apiserver
@@ -212,9 +220,12 @@ def build_registry(webhooks: bool = True) -> kopf.OperatorRegistry:
 async def run(kubeconfig: str | None = None, webhook_addr: str = "127.0.0.1", webhook_port: int | None = 9443,
               probe_addr: str = "127.0.0.1", probe_port: int | None = 9808, leader_elect: bool = False,
               lease_namespace: str = "default", identity: str | None = None, webhook_host: str | None = None,
-              stop_flag: asyncio.Event | None = None, ready_flag: asyncio.Event | None = None) -> None:
+              stop_flag: asyncio.Event | None = None, ready_flag: asyncio.Event | None = None,
+              druid_health_check: bool | None = None) -> None:
     """Runs every controller until stopped (SIGTERM/SIGINT, `stop_flag`, or — with leader election — a lost
-    Lease). Health, readiness and metrics are served on `probe_addr:probe_port`."""
+    Lease). Health, readiness and metrics are served on `probe_addr:probe_port`. `druid_health_check`: whether
+    the operator checks each Druid through its Services (controllers/health.py); by default only in a cluster
+    (no kubeconfig), where Service addresses are reachable."""
     import os
     import socket
 
@@ -231,7 +242,8 @@ async def run(kubeconfig: str | None = None, webhook_addr: str = "127.0.0.1", we
             keeper = asyncio.create_task(election.keep(lost))
             asyncio.create_task(_set_when(lost, stop))
         memo = kopf.Memo(kubeconfig=kubeconfig, webhook_addr=webhook_addr, webhook_port=webhook_port,
-                         webhook_host=webhook_host, probes=probes)
+                         webhook_host=webhook_host, probes=probes,
+                         druid_health_check=kubeconfig is None if druid_health_check is None else druid_health_check)
         await kopf.operator(registry=build_registry(webhooks=bool(webhook_port)), clusterwide=True, standalone=True,
                             memo=memo, stop_flag=stop, ready_flag=ready_flag)
     finally:

@@ -29,6 +29,7 @@ from kubedruid.kube.client import Kube, is_not_found, is_not_served
 from kubedruid.specs import cluster, dependencies, monitoring, names
 from kubedruid.specs import status as st
 
+from .health import HealthChecks
 from .renewal import Renewals
 
 log = logging.getLogger("kubedruid.provisioner")
@@ -73,9 +74,10 @@ def _password() -> str:
 
 
 class Provisioner:
-    def __init__(self, kube: Kube):
+    def __init__(self, kube: Kube, health: HealthChecks | None = None):
         self.kube = kube
         self.renewals = Renewals(kube)
+        self.health = health  # the operator's own check of each Druid; None where it is off
 
     # -- entry point ------------------------------------------------------------------------------------------
     async def reconcile(self, namespace: str, name: str) -> float | None:
@@ -184,8 +186,10 @@ class Provisioner:
             await self._drop_unused_ca_bundle(raw, db)
         petsets = await self.apply(db, inputs)
         replicas_ready, accepting, outdated = await self._observe(db, petsets)
+        not_answering = self.health.verdict(db, conditions) if self.health else None
         conditions = st.health_conditions(conditions, generation, replicas_ready=replicas_ready and deps_ready,
-                                          accepting=accepting, namespace=namespace, name=name, outdated=outdated)
+                                          accepting=accepting, namespace=namespace, name=name, outdated=outdated,
+                                          not_answering=not_answering)
         return conditions, None
 
     # -- the steps, also used by the ops-manager on a target spec while the Druid is paused ------------------------

@@ -29,10 +29,12 @@ class ServicePort:
     server_name: str | None = None  # a TLS port: the name the pod's certificate must be valid for
 
 
-async def answers(target: ServicePort, path: str, ca_pem: bytes | None, timeout: float = CHECK_TIMEOUT_S) -> bool:
+async def answers(target: ServicePort, path: str, ca_pem: bytes | None, timeout: float = CHECK_TIMEOUT_S,
+                  handshake_suffices: bool = True) -> bool:
     """Whether a pod answers through the address within `timeout`: on a TLS port a handshake verified against the
     bundle for the Service's name (only a pod holds that key; whatever it then requires of clients, client
-    certificates included, is its own business), on a plaintext port `GET path` answered 200."""
+    certificates included, is its own business), on a plaintext port `GET path` answered 200. Without
+    `handshake_suffices`, a TLS port too must answer 200 to `GET path` (whether Druid is healthy, not only there)."""
     tls = target.server_name is not None
     if tls and not ca_pem:
         return False
@@ -42,9 +44,10 @@ async def answers(target: ServicePort, path: str, ca_pem: bytes | None, timeout:
                 target.address, target.port, ssl=client_context(ca_pem) if tls else None,
                 server_hostname=target.server_name if tls else None)
             try:
-                if tls:
+                if tls and handshake_suffices:
                     return True
-                writer.write(f"GET {path} HTTP/1.0\r\nHost: {target.address}\r\nConnection: close\r\n\r\n".encode())
+                host = target.server_name or target.address  # Jetty refuses a Host that is not the SNI name
+                writer.write(f"GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
                 await writer.drain()
                 status = await reader.readline()
             finally:

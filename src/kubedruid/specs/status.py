@@ -20,6 +20,9 @@ INPUT_VALID = "InputValid"
 # The Ready condition's reason while every replica is ready but some pods run an older PetSet template (an op that
 # failed mid-roll, a spec change not yet rolled out): the Druid serves, on two configurations.
 PODS_ON_OLD_REVISION = "PodsOnOldRevision"
+# AcceptingConnection's reason while the operator's own health check (spec.healthChecker) finds Druid not answering
+# through its query Services, whatever the pods' readiness says (controllers/health.py).
+NOT_ANSWERING = "DruidNotAnswering"
 
 
 def _status(conditions, type_) -> str | None:
@@ -58,17 +61,26 @@ def serving_on_old_revision(conditions: list[dict] | None) -> bool:
 
 def health_conditions(conditions: list[dict] | None, generation: int, *, replicas_ready: bool,
                       accepting: bool, namespace: str, name: str,
-                      outdated: dict[str, tuple[int, int]] | None = None) -> list[dict]:
+                      outdated: dict[str, tuple[int, int]] | None = None,
+                      not_answering: str | None = None) -> list[dict]:
     """ReplicaReady, AcceptingConnection, Ready and (once) Provisioned from what the provisioner observed.
-    `outdated`: node type -> (pods on an older revision, replicas), for the node types that have any."""
+    `outdated`: node type -> (pods on an older revision, replicas), for the node types that have any.
+    `not_answering`: what the operator's health check found failing, if it did."""
     c = set_condition(conditions, REPLICA_READY, "True" if replicas_ready else "False",
                       "AllReplicasReady" if replicas_ready else "ReplicasNotReady",
                       "All desired replicas are ready." if replicas_ready else "Not all replicas are ready.",
                       generation)
-    c = set_condition(c, ACCEPTING_CONNECTION, "True" if accepting else "False",
-                      "DatabaseAcceptingConnectionRequest" if accepting else "DatabaseNotAcceptingConnectionRequest",
-                      f"The Druid: {namespace}/{name} is {'' if accepting else 'not '}accepting client requests",
-                      generation)
+    if accepting and not_answering:
+        accepting = False
+        c = set_condition(c, ACCEPTING_CONNECTION, "False", NOT_ANSWERING,
+                          f"The Druid: {namespace}/{name} is not accepting client requests: {not_answering}",
+                          generation)
+    else:
+        c = set_condition(c, ACCEPTING_CONNECTION, "True" if accepting else "False",
+                          "DatabaseAcceptingConnectionRequest" if accepting
+                          else "DatabaseNotAcceptingConnectionRequest",
+                          f"The Druid: {namespace}/{name} is {'' if accepting else 'not '}accepting client requests",
+                          generation)
     serving = replicas_ready and accepting
     if serving and outdated:
         pods = ", ".join(f"{old} of {want} {node}" for node, (old, want) in sorted(outdated.items()))
