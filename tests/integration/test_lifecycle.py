@@ -189,8 +189,7 @@ def test_deleting_a_druid_deletes_the_claims_its_petsets_create_meanwhile(kube, 
         spec=template.spec.__class__(accessModes=template.spec.accessModes, resources=template.spec.resources)),
         namespace=namespace)
     time.sleep(3)  # several of the finalizer's passes
-    assert kube.get(DruidRes, "late", namespace=namespace).metadata.deletionTimestamp, \
-        "the Druid went while a PetSet of it remained"
+    assert not _gone(kube, DruidRes, "late", namespace), "the Druid went while a PetSet of it remained"
 
     kube.patch(PetSet, "late-historicals", {"metadata": {"finalizers": None}}, namespace=namespace,
                patch_type=PatchType.MERGE)
