@@ -117,3 +117,12 @@ def test_the_druid_health_check_needs_200_over_tls_too_and_names_the_service_as_
     ok, requests = check(b"200 OK")
     assert ok and requests == [b"GET /status/health HTTP/1.0\r\n"] and hosts == [SERVICE.encode()]
     assert not check(b"503 Service Unavailable")[0]
+
+
+def test_a_services_ports_are_reached_at_its_cluster_ip_the_tls_one_for_its_dns_name():
+    ports = [{"name": "http", "port": 8888}, {"name": "https", "port": 9088}]
+    assert forwarding.service_ports("druid-cluster-routers", "demo", "10.96.0.7", ports, "https") == [
+        ServicePort("10.96.0.7", 8888, "druid-cluster-routers:http"),
+        ServicePort("10.96.0.7", 9088, "druid-cluster-routers:https", SERVICE)]
+    assert forwarding.service_ports("druid-cluster-pods", "demo", "None", ports, "https") == []
+    assert forwarding.service_ports("druid-cluster-routers", "demo", None, ports, "https") == []

@@ -103,7 +103,7 @@ class HealthChecks:
         due = tally.checked_at + hc.periodSeconds - time.monotonic()
         if tally.checked_at and due > 0:
             return due  # an event brought the Druid here early
-        failed = await self._check(db, raw, hc.timeoutSeconds)
+        failed = await self._check(db, hc.timeoutSeconds)
         after = tally_after(tally, failed, time.monotonic())
         self.tallies[key] = after
         was, now = failing(tally, hc.failureThreshold), failing(after, hc.failureThreshold)
@@ -114,20 +114,18 @@ class HealthChecks:
             self.on_change(namespace, name)
         return float(hc.periodSeconds)
 
-    async def _check(self, db: Druid, raw: dict, timeout_s: int) -> list[str]:
+    async def _check(self, db: Druid, timeout_s: int) -> list[str]:
         """`<service>:<port name>` of each query Service port that does not answer 200 to /status/health."""
         ns, name = db.metadata.namespace, db.metadata.name
         targets = []
         for node in cluster.query_nodes(db):
             service = names.primary_service(name, node)
-            live = await self.kube.get("v1", "Service", service, ns)
-            ip = ((live or {}).get("spec") or {}).get("clusterIP")
-            if not ip or ip == "None":
-                return [f"{service} (no ClusterIP)"]
-            server_name = f"{service}.{ns}.svc.{names.CLUSTER_DOMAIN}"
-            targets += [forwarding.ServicePort(ip, port["port"], f"{service}:{port['name']}",
-                                               server_name if port["name"] == node.port_name(True) else None)
-                        for port in live["spec"]["ports"]]
+            spec = ((await self.kube.get("v1", "Service", service, ns)) or {}).get("spec") or {}
+            ports = forwarding.service_ports(service, ns, spec.get("clusterIP"), spec.get("ports") or [],
+                                             node.port_name(True))
+            if not ports:
+                return [f"{service} (no Service address)"]
+            targets += ports
         secret, _ = await self.ca_bundle(db)
         ca_pem = bundle.pem_of(secret) or None
         answered = await asyncio.gather(*(forwarding.answers(t, HEALTH_PATH, ca_pem, timeout=timeout_s,

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from kubedruid.certs.served import client_context
+from kubedruid.specs import names
 
 # A forwarded port on a live pod answers a health check within a fraction of a second, even on a busy node.
 CHECK_TIMEOUT_S = 1.0
@@ -27,6 +28,17 @@ class ServicePort:
     port: int
     label: str  # <service>:<port name>, for messages
     server_name: str | None = None  # a TLS port: the name the pod's certificate must be valid for
+
+
+def service_ports(service: str, namespace: str, cluster_ip: str | None, ports: list[dict],
+                  tls_port_name: str) -> list[ServicePort]:
+    """A Service's `ports` at its ClusterIP, as a client reaches them: the port named `tls_port_name` over TLS for
+    the Service's DNS name. None without a ClusterIP (not there yet, or a governing Service: DNS only)."""
+    if not cluster_ip or cluster_ip == "None":
+        return []
+    server_name = names.service_fqdn(service, namespace)
+    return [ServicePort(cluster_ip, port["port"], f"{service}:{port['name']}",
+                        server_name if port["name"] == tls_port_name else None) for port in ports]
 
 
 async def answers(target: ServicePort, path: str, ca_pem: bytes | None, timeout: float = CHECK_TIMEOUT_S,

@@ -45,6 +45,10 @@ def pod_fqdn(db: str, namespace: str, pod: str) -> str:
     return f"{pod}.{governing_service(db)}.{namespace}.svc.{CLUSTER_DOMAIN}"
 
 
+def service_fqdn(service: str, namespace: str) -> str:
+    return f"{service}.{namespace}.svc.{CLUSTER_DOMAIN}"
+
+
 def config_secret(db: str, uid: str) -> str:
     """KubeDB's ConfigSecretName: <db>-<last six characters of the Druid's UID>."""
     return f"{db}-{uid[-6:]}"

@@ -548,14 +548,9 @@ async def _ports_not_forwarded(ctx: StepContext, services: list[dict], written: 
         name, node = svc["metadata"]["name"], BY_KEY.get(svc["metadata"]["labels"].get(names.ROLE_LABEL, ""))
         if node is None or svc["spec"].get("clusterIP") == "None":
             continue  # the governing Service (DNS only) and the stats Service (no Druid port)
-        live = await ctx.kube.get("v1", "Service", name, ns)
-        ip = ((live or {}).get("spec") or {}).get("clusterIP")
-        if not ip or ip == "None":
-            continue
-        server_name = f"{name}.{ns}.svc.{names.CLUSTER_DOMAIN}"
-        targets += [forwarding.ServicePort(ip, port["port"], f"{name}:{port['name']}",
-                                           server_name if port["name"] == node.port_name(True) else None)
-                    for port in svc["spec"]["ports"]]
+        live = await ctx.kube.get("v1", "Service", name, ns) or {}
+        targets += forwarding.service_ports(name, ns, (live.get("spec") or {}).get("clusterIP"), svc["spec"]["ports"],
+                                            node.port_name(True))
     bundle_secret, _ = await ctx.provisioner.ca_bundle(apply_defaults(Druid.model_validate(ctx.druid)))
     missing = await forwarding.unforwarded(targets, HEALTH_PATH, bundle.pem_of(bundle_secret) or None)
     if missing is None:
