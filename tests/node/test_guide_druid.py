@@ -82,7 +82,7 @@ class Story:
             wall = time.monotonic() - started
             if phase == "Successful":  # the client keeps going until every pod is back, as a user sees it
                 wait(lambda: all(p.ready for p in self.view.pods()), 300, "every pod Ready after the op")
-        figures = {"phase": phase, "wall_s": round(wall, 1), "queries_sent": load.report.sent,
+        figures = {"phase": phase, "wall_s": round(wall, 1), "epoch": epoch, "queries_sent": load.report.sent,
                    "queries_failed": load.report.failed, "longest_gap_s": round(load.report.longest_gap_s, 1),
                    "errors": load.report.errors, "error_samples": load.report.samples,
                    "answered_over": load.report.schemes,
@@ -104,6 +104,9 @@ class Story:
         figures = self.under_load(label, lambda: self.apply(text=yaml.safe_dump(ops)), lambda: self._finished(name),
                                   sql_check)
         self.last_ops = json.loads(self.plane.kubectl("-n", NS, "get", "druidopsrequest", name, "-o", "json").stdout)
+        # the op's steps on the clock of the error samples and away_s, for a failure to be placed (to the second)
+        figures["steps_s"] = [f"{_rfc3339_seconds(c['lastTransitionTime']) - figures['epoch']:.0f} {c['type']}"
+                              for c in self.last_ops["status"].get("conditions") or []]
         if figures["phase"] != "Successful":
             raise AssertionError(f"{label} ended {figures['phase']}:\n{yaml.safe_dump(self.last_ops['status'])}")
         return figures
@@ -149,6 +152,10 @@ PEER_ERROR = re.compile(r"PKIX path building failed|SSLHandshakeException|No ssl
                         r"unable to find valid certification path|Connection refused")
 LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)")  # Druid's log4j2 layout, UTC
 REFUSED_BY = re.compile(r"Connection refused: ([a-z0-9-]+)\.")  # the pod's FQDN starts with its name
+
+
+def _rfc3339_seconds(stamp: str) -> float:
+    return datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc).timestamp()
 
 
 def _now_rfc3339() -> str:
@@ -246,7 +253,8 @@ def _assert_serves(story, *, tls: bool, issuer_cn: str | None = None) -> None:
 def _assert_uninterrupted(figures: dict, rolls: int, label: str) -> None:
     """What the zero-downtime plans promise (issue 10): no failed query, no failed call between Druid nodes, and
     exactly the plan's number of rolls, counted from pod UIDs."""
-    assert figures["queries_failed"] == 0, (label, figures["errors"], figures["error_samples"])
+    assert figures["queries_failed"] == 0, (label, figures["errors"], figures["error_samples"],
+                                            "pods away (s):", figures["away_s"], "steps (s):", figures.get("steps_s"))
     assert figures["queries_sent"] >= figures["wall_s"] / 0.5 * 0.8, (label, "the client kept its pace")
     assert not figures["peer_errors"], (label, figures["peer_errors"])
     assert set(figures["rolls"].values()) == {rolls}, (label, figures["rolls"])
