@@ -178,6 +178,7 @@ OPS_CASES = {
                           "more than 1 field have assigned to spec.reconfigureTLS"),
     "apply-invalid": (_ops(tls={"remove": True}, apply="Sometimes"), 'spec.apply: Unsupported value: "Sometimes"'),
     "timeout-invalid": (_ops(tls={"remove": True}, timeout="5 minutes"), "spec.timeout must be a Go duration"),
+    "max-retries-ignored": (_ops(tls={"remove": True}, maxRetries=3), "spec.maxRetries must be 1, the default"),
     "database-missing (webhook)": (_ops(tls={"remove": True}, databaseRef={"name": "nope"}),
                                    "spec.databaseRef NS/nope, is invalid or not found"),
 }

@@ -292,9 +292,17 @@ def test_type_and_database_ref_are_required_and_checked():
 
 
 def test_apply_is_enumerated_and_defaults_are_valid():
-    assert validate_ops_request(ops("Restart", apply="Always", maxRetries=3)) == []
+    assert validate_ops_request(ops("Restart", apply="Always", maxRetries=1)) == []
     assert validate_ops_request(ops("Restart", apply="Never")) == [
         'spec.apply: Unsupported value: "Never": supported values: "IfReady", "Always"'
+    ]
+
+
+@pytest.mark.parametrize("max_retries", [0, 2, 3])
+def test_max_retries_other_than_the_default_is_refused_naming_the_field(max_retries):
+    assert validate_ops_request(ops("Restart", maxRetries=max_retries)) == [
+        "spec.maxRetries must be 1, the default: a failed op is not run again; a step retries what a retry can "
+        "help until spec.timeout"
     ]
 
 

@@ -239,6 +239,18 @@ OPS_RULES: tuple[Rule, ...] = (
         message="spec.timeout must be a Go duration such as 90s, 5m or 1h30m",
         check=lambda timeout: cel_matches(timeout, GO_DURATION),
     ),
+    # KubeDB's API carries maxRetries (default 1) without saying what it counts. An op here has no second attempt
+    # to count: it retries what a retry can help until spec.timeout and fails at once what it cannot (decision
+    # 0020), so any other value would be accepted and ignored.
+    Rule(
+        path=("spec", "maxRetries"),
+        cel="self == 1",
+        message=(
+            "spec.maxRetries must be 1, the default: a failed op is not run again; a step retries "
+            "what a retry can help until spec.timeout"
+        ),
+        check=lambda max_retries: max_retries == 1,
+    ),
     Rule(
         path=("spec",),
         cel="self == oldSelf",
