@@ -292,6 +292,7 @@ class Bench:
                  f"{done.count('Failed')} Failed, wall {wall:.0f} s; slowest Druid {slowest[0]}/{slowest[1]}: "
                  f"certificate issue + restart-to-Ready {floor:.0f} s; overhead {wall / floor:.2f} "
                  f"({wall / floor / TARGETS['tls_overhead']:.2f} x the {TARGETS['tls_overhead']} target)")
+        self.say("  " + recorder.breakdown(*slowest) + f"; its op {self._op_seconds(*slowest):.0f} s")
         # Each op against its own Druid's floor: what the plan adds, apart from waiting for the others.
         own = sorted(self._op_seconds(ns, name) / floors[(ns, name)] for ns, name in targets if floors[(ns, name)])
         if own:
@@ -360,14 +361,34 @@ class Recorder:
             if ready and ready[0]["status"] == "True" and stamps[1] is None:
                 stamps[1] = now
 
+    def _issue(self, namespace: str, druid: str) -> float:
+        return max((r - c for (ns, name), (c, r) in self.certs.items()
+                    if ns == namespace and name.startswith(f"{druid}-") and r is not None), default=0.0)
+
+    def _spans(self, namespace: str, druid: str) -> list[tuple[float, float]]:
+        """Each restart of the Druid's pods: (gone, replacement Ready)."""
+        return sorted((gone, ready) for (ns, name), runs in self.restarts.items()
+                      if ns == namespace and name.startswith(f"{druid}-") for gone, ready in runs
+                      if ready is not None)
+
     def floor(self, namespace: str, druid: str) -> float:
         """What the Druid's op cannot avoid: its slowest certificate's issue, then every restart of its pods."""
-        issue = max((r - c for (ns, name), (c, r) in self.certs.items()
-                     if ns == namespace and name.startswith(f"{druid}-") and r is not None), default=0.0)
-        restarts = sum(ready - gone for (ns, name), runs in self.restarts.items()
-                       if ns == namespace and name.startswith(f"{druid}-") for gone, ready in runs
-                       if ready is not None)
-        return issue + restarts
+        return self._issue(namespace, druid) + sum(ready - gone for gone, ready in self._spans(namespace, druid))
+
+    def breakdown(self, namespace: str, druid: str) -> str:
+        """The floor's parts; restarts that overlap (the union shorter than the sum) mean the floor counts time
+        twice, and the overhead is then understated."""
+        spans = self._spans(namespace, druid)
+        lengths = sorted(ready - gone for gone, ready in spans)
+        union, end = 0.0, float("-inf")
+        for gone, ready in spans:
+            union += max(0.0, ready - max(gone, end))
+            end = max(end, ready)
+        if not lengths:
+            return f"floor: certificate issue {self._issue(namespace, druid):.0f} s, no restart seen"
+        return (f"floor: certificate issue {self._issue(namespace, druid):.0f} s + {len(lengths)} restarts "
+                f"(median {statistics.median(lengths):.1f} s, max {lengths[-1]:.1f} s, sum {sum(lengths):.0f} s, "
+                f"their union {union:.0f} s)")
 
 
 GO_OPERATOR = "github.com/datainfrahq/druid-operator"
