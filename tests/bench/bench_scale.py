@@ -292,12 +292,25 @@ class Bench:
                  f"{done.count('Failed')} Failed, wall {wall:.0f} s; slowest Druid {slowest[0]}/{slowest[1]}: "
                  f"certificate issue + restart-to-Ready {floor:.0f} s; overhead {wall / floor:.2f} "
                  f"({wall / floor / TARGETS['tls_overhead']:.2f} x the {TARGETS['tls_overhead']} target)")
-        self.say("  " + recorder.breakdown(*slowest) + f"; its op {self._op_seconds(*slowest):.0f} s")
+        self.say("  " + recorder.breakdown(*slowest) + f"; its op {self._op_seconds(*slowest):.0f} s: "
+                 + ", ".join(f"{step} {seconds:.0f} s" for step, seconds in self._op_steps(*slowest)))
         # Each op against its own Druid's floor: what the plan adds, apart from waiting for the others.
         own = sorted(self._op_seconds(ns, name) / floors[(ns, name)] for ns, name in targets if floors[(ns, name)])
         if own:
             self.say(f"  each op against its own Druid's floor: median {statistics.median(own):.2f}, "
                      f"max {own[-1]:.2f} (op wall from its first to its last condition, 1 s resolution)")
+
+    def _op_steps(self, namespace: str, name: str) -> list[tuple[str, float]]:
+        """Where the op's time went: each condition type (per-pod ones summed over pods) with the time from the
+        condition before it, longest first (1 s resolution)."""
+        conditions = (self.kube.get(Ops, f"{name}-add-tls", namespace=namespace).get("status") or {}).get(
+            "conditions") or []
+        stamped = sorted((parse_rfc3339(c["lastTransitionTime"]), c["type"].split("--")[0]) for c in conditions
+                         if c.get("lastTransitionTime"))
+        spent: dict[str, float] = {}
+        for (before, _), (at, step) in zip(stamped, stamped[1:]):
+            spent[step] = spent.get(step, 0.0) + (at - before).total_seconds()
+        return sorted(spent.items(), key=lambda item: -item[1])
 
     def _op_seconds(self, namespace: str, name: str) -> float:
         conditions = (self.kube.get(Ops, f"{name}-add-tls", namespace=namespace).get("status") or {}).get(
