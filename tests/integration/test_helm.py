@@ -3,6 +3,7 @@ provision a Druid and add TLS to it while running under the chart's ServiceAccou
 
 from __future__ import annotations
 
+import base64
 import datetime
 import json
 import subprocess
@@ -22,7 +23,7 @@ from kubedruid.certs.served import Served
 from kubedruid.controllers.serving import SERVED_CERTIFICATES
 from kubedruid.devcluster.binaries import build
 
-from .conftest import free_port, wait_for
+from .conftest import free_port, wait_for, webhook_refuses_a_probe
 from .helpers import ca_issuer, deep_storage_secret, druid_manifest
 from .test_ops import _ops, _wait_phase
 from .test_provisioner import _wait_ready
@@ -84,7 +85,7 @@ def test_chart_manifests_apply_and_the_deployment_becomes_available(kube, instal
     ns, docs = installed
     kinds = {d["kind"] for d in docs}
     assert {"CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
-            "Deployment", "Service", "DruidVersion", "ValidatingAdmissionPolicy"} <= kinds
+            "Deployment", "Service", "DruidVersion", "ValidatingAdmissionPolicy", "Issuer", "Certificate"} <= kinds
     wait_for(lambda: (kube.get(Deployment, "kubedruid", namespace=ns).status.availableReplicas or 0) >= 1,
              timeout=60, what="the operator Deployment available (kwok runs its pods)")
 
@@ -144,3 +145,112 @@ class OperatorLog:
     def log_text(self) -> str:
         return self.path.read_text(errors="replace")
 
+
+
+def _host_address() -> str:
+    """An address of this machine that an EndpointSlice may name (not loopback): the one the chart's Service stands
+    for here, since the plane's pods run nothing."""
+    out = subprocess.run(["ip", "-4", "-o", "addr", "show", "scope", "global"], capture_output=True, text=True,
+                         check=True).stdout
+    addresses = [line.split()[3].split("/")[0] for line in out.splitlines()]
+    assert addresses, f"this machine has no global IPv4 address for the webhook's endpoint: {out!r}"
+    return addresses[0]
+
+
+def _chart_operator_args(docs: list[dict], **replace: str) -> list[str]:
+    """The operator's arguments as the chart's Deployment gives them, with some --flag=value replaced."""
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    flags = {f"--{k.replace('_', '-')}": v for k, v in replace.items()}
+    return [f"{a.split('=')[0]}={flags[a.split('=')[0]]}" if a.split("=")[0] in flags else a for a in args]
+
+
+def test_the_webhook_is_reached_through_the_charts_service_with_one_ca_across_replicas(plane, kube, installed,
+                                                                                        operator, tmp_path):
+    """Issue 12: the webhook registered by a reference to the chart's Service and served with the chart's
+    cert-manager certificate, so the caBundle stays right when another replica takes the lead. The apiserver calls
+    a Service's ready endpoint (--enable-aggregator-routing); here the endpoint is this machine, where two replicas
+    run as the chart runs them, under its ServiceAccount, with the certificate's Secret as the kubelet mounts it."""
+    ns, docs = installed
+    secret = wait_for(lambda: _issued(plane, ns, "kubedruid-webhook-tls"), timeout=60,
+                      what="cert-manager to issue the chart's webhook certificate")
+    mounted = tmp_path / "webhook"
+    mounted.mkdir()
+    for key in ("tls.crt", "tls.key", "ca.crt"):
+        (mounted / key).write_bytes(base64.b64decode(secret["data"][key]))
+    (mounted / "tls.key").chmod(0o400)
+    ca_bundle = secret["data"]["ca.crt"]
+
+    # The Deployment's kwok pods run nothing: the Service's endpoint is this machine instead.
+    plane.kubectl("scale", "deployment", "kubedruid", "-n", ns, "--replicas=0")
+    port = free_port()
+    plane.kubectl("apply", "-f", "-", stdin=yaml.safe_dump({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": {"name": "kubedruid-this-machine", "namespace": ns,
+                     "labels": {"kubernetes.io/service-name": "kubedruid",
+                                "endpointslice.kubernetes.io/managed-by": "kubedruid-tests"}},
+        "addressType": "IPv4", "ports": [{"name": "webhook", "port": port, "protocol": "TCP"}],
+        "endpoints": [{"addresses": [_host_address()], "conditions": {"ready": True}}]}))
+
+    sa_kubeconfig = _service_account_kubeconfig(plane, ns, tmp_path / "sa.kubeconfig")
+    args = lambda: _chart_operator_args(docs, webhook_port=str(port), webhook_cert_dir=str(mounted),  # noqa: E731
+                                        probe_addr="127.0.0.1", probe_port=str(free_port()))
+    assert f"--webhook-service={ns}/kubedruid:443" in args()
+    operator.stop()  # it registers the same webhook configuration, by URL
+    replicas = {}
+    try:
+        for name in ("a", "b"):
+            log = tmp_path / f"replica-{name}.log"
+            with open(log, "wb") as out:  # both on one port: only the leader listens (SO_REUSEPORT meanwhile)
+                replicas[name] = (subprocess.Popen(
+                    [str(Path(sys.executable).parent / "kubedruid"), *args(), "--kubeconfig", str(sa_kubeconfig),
+                     "--lease-namespace", ns],
+                    stdout=out, stderr=subprocess.STDOUT), log)
+        _wait_refusing(plane, replicas, "the leader's webhook through the Service")
+        configuration = json.loads(plane.kubectl("get", "validatingwebhookconfiguration", "kubedruid.dev",
+                                                 "-o", "json").stdout)
+        for webhook in configuration["webhooks"]:
+            config = webhook["clientConfig"]
+            assert "url" not in config, config
+            assert {k: v for k, v in config["service"].items() if k != "path"} == \
+                {"namespace": ns, "name": "kubedruid", "port": 443}
+            assert config["caBundle"] == ca_bundle, "the webhook configuration trusts the chart's CA"
+
+        leader = _lease_holder(plane, ns)
+        first = next(n for n, (proc, _) in replicas.items() if leader.endswith(f"_{proc.pid}"))
+        replicas[first][0].kill()  # SIGKILL: the Lease is not released
+        replicas[first][0].wait(timeout=15)
+        other = {n: r for n, r in replicas.items() if n != first}
+        (survivor, _), = other.values()
+        wait_for(lambda: _lease_holder(plane, ns).endswith(f"_{survivor.pid}"), timeout=60,
+                 what="the other replica to take the lead")
+        _wait_refusing(plane, other, "the new leader's webhook through the Service")
+        after = json.loads(plane.kubectl("get", "validatingwebhookconfiguration", "kubedruid.dev",
+                                         "-o", "json").stdout)
+        assert [w["clientConfig"]["caBundle"] for w in after["webhooks"]] == [ca_bundle] * len(after["webhooks"])
+    finally:
+        for proc, _ in replicas.values():
+            proc.kill()
+            proc.wait(timeout=15)
+        plane.kubectl("delete", "endpointslice", "kubedruid-this-machine", "-n", ns, "--ignore-not-found")
+        operator.start()
+
+
+def _issued(plane, ns: str, name: str) -> dict | None:
+    found = plane.kubectl("get", "secret", name, "-n", ns, "-o", "json", check=False)
+    secret = json.loads(found.stdout) if found.returncode == 0 else None
+    return secret if secret and {"tls.crt", "tls.key", "ca.crt"} <= set(secret.get("data") or {}) else None
+
+
+def _lease_holder(plane, ns: str) -> str:
+    lease = plane.kubectl("get", "lease", "kubedruid-operator", "-n", ns, "-o", "json", check=False)
+    return json.loads(lease.stdout)["spec"].get("holderIdentity") or "" if lease.returncode == 0 else ""
+
+
+def _wait_refusing(plane, replicas: dict, what: str) -> None:
+    def refused():
+        for proc, log in replicas.values():
+            assert proc.poll() is None, f"a replica exited; its log:\n{log.read_text(errors='replace')[-3000:]}"
+        return webhook_refuses_a_probe(plane)
+
+    wait_for(refused, timeout=90, interval=0.5, what=what)

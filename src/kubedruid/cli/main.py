@@ -95,6 +95,12 @@ def operator_run(
     webhook_port: int = typer.Option(9443, help="Port of the admission webhook server (0: no webhook)."),
     webhook_host: Optional[str] = typer.Option(None, help="Name the apiserver calls the webhook by (in a cluster: "
                                                           "the operator's Service); default: --webhook-addr."),
+    webhook_cert_dir: Optional[Path] = typer.Option(
+        None, help="Serve the webhook with tls.crt/tls.key from this directory (a mounted cert-manager Secret, "
+                   "re-read when renewed) and register its ca.crt; default: a CA of this process's own."),
+    webhook_service: Optional[str] = typer.Option(
+        None, help="Register the webhook by this Service reference, NAMESPACE/NAME[:PORT] (port 443 by default), "
+                   "instead of by URL."),
     probe_addr: str = typer.Option("127.0.0.1", help="Address of /healthz, /readyz and /metrics."),
     probe_port: int = typer.Option(9808, help="Port of /healthz, /readyz and /metrics (0: none)."),
     leader_elect: bool = typer.Option(False, help="Act only while holding the kubedruid-operator Lease."),
@@ -116,11 +122,21 @@ def operator_run(
     from kubedruid.logs import configure_logging
 
     configure_logging(log_format, logging.DEBUG if verbose else logging.INFO)
+    try:
+        service = op.admission.WebhookService.parse(webhook_service) if webhook_service else None
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--webhook-service")
+    if webhook_cert_dir is not None:
+        try:
+            op.admission.mounted_certificate(webhook_cert_dir)
+        except FileNotFoundError as error:
+            raise typer.BadParameter(str(error), param_hint="--webhook-cert-dir")
     if kubeconfig:
         os.environ["KUBECONFIG"] = str(kubeconfig)  # kopf's own login reads the same file
     asyncio.run(op.run(str(kubeconfig) if kubeconfig else None, webhook_addr, webhook_port or None, probe_addr,
                        probe_port or None, leader_elect, lease_namespace, webhook_host=webhook_host,
-                       druid_health_check=druid_health_check))
+                       druid_health_check=druid_health_check, webhook_cert_dir=webhook_cert_dir,
+                       webhook_service=service))
 
 
 from kubedruid.cli.commands import register as _register_commands  # noqa: E402  (tls, status, ops)

@@ -4,7 +4,10 @@ and that a DruidOpsRequest's databaseRef names an existing Druid. Everything els
 
 The webhook configuration is managed by kopf (installed when the operator starts) with failurePolicy Ignore: when
 the operator is down, objects are still accepted and the provisioner / ops-manager report the same problems as
-conditions.
+conditions. In a cluster (the Helm chart) the webhook is registered by a reference to the operator's Service and
+served with a cert-manager certificate mounted from a Secret: every replica serves the same certificate, so the
+configuration's caBundle stays right across a leader change (decision 0021). Run outside a cluster, the operator
+makes a throw-away CA and registers itself by URL.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import kopf
@@ -26,9 +30,66 @@ WEBHOOK_CONFIGURATION = "kubedruid.dev"
 log = logging.getLogger("kubedruid.admission")
 
 
-def webhook_server(addr: str, port: int, host: str | None = None) -> kopf.WebhookServer:
-    """A TLS webhook server with a throw-away CA; kopf puts the CA into the webhook configuration's caBundle."""
-    host = host or addr
+# How often a mounted certificate is re-read; a renewal restarts the server and re-registers the CA.
+CERT_CHECK_INTERVAL_S = 30.0
+
+
+@dataclass(frozen=True)
+class WebhookService:
+    """The Service the apiserver calls the webhook through: `namespace/name[:port]` (port 443 by default)."""
+
+    namespace: str
+    name: str
+    port: int = 443
+
+    @classmethod
+    def parse(cls, text: str) -> "WebhookService":
+        ref, _, port = text.partition(":")
+        namespace, _, name = ref.partition("/")
+        if not namespace or not name or "/" in name or (port and not port.isdigit()):
+            raise ValueError(f"{text!r} is not NAMESPACE/NAME or NAMESPACE/NAME:PORT")
+        return cls(namespace, name, int(port) if port else 443)
+
+    def client_config(self, ca_bundle: str | None) -> dict:
+        config: dict = {"service": {"namespace": self.namespace, "name": self.name, "port": self.port}}
+        if ca_bundle:
+            config["caBundle"] = ca_bundle
+        return config
+
+
+class ServiceWebhookServer(kopf.WebhookServer):
+    """kopf's server, registered by a Service reference instead of its URL (kopf appends each handler's id to the
+    service's path as it does to a URL)."""
+
+    def __init__(self, service: WebhookService, **kwargs):
+        super().__init__(**kwargs)
+        self.service = service
+
+    async def __call__(self, fn):
+        async for config in super().__call__(fn):
+            yield self.service.client_config(config.get("caBundle"))
+
+
+def mounted_certificate(cert_dir: Path) -> dict[str, Path]:
+    """The files of a cert-manager Secret mounted at `cert_dir`, by key; FileNotFoundError naming any missing."""
+    files = {name: cert_dir / name for name in ("tls.crt", "tls.key", "ca.crt")}
+    missing = [str(f) for f in files.values() if not f.is_file()]
+    if missing:
+        raise FileNotFoundError(f"the webhook's certificate directory lacks {', '.join(missing)}")
+    return files
+
+
+def webhook_server(addr: str, port: int, host: str | None = None, cert_dir: Path | None = None,
+                   service: WebhookService | None = None) -> kopf.WebhookServer:
+    """The admission webhook's TLS server. With `cert_dir` (tls.crt, tls.key, ca.crt, as cert-manager writes a
+    Secret) it serves that certificate, re-read when it is renewed, and registers ca.crt as the caBundle; else it
+    makes a throw-away CA for `host`. With `service` it is registered by that Service reference, else by URL."""
+    kind, extra = (ServiceWebhookServer, {"service": service}) if service else (kopf.WebhookServer, {})
+    if cert_dir is not None:
+        files = mounted_certificate(cert_dir)
+        return kind(addr=addr, port=port, host=host, certfile=str(files["tls.crt"]), pkeyfile=str(files["tls.key"]),
+                    cafile=str(files["ca.crt"]), file_check_interval=CERT_CHECK_INTERVAL_S, **extra)
+    host = host or (f"{service.name}.{service.namespace}.svc" if service else addr)
     ca, leaf = make_serving_pair(host, dns=[host, "localhost"] if not host[0].isdigit() else ["localhost"],
                                  ips=[host] if host[0].isdigit() else [])
     folder = Path(tempfile.mkdtemp(prefix="kubedruid-webhook-"))
@@ -36,8 +97,8 @@ def webhook_server(addr: str, port: int, host: str | None = None) -> kopf.Webhoo
     key = folder / "tls.key"
     key.touch(mode=0o600)
     key.write_bytes(leaf.key_pem)
-    return kopf.WebhookServer(addr=addr, port=port, host=host, certfile=str(folder / "tls.crt"),
-                              pkeyfile=str(key), cadata=ca.cert_pem)
+    return kind(addr=addr, port=port, host=host, certfile=str(folder / "tls.crt"), pkeyfile=str(key),
+                cadata=ca.cert_pem, **extra)
 
 
 def register(registry: kopf.OperatorRegistry, kube_of) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
+from pathlib import Path
 
 import kopf
 
@@ -179,8 +180,9 @@ def build_registry(webhooks: bool = True) -> kopf.OperatorRegistry:
         settings.watching.client_timeout = 660
         settings.persistence.finalizer = "kubedruid.dev/kopf"  # never used: we register no change handlers
         if memo.get("webhook_port"):
-            settings.admission.server = admission.webhook_server(memo.webhook_addr, memo.webhook_port,
-                                                                 memo.get("webhook_host"))
+            settings.admission.server = admission.webhook_server(
+                memo.webhook_addr, memo.webhook_port, memo.get("webhook_host"), memo.get("webhook_cert_dir"),
+                memo.get("webhook_service"))
             settings.admission.managed = admission.WEBHOOK_CONFIGURATION
         kube = Kube.from_kubeconfig(memo.get("kubeconfig"))
         crd = await kube.get("apiextensions.k8s.io/v1", "CustomResourceDefinition", petset.CRD_NAME)
@@ -221,11 +223,13 @@ async def run(kubeconfig: str | None = None, webhook_addr: str = "127.0.0.1", we
               probe_addr: str = "127.0.0.1", probe_port: int | None = 9808, leader_elect: bool = False,
               lease_namespace: str = "default", identity: str | None = None, webhook_host: str | None = None,
               stop_flag: asyncio.Event | None = None, ready_flag: asyncio.Event | None = None,
-              druid_health_check: bool | None = None) -> None:
+              druid_health_check: bool | None = None, webhook_cert_dir: Path | None = None,
+              webhook_service: admission.WebhookService | None = None) -> None:
     """Runs every controller until stopped (SIGTERM/SIGINT, `stop_flag`, or — with leader election — a lost
     Lease). Health, readiness and metrics are served on `probe_addr:probe_port`. `druid_health_check`: whether
     the operator checks each Druid through its Services (controllers/health.py); by default only in a cluster
-    (no kubeconfig), where Service addresses are reachable."""
+    (no kubeconfig), where Service addresses are reachable. `webhook_cert_dir` and `webhook_service`: see
+    admission.webhook_server."""
     import os
     import socket
 
@@ -242,7 +246,8 @@ async def run(kubeconfig: str | None = None, webhook_addr: str = "127.0.0.1", we
             keeper = asyncio.create_task(election.keep(lost))
             asyncio.create_task(_set_when(lost, stop))
         memo = kopf.Memo(kubeconfig=kubeconfig, webhook_addr=webhook_addr, webhook_port=webhook_port,
-                         webhook_host=webhook_host, probes=probes,
+                         webhook_host=webhook_host, webhook_cert_dir=webhook_cert_dir,
+                         webhook_service=webhook_service, probes=probes,
                          druid_health_check=kubeconfig is None if druid_health_check is None else druid_health_check)
         await kopf.operator(registry=build_registry(webhooks=bool(webhook_port)), clusterwide=True, standalone=True,
                             memo=memo, stop_flag=stop, ready_flag=ready_flag)

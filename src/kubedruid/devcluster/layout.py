@@ -124,6 +124,9 @@ def command(component: str, layout: PlaneLayout, bins: Binaries) -> list[str]:
             f"--service-account-signing-key-file={pki / 'sa.key'}",
             f"--authorization-mode={'Node,RBAC' if layout.real_node else 'RBAC'}", "--allow-privileged=true", "--tls-min-version=VersionTLS12",
             "--enable-priority-and-fairness=false",
+            # Webhooks and aggregated APIs behind a Service are called at a ready endpoint of it, as a Service is
+            # reached in the cluster, not at its ClusterIP: a kwok plane has no kube-proxy to route that.
+            "--enable-aggregator-routing=true",
         ] + (_real_node_apiserver_flags(layout) if layout.real_node else [])
     if component == "kube-controller-manager":
         return [
