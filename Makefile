@@ -23,8 +23,8 @@ tools:
 	tools/build.sh k8s etcd kwok cert-manager helm containerd coredns >/dev/null
 
 # Everything: unit, integration (real control plane), the fault suite (its own plane; KUBEDRUID_FAULTS=full adds
-# control-plane restarts and more generated input), the real-Druid tier (JVMs from Maven Central), then the
-# real-node tier in a run of its own (its plane and Druid pods never share the machine with the kwok plane's).
+# a kill of the operator at every transition and more generated input), the real-Druid tier (JVMs from Maven
+# Central), then the real-node tier in a run of its own (its plane and Druid pods never share the machine with the kwok plane's).
 # Both runs always run; make fails if either failed.
 test: venv tools
 	@rc=0; \

@@ -1,7 +1,8 @@
 """The fault suite: a control plane and an operator of its own (the integration fixtures, so its outages never
 reach the integration tests' plane), faults injected into them, and bad input through the real apiserver.
 
-KUBEDRUID_FAULTS=full runs more generated inputs; the default is the light run `make test` includes."""
+KUBEDRUID_FAULTS=full kills the operator at every transition and runs more generated inputs; the default is the light
+run `make test` includes."""
 
 from __future__ import annotations
 
