@@ -56,7 +56,7 @@ spec:
 """
 
 
-def test_pod_ready_stage_gets_delay_and_hold_other_stages_unchanged():
+def test_pod_ready_stage_gets_delay_and_hold_pod_delete_a_delay_a_pod_may_ask_for():
     stages = list(yaml.safe_load_all(kwok_stages.assemble([POD_READY, POD_DELETE], default_delay_ms=1500)))
     ready, delete = stages
     assert ready["spec"]["delay"]["durationMilliseconds"] == 1500
@@ -65,7 +65,10 @@ def test_pod_ready_stage_gets_delay_and_hold_other_stages_unchanged():
     assert exprs[0]["key"] == ".metadata.deletionTimestamp"  # upstream's selector is kept
     assert {"key": f'.metadata.annotations["{kwok_stages.HOLD_NOT_READY_ANNOTATION}"]',
             "operator": "DoesNotExist"} in exprs
-    assert delete == yaml.safe_load(POD_DELETE)
+    upstream = yaml.safe_load(POD_DELETE)
+    assert {k: v for k, v in delete["spec"].items() if k != "delay"} == upstream["spec"]
+    assert delete["spec"]["delay"]["durationMilliseconds"] == 0  # none unless a pod asks for it
+    assert kwok_stages.DELETE_DELAY_ANNOTATION in delete["spec"]["delay"]["durationFrom"]["jq"]["expression"]
 
 
 def test_plane_pki_admin_is_system_masters_and_apiserver_serves_loopback():
