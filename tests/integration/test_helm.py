@@ -70,6 +70,36 @@ def test_the_prometheus_rule_lints_and_alerts_on_metrics_the_operator_serves(hel
     assert "kind: PrometheusRule" not in default.stdout, "off by default: its CRD comes with the Prometheus Operator"
 
 
+def test_the_chart_mounts_the_webhook_certificate_where_the_operator_reads_it(helm):
+    """The Secret the chart's Certificate fills is mounted at the directory the operator's arguments name, readable
+    by the operator's non-root user; with cert-manager off, the operator makes its own CA and registers a URL."""
+    docs = [d for d in yaml.safe_load_all(subprocess.run(
+        [helm, "template", "kubedruid", str(CHART), "--namespace", "ops"], capture_output=True, text=True,
+        check=True).stdout) if d]
+    (certificate,) = [d for d in docs if d["kind"] == "Certificate" and not d["spec"].get("isCA")]
+    assert certificate["spec"]["dnsNames"][0] == "kubedruid.ops.svc"
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    args = dict(a.split("=", 1) for a in pod["containers"][0]["args"] if "=" in a)
+    (volume,) = [v for v in pod["volumes"] if "secret" in v]
+    assert volume["secret"]["secretName"] == certificate["spec"]["secretName"]
+    (mount,) = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == volume["name"]]
+    assert mount["mountPath"] == args["--webhook-cert-dir"] and mount["readOnly"]
+    assert pod["securityContext"]["fsGroup"] == pod["securityContext"]["runAsUser"]
+    assert volume["secret"]["defaultMode"] & 0o040, "the operator reads the key through its group"
+    assert args["--webhook-service"] == "ops/kubedruid:443"
+    (service,) = [d for d in docs if d["kind"] == "Service"]
+    assert {"name": "webhook", "port": 443, "targetPort": "webhook"} in service["spec"]["ports"]
+
+    plain = [d for d in yaml.safe_load_all(subprocess.run(
+        [helm, "template", "kubedruid", str(CHART), "--namespace", "ops", "--set", "webhook.certManager.enabled=false"],
+        capture_output=True, text=True, check=True).stdout) if d]
+    assert not [d for d in plain if d["kind"] in ("Certificate", "Issuer")]
+    (deployment,) = [d for d in plain if d["kind"] == "Deployment"]
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--webhook-host=kubedruid.ops.svc" in args and not [a for a in args if a.startswith("--webhook-cert")]
+
+
 @pytest.fixture
 def installed(plane, kube, helm):
     """The chart, rendered by helm and applied to the plane in a namespace of its own."""
