@@ -278,6 +278,10 @@ def test_petset_controller_stays_off_when_the_crd_is_not_ours(plane, kube, tmp_p
         try:
             wait_for(lambda: "PetSet controller stays off" in log.read_text(), timeout=30,
                      what="the operator to say that its PetSet controller stays off")
+            # Stopped once started: SIGTERM in the middle of its start (informers still listing a busy plane) once
+            # took over 15 s to end it (CI, 2026-12-06), which is not what this test is about.
+            wait_for(lambda: "startup' succeeded" in log.read_text(), timeout=90,
+                     what="the operator to finish starting")
         finally:
             proc.terminate()
             proc.wait(timeout=15)
