@@ -24,7 +24,7 @@ from kubedruid.controllers.serving import SERVED_CERTIFICATES
 from kubedruid.devcluster.binaries import build
 
 from .conftest import free_port, wait_for, webhook_refuses_a_probe
-from .helpers import ca_issuer, deep_storage_secret, druid_manifest
+from .helpers import ca_issuer, deep_storage_secret, druid_manifest, secret_data
 from .test_ops import _ops, _wait_phase
 from .test_provisioner import _wait_ready
 
@@ -192,7 +192,7 @@ def _chart_operator_args(docs: list[dict], **replace: str) -> list[str]:
     (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
     args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     flags = {f"--{k.replace('_', '-')}": v for k, v in replace.items()}
-    return [f"{a.split('=')[0]}={flags[a.split('=')[0]]}" if a.split("=")[0] in flags else a for a in args]
+    return [f"{flag}={flags[flag]}" if flag in flags else a for a in args for flag in [a.partition("=")[0]]]
 
 
 def test_the_webhook_is_reached_through_the_charts_service_with_one_ca_across_replicas(plane, kube, installed,
@@ -202,14 +202,15 @@ def test_the_webhook_is_reached_through_the_charts_service_with_one_ca_across_re
     a Service's ready endpoint (--enable-aggregator-routing); here the endpoint is this machine, where two replicas
     run as the chart runs them, under its ServiceAccount, with the certificate's Secret as the kubelet mounts it."""
     ns, docs = installed
-    secret = wait_for(lambda: _issued(plane, ns, "kubedruid-webhook-tls"), timeout=60,
+    issued = wait_for(lambda: {"tls.crt", "tls.key", "ca.crt"} <= set(secret_data(kube, "kubedruid-webhook-tls", ns))
+                      and secret_data(kube, "kubedruid-webhook-tls", ns), timeout=60,
                       what="cert-manager to issue the chart's webhook certificate")
     mounted = tmp_path / "webhook"
     mounted.mkdir()
     for key in ("tls.crt", "tls.key", "ca.crt"):
-        (mounted / key).write_bytes(base64.b64decode(secret["data"][key]))
+        (mounted / key).write_bytes(issued[key])
     (mounted / "tls.key").chmod(0o400)
-    ca_bundle = secret["data"]["ca.crt"]
+    ca_bundle = base64.b64encode(issued["ca.crt"]).decode()
 
     # The Deployment's kwok pods run nothing: the Service's endpoint is this machine instead.
     plane.kubectl("scale", "deployment", "kubedruid", "-n", ns, "--replicas=0")
@@ -264,12 +265,6 @@ def test_the_webhook_is_reached_through_the_charts_service_with_one_ca_across_re
             proc.wait(timeout=15)
         plane.kubectl("delete", "endpointslice", "kubedruid-this-machine", "-n", ns, "--ignore-not-found")
         operator.start()
-
-
-def _issued(plane, ns: str, name: str) -> dict | None:
-    found = plane.kubectl("get", "secret", name, "-n", ns, "-o", "json", check=False)
-    secret = json.loads(found.stdout) if found.returncode == 0 else None
-    return secret if secret and {"tls.crt", "tls.key", "ca.crt"} <= set(secret.get("data") or {}) else None
 
 
 def _lease_holder(plane, ns: str) -> str:
