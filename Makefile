@@ -28,8 +28,8 @@ tools:
 # Both runs always run; make fails if either failed.
 test: venv tools
 	@rc=0; \
-	$(BIN)/python -m pytest -ra -m "druid or not druid" tests/unit tests/integration tests/faults tests/druid || rc=$$?; \
-	$(BIN)/python -m pytest -ra tests/node || rc=$$?; \
+	$(BIN)/python -m pytest -ra --durations=20 -m "druid or not druid" tests/unit tests/integration tests/faults tests/druid || rc=$$?; \
+	$(BIN)/python -m pytest -ra --durations=20 tests/node || rc=$$?; \
 	exit $$rc
 
 # The real-node tier alone: `kubedruid dev up --real-node`, the operator, KubeDB's guide Druid on real pods.

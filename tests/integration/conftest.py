@@ -148,7 +148,10 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def operator(plane, tmp_path_factory):
-    running = OperatorProcess(plane, tmp_path_factory.mktemp("operator") / "operator.log")
+    # Nothing on a kwok plane follows a Service: one second keeps the ClientsFollowed step and its crash-safety in
+    # every add and remove without ten seconds of idle wait each (the real-node tier runs the default).
+    running = OperatorProcess(plane, tmp_path_factory.mktemp("operator") / "operator.log",
+                              extra_args=("--client-switch-grace", "1"))
     running.start()
     yield running
     running.stop()

@@ -100,6 +100,23 @@ def test_the_chart_mounts_the_webhook_certificate_where_the_operator_reads_it(he
     assert "--webhook-host=kubedruid.ops.svc" in args and not [a for a in args if a.startswith("--webhook-cert")]
 
 
+def test_the_charts_client_switch_grace_reaches_the_operator(helm):
+    """`ops.clientSwitchGraceSeconds` becomes the operator's --client-switch-grace; unset, the operator's default
+    applies, and the operator refuses a negative grace."""
+    def operator_args(*sets: str) -> list[str]:
+        docs = yaml.safe_load_all(subprocess.run([helm, "template", "kubedruid", str(CHART), *sets],
+                                                 capture_output=True, text=True, check=True).stdout)
+        (deployment,) = [d for d in docs if d and d["kind"] == "Deployment"]
+        return deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+
+    assert not [a for a in operator_args() if a.startswith("--client-switch-grace")]
+    assert "--client-switch-grace=30" in operator_args("--set", "ops.clientSwitchGraceSeconds=30")
+    assert "--client-switch-grace=0" in operator_args("--set", "ops.clientSwitchGraceSeconds=0")
+    refused = subprocess.run([str(Path(sys.executable).parent / "kubedruid"), "operator", "run",
+                              "--client-switch-grace=-1"], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "client-switch-grace" in refused.stderr, refused.stderr
+
+
 @pytest.fixture
 def installed(plane, kube, helm):
     """The chart, rendered by helm and applied to the plane in a namespace of its own."""

@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from kubedruid.controllers.ops.plan import CLIENT_SWITCH_GRACE_S
+
 app = typer.Typer(help="Run Apache Druid on Kubernetes with safe TLS changes.", no_args_is_help=True)
 dev = typer.Typer(help="The local control plane (built from Go modules, run as loopback processes).",
                   no_args_is_help=True)
@@ -110,6 +112,10 @@ def operator_run(
                    "spec.healthChecker.periodSeconds (AcceptingConnection False after failureThreshold failures). "
                    "Default: on in a cluster, off with a kubeconfig (Service addresses are seldom reachable from "
                    "outside a cluster)."),
+    client_switch_grace: float = typer.Option(
+        CLIENT_SWITCH_GRACE_S, min=0, help="Seconds clients get to follow a Druid's Services to their new ports before an op's next "
+                          "roll closes the old ones (ReconfigureTLS add and remove: the ClientsFollowed step). Raise "
+                          "it for clients that re-read a Service's ports slowly."),
     log_format: str = typer.Option("text", help="text, or json (one object per line)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
@@ -136,7 +142,7 @@ def operator_run(
     asyncio.run(op.run(str(kubeconfig) if kubeconfig else None, webhook_addr, webhook_port or None, probe_addr,
                        probe_port or None, leader_elect, lease_namespace, webhook_host=webhook_host,
                        druid_health_check=druid_health_check, webhook_cert_dir=webhook_cert_dir,
-                       webhook_service=service))
+                       webhook_service=service, client_switch_grace_s=client_switch_grace))
 
 
 from kubedruid.cli.commands import register as _register_commands  # noqa: E402  (tls, status, ops)

@@ -25,6 +25,7 @@ from . import admission, health, petset
 from .leader import LeaderElection
 from .serving import CERTIFICATE_EXPIRY, Probes
 from .ops.manager import OpsManager
+from .ops.plan import CLIENT_SWITCH_GRACE_S
 from .provisioner import Provisioner
 from .runtime import WorkQueue
 
@@ -44,7 +45,8 @@ OPS_WORKERS = 16
 class Controllers:
     """The running controllers and the little they remember between events (which Druids exist where)."""
 
-    def __init__(self, kube: Kube, petset_enabled: bool, druid_health_check: bool = False):
+    def __init__(self, kube: Kube, petset_enabled: bool, druid_health_check: bool = False,
+                 client_switch_grace_s: float = CLIENT_SWITCH_GRACE_S):
         self.kube = kube
         self.provisioner = Provisioner(kube)
         self.druids = WorkQueue("provisioner", lambda key: self.provisioner.reconcile(*key))
@@ -54,7 +56,7 @@ class Controllers:
                                                           lambda ns, name: self.druids.add((ns, name)))
             self.checks = WorkQueue("health", lambda key: self.provisioner.health.reconcile(*key),
                                     workers=health.CHECK_WORKERS)
-        self.ops_manager = OpsManager(kube, self.provisioner)
+        self.ops_manager = OpsManager(kube, self.provisioner, client_switch_grace_s)
         self.ops = WorkQueue("ops-manager", lambda key: self.ops_manager.reconcile(*key),  # keyed by Druid
                              workers=OPS_WORKERS)
         self.petsets = WorkQueue("petset", lambda key: petset.reconcile(self.kube, *key)) if petset_enabled else None
@@ -191,7 +193,8 @@ def build_registry(webhooks: bool = True) -> kopf.OperatorRegistry:
             logger.warning("the PetSet CRD %s is not kubedruid's (label %s=%s missing): our PetSet controller "
                            "stays off, another PetSet controller must run", petset.CRD_NAME, petset.OWNER_LABEL,
                            petset.OWNER_VALUE)
-        memo.controllers = Controllers(kube, enabled, memo.get("druid_health_check", False))
+        memo.controllers = Controllers(kube, enabled, memo.get("druid_health_check", False),
+                                       memo.get("client_switch_grace_s", CLIENT_SWITCH_GRACE_S))
         kube.cache = memo.controllers.informers()
         kube.cache.start()
         try:  # reconciles start from a full view; an informer that cannot list leaves its reads to the apiserver
@@ -224,12 +227,14 @@ async def run(kubeconfig: str | None = None, webhook_addr: str = "127.0.0.1", we
               lease_namespace: str = "default", identity: str | None = None, webhook_host: str | None = None,
               stop_flag: asyncio.Event | None = None, ready_flag: asyncio.Event | None = None,
               druid_health_check: bool | None = None, webhook_cert_dir: Path | None = None,
-              webhook_service: admission.WebhookService | None = None) -> None:
+              webhook_service: admission.WebhookService | None = None,
+              client_switch_grace_s: float = CLIENT_SWITCH_GRACE_S) -> None:
     """Runs every controller until stopped (SIGTERM/SIGINT, `stop_flag`, or — with leader election — a lost
     Lease). Health, readiness and metrics are served on `probe_addr:probe_port`. `druid_health_check`: whether
     the operator checks each Druid through its Services (controllers/health.py); by default only in a cluster
     (no kubeconfig), where Service addresses are reachable. `webhook_cert_dir` and `webhook_service`: see
-    admission.webhook_server."""
+    admission.webhook_server. `client_switch_grace_s`: how long clients get to follow a Druid's Services to their
+    new ports before an op's next roll closes the old ones (the ClientsFollowed step)."""
     import os
     import socket
 
@@ -247,7 +252,7 @@ async def run(kubeconfig: str | None = None, webhook_addr: str = "127.0.0.1", we
             asyncio.create_task(_set_when(lost, stop))
         memo = kopf.Memo(kubeconfig=kubeconfig, webhook_addr=webhook_addr, webhook_port=webhook_port,
                          webhook_host=webhook_host, webhook_cert_dir=webhook_cert_dir,
-                         webhook_service=webhook_service, probes=probes,
+                         webhook_service=webhook_service, probes=probes, client_switch_grace_s=client_switch_grace_s,
                          druid_health_check=kubeconfig is None if druid_health_check is None else druid_health_check)
         await kopf.operator(registry=build_registry(webhooks=bool(webhook_port)), clusterwide=True, standalone=True,
                             memo=memo, stop_flag=stop, ready_flag=ready_flag)

@@ -85,11 +85,13 @@ def _recorded_op(ops: dict, druid: dict) -> OpType:
 
 
 class OpsManager:
-    def __init__(self, kube: Kube, provisioner: Provisioner):
+    def __init__(self, kube: Kube, provisioner: Provisioner,
+                 client_switch_grace_s: float = plans.CLIENT_SWITCH_GRACE_S):
         # Steps decide from what the apiserver says now (a step never acts on a view a few events old); the
         # informers only tell which Druids have an unfinished op, so that the rest cost no request.
         self.kube, self.informed, self.provisioner = kube.fresh, kube, provisioner
         self._events: set[asyncio.Task] = set()
+        self.client_switch_grace_s = client_switch_grace_s
 
     async def reconcile(self, namespace: str, db: str) -> float | None:
         if not _unfinished(await self.informed.list(OPS_API, "DruidOpsRequest", namespace), db):
@@ -206,7 +208,8 @@ class OpsManager:
                               f"for DruidOpsRequest: {name}")
         ctx = StepContext(kube=self.kube, provisioner=self.provisioner, ops=ops, druid=druid, op=op,
                           phase=op.plan.phases[0], timeout_s=timeout, event=self._event,
-                          set_conditions=lambda c: self._set_status(ops, "Progressing", c))
+                          set_conditions=lambda c: self._set_status(ops, "Progressing", c),
+                          client_switch_grace_s=self.client_switch_grace_s)
         for index, phase in enumerate(op.plan.phases):
             if phase.name and ctx.done(phase.name):
                 continue

@@ -57,6 +57,7 @@ class StepContext:
     timeout_s: float
     event: Callable[..., Awaitable[None]]
     set_conditions: Callable[[list[dict]], Awaitable[dict]]
+    client_switch_grace_s: float = plans.CLIENT_SWITCH_GRACE_S
 
     @property
     def conditions(self) -> list[dict]:
@@ -495,14 +496,15 @@ async def reload_certificates(ctx: StepContext) -> Wait | None:
 
 
 async def clients_follow(ctx: StepContext) -> Wait | None:
-    """After the Services moved to other ports: clients get plan.CLIENT_SWITCH_GRACE_S, counted from the step's
-    start (a re-run after a crash waits only what is left), before the next roll closes the ports they left."""
+    """After the Services moved to other ports: clients get the operator's client-switch grace (default
+    plan.CLIENT_SWITCH_GRACE_S), counted from the step's start (a re-run after a crash waits only what is left),
+    before the next roll closes the ports they left."""
     step = plans.CLIENTS_FOLLOW
     await ctx.start(step, "Giving clients time to follow the Services to their new ports")
-    left = plans.CLIENT_SWITCH_GRACE_S - (ctx.timeout_s - ctx.deadline(step))
+    left = ctx.client_switch_grace_s - (ctx.timeout_s - ctx.deadline(step))
     if left > 0:
         return Wait(after=left)
-    await ctx.record(step, "True", f"clients had {plans.CLIENT_SWITCH_GRACE_S:g}s to follow the Services",
+    await ctx.record(step, "True", f"clients had {ctx.client_switch_grace_s:g}s to follow the Services",
                      event=True)
     return None
 
