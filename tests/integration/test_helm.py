@@ -168,7 +168,8 @@ def test_operator_under_the_chart_service_account_adds_tls(plane, kube, namespac
         sa_operator = subprocess.Popen(
             [str(Path(sys.executable).parent / "kubedruid"), "operator", "run", "--kubeconfig", str(sa_kubeconfig),
              "--leader-elect", "--lease-namespace", ns_operator, "--webhook-port", str(free_port()),
-             "--probe-port", str(port), "--log-format", "json"], stdout=out, stderr=subprocess.STDOUT)
+             "--probe-port", str(port), "--log-format", "json", "--client-switch-grace", "1"],  # as the tier's
+            stdout=out, stderr=subprocess.STDOUT)
     try:
         ca_issuer(kube, namespace, "druid-ca-issuer", "ca")
         deep_storage_secret(kube, namespace)
