@@ -29,7 +29,7 @@ tools:
 # Druid pods never share the machine with another tier. Every run always runs; make fails if any failed.
 test: venv tools
 	@rc=0; druid_log=$$(mktemp); \
-	$(BIN)/python -m pytest -ra --durations=10 tests/druid >$$druid_log 2>&1 & druid=$$!; \
+	$(BIN)/python -m pytest -ra --durations=10 -m druid tests/druid >$$druid_log 2>&1 & druid=$$!; \
 	$(BIN)/python -m pytest -ra --durations=20 tests/unit tests/integration tests/faults || rc=$$?; \
 	wait $$druid || rc=$$?; cat $$druid_log; rm -f $$druid_log; \
 	$(BIN)/python -m pytest -ra --durations=20 tests/node || rc=$$?; \
