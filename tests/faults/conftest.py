@@ -10,9 +10,21 @@ import os
 
 import pytest
 
-from tests.integration.conftest import kube, namespace, operator, plane  # noqa: F401  (fixtures)
+from tests.integration.conftest import OperatorProcess, kube, namespace, plane  # noqa: F401  (fixtures)
 
 FULL = os.environ.get("KUBEDRUID_FAULTS") == "full"
+
+
+@pytest.fixture(scope="session")
+def operator(plane, tmp_path_factory):
+    # The default client grace (the integration tier runs 1 s): a kill lands while ClientsFollowed waits, and the
+    # restarted operator must wait only what is left of it. With 1 s the step was over before the operator was back.
+    running = OperatorProcess(plane, tmp_path_factory.mktemp("operator") / "operator.log")
+    running.start()
+    yield running
+    running.stop()
+
+
 FIGURES: dict[str, dict] = {}
 
 

@@ -148,8 +148,9 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def operator(plane, tmp_path_factory):
-    # Nothing on a kwok plane follows a Service: one second keeps the ClientsFollowed step and its crash-safety in
-    # every add and remove without ten seconds of idle wait each (the real-node tier runs the default).
+    # Nothing on a kwok plane follows a Service: one second keeps the ClientsFollowed step in every add and remove
+    # without ten seconds of idle wait each. The fault suite (kills inside the step) and the real-node tier (real
+    # clients) run the default.
     running = OperatorProcess(plane, tmp_path_factory.mktemp("operator") / "operator.log",
                               extra_args=("--client-switch-grace", "1"))
     running.start()
