@@ -113,9 +113,10 @@ def operator_run(
                    "Default: on in a cluster, off with a kubeconfig (Service addresses are seldom reachable from "
                    "outside a cluster)."),
     client_switch_grace: float = typer.Option(
-        CLIENT_SWITCH_GRACE_S, min=0, help="Seconds clients get to follow a Druid's Services to their new ports before an op's next "
-                          "roll closes the old ones (ReconfigureTLS add and remove: the ClientsFollowed step). Raise "
-                          "it for clients that re-read a Service's ports slowly."),
+        CLIENT_SWITCH_GRACE_S, min=0,
+        help="Seconds clients get to follow a Druid's Services to their new ports before an op's next roll closes the "
+             "old ones (ReconfigureTLS add and remove: the ClientsFollowed step). Raise it for clients that re-read a "
+             "Service's ports slowly."),
     log_format: str = typer.Option("text", help="text, or json (one object per line)."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:

@@ -252,7 +252,8 @@ async def run(kubeconfig: str | None = None, webhook_addr: str = "127.0.0.1", we
             asyncio.create_task(_set_when(lost, stop))
         memo = kopf.Memo(kubeconfig=kubeconfig, webhook_addr=webhook_addr, webhook_port=webhook_port,
                          webhook_host=webhook_host, webhook_cert_dir=webhook_cert_dir,
-                         webhook_service=webhook_service, probes=probes, client_switch_grace_s=client_switch_grace_s,
+                         webhook_service=webhook_service, probes=probes,
+                         client_switch_grace_s=client_switch_grace_s,
                          druid_health_check=kubeconfig is None if druid_health_check is None else druid_health_check)
         await kopf.operator(registry=build_registry(webhooks=bool(webhook_port)), clusterwide=True, standalone=True,
                             memo=memo, stop_flag=stop, ready_flag=ready_flag)
