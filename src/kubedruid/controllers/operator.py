@@ -168,6 +168,13 @@ def _druid_of(obj: dict) -> str | None:
     return labels[INSTANCE] if labels.get(MANAGED_BY) == "kubedb.com" and labels.get(INSTANCE) else None
 
 
+def _release_kopfs_stop_waiter(memo: kopf.Memo) -> None:
+    """Sets the stop flag run() gave kopf. Stopped by SIGTERM or SIGINT, kopf leaves its task that waits on that flag
+    pending, then waits 5 s for it before it cancels it: every stop of the operator took 5 s longer."""
+    if memo.get("stop") is not None:
+        memo.stop.set()
+
+
 def build_registry(webhooks: bool = True) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
@@ -177,6 +184,13 @@ def build_registry(webhooks: bool = True) -> kopf.OperatorRegistry:
 
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, logger, **_):
+        try:
+            await _start(settings, memo, logger)
+        except asyncio.CancelledError:  # a signal during start: see cleanup
+            _release_kopfs_stop_waiter(memo)
+            raise
+
+    async def _start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger) -> None:
         settings.posting.enabled = False  # we record our own events, with KubeDB's reasons
         settings.watching.server_timeout = 600
         settings.watching.client_timeout = 660
@@ -209,6 +223,7 @@ def build_registry(webhooks: bool = True) -> kopf.OperatorRegistry:
 
     @kopf.on.cleanup(registry=registry)
     async def cleanup(memo: kopf.Memo, **_):
+        _release_kopfs_stop_waiter(memo)
         if memo.get("probes"):
             memo.probes.ready = False
         for q in memo.controllers.queues():
@@ -252,7 +267,7 @@ async def run(kubeconfig: str | None = None, webhook_addr: str = "127.0.0.1", we
             asyncio.create_task(_set_when(lost, stop))
         memo = kopf.Memo(kubeconfig=kubeconfig, webhook_addr=webhook_addr, webhook_port=webhook_port,
                          webhook_host=webhook_host, webhook_cert_dir=webhook_cert_dir,
-                         webhook_service=webhook_service, probes=probes,
+                         webhook_service=webhook_service, probes=probes, stop=stop,
                          client_switch_grace_s=client_switch_grace_s,
                          druid_health_check=kubeconfig is None if druid_health_check is None else druid_health_check)
         await kopf.operator(registry=build_registry(webhooks=bool(webhook_port)), clusterwide=True, standalone=True,
