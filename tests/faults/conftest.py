@@ -17,8 +17,8 @@ FULL = os.environ.get("KUBEDRUID_FAULTS") == "full"
 
 @pytest.fixture(scope="session")
 def operator(plane, tmp_path_factory):
-    # The default client grace (the integration tier runs 1 s): a kill lands while ClientsFollowed waits, and the
-    # restarted operator must wait only what is left of it. With 1 s the step was over before the operator was back.
+    # The default client grace (the integration tier runs 1 s): a kill can land while ClientsFollowed waits, and the
+    # restarted operator must wait only what is left of it. With 1 s the step is mostly over before it is back.
     running = OperatorProcess(plane, tmp_path_factory.mktemp("operator") / "operator.log")
     running.start()
     yield running
