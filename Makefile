@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export GOTOOLCHAIN := local
 
-.PHONY: venv tools test test-unit test-integration test-faults test-druid test-node demo demo-down bench clean
+.PHONY: venv tools tools-node test test-unit test-integration test-faults test-druid test-node demo demo-down bench clean
 
 $(BIN)/kubedruid: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Python 3.11 is required)" >&2; exit 1; }
@@ -17,26 +17,36 @@ $(BIN)/kubedruid: pyproject.toml
 
 venv: $(BIN)/kubedruid
 
-# Builds kube-apiserver & co., etcd, kwok, cert-manager, helm and the real node's kubelet, kube-proxy, containerd
-# and CoreDNS once per pinned version (cached in ~/.cache/kubedruid).
-tools:
-	tools/build.sh k8s etcd kwok cert-manager helm containerd coredns >/dev/null
+# The real node's plane: kube-apiserver & co., kubelet and kube-proxy (k8s), etcd, cert-manager, containerd, CoreDNS.
+NODE_SETS := k8s etcd cert-manager containerd coredns
+# What the kwok planes add: kwok, and helm for the chart's tests.
+KWOK_SETS := kwok helm
 
-# Everything: unit, integration (real control plane) and the fault suite (its own plane; KUBEDRUID_FAULTS=full adds
-# a kill of the operator at every transition and more generated input); beside them the real-Druid tier (JVMs from
-# Maven Central, a plane of its own): the kwok tiers leave most of the CPU idle, waiting on the apiserver and on
-# timers, and it uses it (its output follows theirs). Then the real-node tier in a run of its own: its plane and
-# Druid pods never share the machine with another tier. Every run always runs; make fails if any failed.
-test: venv tools
-	@rc=0; druid_log=$$(mktemp); \
-	$(BIN)/python -m pytest -ra --durations=10 -m druid tests/druid >$$druid_log 2>&1 & druid=$$!; \
-	$(BIN)/python -m pytest -ra --durations=20 tests/unit tests/integration tests/faults || rc=$$?; \
-	wait $$druid || rc=$$?; cat $$druid_log; rm -f $$druid_log; \
-	$(BIN)/python -m pytest -ra --durations=20 tests/node || rc=$$?; \
+# Builds every set once per pinned version (cached in ~/.cache/kubedruid; tools/build.sh).
+tools:
+	tools/build.sh $(NODE_SETS) $(KWOK_SETS) >/dev/null
+
+tools-node:
+	tools/build.sh $(NODE_SETS) >/dev/null
+
+# Everything, in two chains side by side (decision 0022). The real-node tier (its own plane with one real node;
+# Druid pods restart one at a time in every op) is the longest and starts first. Beside it, at a lower CPU priority
+# so that the node's pods get the cores when both want them: kwok's and helm's builds (on a fresh machine), unit,
+# integration and the fault suite (kwok planes: mostly waiting on the apiserver and on timers), then the real-Druid
+# tier (JVMs from Maven Central, a plane of its own). The real-node tier's output follows theirs. Every run always
+# runs; make fails if any failed.
+test: venv tools-node
+	@rc=0; node_log=$$(mktemp); \
+	$(BIN)/python -m pytest -ra --durations=20 tests/node >$$node_log 2>&1 & node=$$!; \
+	nice -n 10 tools/build.sh $(KWOK_SETS) >/dev/null || rc=$$?; \
+	nice -n 10 $(BIN)/python -m pytest -ra --durations=20 tests/unit tests/integration tests/faults || rc=$$?; \
+	nice -n 10 $(BIN)/python -m pytest -ra --durations=10 -m druid tests/druid || rc=$$?; \
+	echo "== the real-node tier (tests/node), run beside the tiers above:"; \
+	wait $$node || rc=$$?; cat $$node_log; rm -f $$node_log; \
 	exit $$rc
 
 # The real-node tier alone: `kubedruid dev up --real-node`, the operator, KubeDB's guide Druid on real pods.
-test-node: venv tools
+test-node: venv tools-node
 	$(BIN)/python -m pytest -ra tests/node
 
 test-druid: venv tools

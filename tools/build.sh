@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the local control plane's binaries from the pinned Go modules under tools/<set>/ and caches them by
-# version outside the work tree: ~/.cache/kubedruid/bin/<set>-<hash of go.mod, go.sum, main sources, this script>/.
-# A set whose cache directory is complete is not rebuilt. Prints the cache directory of each set it was asked for.
+# version outside the work tree: ~/.cache/kubedruid/bin/<set>-<hash of go.mod, go.sum, main sources and the set's
+# recipe below>/. A set whose cache directory is complete is not rebuilt; an edit of one recipe rebuilds that set
+# only. Each set has its own lock: callers wait for a set being built, not for every set another caller asked for.
+# Prints the cache directory of each set it was asked for.
 #
 #   tools/build.sh [k8s] [etcd] [kwok] [cert-manager] [helm] [containerd] [coredns]    (no argument: all sets)
 set -euo pipefail
@@ -11,8 +13,13 @@ export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 
 mod_version() { (cd "$here/$1" && go list -m -f '{{.Version}}' "$2"); }
 
+recipe() {  # a set's branch of the case below, and the environment every build gets
+  grep '^export ' "$here/build.sh"
+  awk -v start="    $1)" 'index($0, start) == 1 {on = 1} on {print} on && /;;[[:space:]]*(#.*)?$/ {exit}' "$here/build.sh"
+}
+
 key() {  # what a set's binaries depend on
-  (cd "$here/$1" && cat go.mod go.sum $(ls *.go 2>/dev/null) "$here/build.sh") | sha256sum | cut -c1-16
+  { (cd "$here/$1" && cat go.mod go.sum $(ls *.go 2>/dev/null)); recipe "$1"; } | sha256sum | cut -c1-16
 }
 
 build_set() {
@@ -51,7 +58,7 @@ build_set() {
         -o "$out.tmp/" github.com/containerd/containerd/v2/cmd/containerd \
         github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2 github.com/containerd/containerd/v2/cmd/ctr ;;
     coredns)  # the real node's cluster DNS
-      go build -C "$here/coredns" -trimpath -ldflags "-s -w" -o "$out.tmp/coredns" github.com/coredns/coredns ;;
+      go build -C "$here/coredns" -trimpath -ldflags "-s -w" -o "$out.tmp/coredns" . ;;
     *) echo "unknown set: $set" >&2; exit 2 ;;
   esac
   echo "$((SECONDS - start))" > "$out.tmp/.build-seconds"
@@ -64,6 +71,7 @@ build_set() {
 
 sets=("$@"); [ ${#sets[@]} -gt 0 ] || sets=(k8s etcd kwok cert-manager helm containerd coredns)
 mkdir -p "$cache"
-exec 9>"$cache/.lock"
-flock 9  # concurrent callers (tests, demo) wait for one build instead of racing it
-for s in "${sets[@]}"; do build_set "$s"; done
+for s in "${sets[@]}"; do
+  # concurrent callers (tests, demo, make test's two chains) wait for a set's one build instead of racing it
+  ( exec 9>"$cache/.lock-$s"; flock 9; build_set "$s" )
+done

@@ -46,7 +46,7 @@ def node_plane(tmp_path_factory) -> Plane:
     # A new plane that fails to come up is taken down by `up` itself: a half-started node holds host networking.
     layout = plane_mod.up(state_dir.resolve(), extra_setup=install_kubedruid, real_node=True,
                           druid_versions=[NODE_DRUID_VERSION])
-    yield Plane(layout.state_dir, layout.kubeconfig, plane_binaries().kubectl())
+    yield Plane(layout.state_dir, layout.kubeconfig, plane_binaries(real_node=True).kubectl())
     if not reuse:
         plane_mod.down(layout.state_dir)
 

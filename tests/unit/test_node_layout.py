@@ -8,7 +8,8 @@ import tomllib
 from pathlib import Path
 
 from kubedruid.devcluster import node_layout as nl
-from kubedruid.devcluster.layout import POD_CIDR, REAL_NODE_PLANE_COMPONENTS, SERVICE_CIDR, PlaneLayout, Ports, command
+from kubedruid.devcluster.layout import POD_CIDR, REAL_NODE_PLANE_COMPONENTS, REAL_NODE_SERVICE_CIDR, SERVICE_CIDR
+from kubedruid.devcluster.layout import PlaneLayout, Ports, command
 from kubedruid.devcluster.layout import Binaries
 
 NODE = nl.NodeLayout(Path("/state"), nl.NodePorts(10250, 10248, 10256, 10249, 8080, 8081))
@@ -22,6 +23,22 @@ def test_pod_range_is_its_own_and_holds_the_bridge_address():
     assert ipaddress.ip_address(nl.BRIDGE_IP) in pods
     assert not pods.overlaps(ipaddress.ip_network(POD_CIDR))  # kwok's fake pod addresses
     assert not pods.overlaps(ipaddress.ip_network(SERVICE_CIDR))
+    assert not pods.overlaps(ipaddress.ip_network(REAL_NODE_SERVICE_CIDR))
+
+
+def test_a_real_node_planes_services_have_a_range_apart_from_kwok_planes():
+    """make test runs a kwok plane beside the real node's: the node routes its Service range to its bridge and
+    kube-proxy rewrites it, so a kwok plane's ClusterIPs must fall outside it."""
+    node_range, kwok_range = ipaddress.ip_network(PLANE.service_cidr), ipaddress.ip_network(SERVICE_CIDR)
+    assert not node_range.overlaps(kwok_range)
+    kwok_plane = PlaneLayout(Path("/state"), PLANE.ports)
+    assert kwok_plane.service_cidr == SERVICE_CIDR and kwok_plane.first_service_ip == "10.96.0.1"
+    assert PLANE.first_service_ip == "10.97.0.1"
+    for component in ("kube-apiserver", "kube-controller-manager"):
+        assert f"--service-cluster-ip-range={PLANE.service_cidr}" in command(component, PLANE, PLANE_BINS)
+        assert f"--service-cluster-ip-range={SERVICE_CIDR}" in command(component, kwok_plane, PLANE_BINS)
+    assert [PLANE.service_cidr, "dev", nl.BRIDGE] in nl.routes()
+    assert ipaddress.ip_address(nl.LAST_SERVICE_IP) in node_range
 
 
 def test_containerd_config_restricts_oom_score_and_uses_cgroupfs_runc_and_our_cni():
@@ -80,7 +97,7 @@ def test_isolation_rules_reject_everything_routed_off_the_bridge_and_routes_keep
     rules = [" ".join(r) for r in nl.isolation_rules()]
     assert f"-i {nl.BRIDGE} ! -o {nl.BRIDGE} -j REJECT" in rules
     assert f"! -i {nl.BRIDGE} -o {nl.BRIDGE} -j DROP" in rules
-    assert [SERVICE_CIDR, "dev", nl.BRIDGE] in nl.routes()
+    assert [REAL_NODE_SERVICE_CIDR, "dev", nl.BRIDGE] in nl.routes()
     assert ["unreachable", POD_CIDR] in nl.routes()
 
 

@@ -48,9 +48,10 @@ def dev_up(
     except (plane.ComponentError, RuntimeError) as e:
         typer.echo(f"error: {e}", err=True)  # plain text: paths in the message must not be wrapped
         raise typer.Exit(1)
-    from kubedruid.devcluster.binaries import build, plane_binaries
+    from kubedruid.devcluster.binaries import build
 
-    for line in plane.exports(layout, plane_binaries().k8s, build("helm")):
+    k8s, helm = build("k8s", "helm")
+    for line in plane.exports(layout, k8s, [helm]):
         print(line)
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-SERVICE_CIDR = "10.96.0.0/16"
-FIRST_SERVICE_IP = "10.96.0.1"
+SERVICE_CIDR = "10.96.0.0/16"  # a kwok plane's Services: nothing routes them (kwok runs no kube-proxy)
+# A real-node plane's Services, routed to its bridge: a range of their own, so that kwok planes running beside it on
+# the same machine (make test) never reach the node's kube-proxy rules with their ClusterIPs.
+REAL_NODE_SERVICE_CIDR = "10.97.0.0/16"
 POD_CIDR = "10.244.0.0/16"
 CERT_MANAGER_NAMESPACE = "cert-manager"
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
@@ -41,7 +44,7 @@ class Ports:
 class Binaries:
     k8s: Path  # kube-apiserver, kube-controller-manager, kube-scheduler, kubectl
     etcd: Path
-    kwok: Path
+    kwok: Path | None  # None for a plane with a real node
     cert_manager: Path
 
     def kubectl(self) -> Path:
@@ -58,6 +61,15 @@ class PlaneLayout:
     @property
     def components(self) -> tuple[str, ...]:
         return REAL_NODE_PLANE_COMPONENTS if self.real_node else COMPONENTS
+
+    @property
+    def service_cidr(self) -> str:
+        return REAL_NODE_SERVICE_CIDR if self.real_node else SERVICE_CIDR
+
+    @property
+    def first_service_ip(self) -> str:
+        """The `kubernetes` Service's ClusterIP, which the apiserver's certificate names."""
+        return str(ipaddress.ip_network(self.service_cidr)[1])
 
     @property
     def pki(self) -> Path:
@@ -118,7 +130,7 @@ def command(component: str, layout: PlaneLayout, bins: Binaries) -> list[str]:
             "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", f"--secure-port={p.apiserver}",
             f"--cert-dir={pki}", f"--tls-cert-file={pki / 'apiserver.crt'}",
             f"--tls-private-key-file={pki / 'apiserver.key'}", f"--client-ca-file={pki / 'ca.crt'}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            f"--service-cluster-ip-range={layout.service_cidr}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={pki / 'sa.pub'}",
             f"--service-account-signing-key-file={pki / 'sa.key'}",
@@ -134,7 +146,7 @@ def command(component: str, layout: PlaneLayout, bins: Binaries) -> list[str]:
             f"--authorization-kubeconfig={kc}", "--leader-elect=false", "--bind-address=127.0.0.1",
             f"--secure-port={p.controller_manager}", f"--cert-dir={layout.state_dir / 'kcm-certs'}",
             f"--service-account-private-key-file={pki / 'sa.key'}", f"--root-ca-file={pki / 'ca.crt'}",
-            "--use-service-account-credentials=true", f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--use-service-account-credentials=true", f"--service-cluster-ip-range={layout.service_cidr}",
             "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-route",
             "--concurrent-gc-syncs=20", "--kube-api-qps=100", "--kube-api-burst=200",
         ]

@@ -152,7 +152,7 @@ def keep_isolation_first() -> None:
 def isolation_checks(layout: nl.NodeLayout) -> list[Check]:
     """Traffic to pod and Service addresses stays on this machine: checked before any pod starts, and by status."""
     checks = []
-    for what, address in (("pod range", nl.BRIDGE_IP.rsplit(".", 1)[0] + ".200"), ("Service range", "10.96.255.254")):
+    for what, address in (("pod range", nl.BRIDGE_IP.rsplit(".", 1)[0] + ".200"), ("Service range", nl.LAST_SERVICE_IP)):
         out = _run(["ip", "route", "get", address], check=False).stdout
         checks.append(Check(f"{what} routed to {nl.BRIDGE}", f"dev {nl.BRIDGE}" in out, out.strip()))
     first = _iptables("-S", "FORWARD", check=False).stdout.splitlines()

@@ -30,7 +30,6 @@ from . import kwok_stages
 from .layout import (
     CERT_MANAGER_NAMESPACE,
     COMPONENTS,
-    FIRST_SERVICE_IP,
     KWOK_NODE_ANNOTATION,
     KWOK_NODE_COUNT,
     Binaries,
@@ -134,7 +133,7 @@ def _write_private(path: Path, data: bytes) -> None:
 def ensure_pki(layout: PlaneLayout) -> None:
     d = layout.pki
     if not (d / "ca.crt").exists():
-        made = pki.make_plane_pki(FIRST_SERVICE_IP)
+        made = pki.make_plane_pki(layout.first_service_ip)
         for name, pair in (("ca", made.ca), ("apiserver", made.apiserver), ("admin", made.admin)):
             (d / f"{name}.crt").parent.mkdir(parents=True, exist_ok=True)
             (d / f"{name}.crt").write_bytes(pair.cert_pem)
@@ -279,7 +278,7 @@ def _up(state_dir: Path, pod_ready_delay_ms: int | None, extra_setup, real_node:
         druid_versions: list[str] | None) -> PlaneLayout:
     started = time.monotonic()
     layout = load_or_create_layout(state_dir, pod_ready_delay_ms, real_node)
-    bins = binaries_mod.plane_binaries()
+    bins = binaries_mod.plane_binaries(layout.real_node)
     kwok_dir = binaries_mod.module_dir("kwok", "sigs.k8s.io/kwok")
     cm_dir = binaries_mod.module_dir("cert-manager", "github.com/cert-manager/cert-manager")
     ensure_pki(layout)
