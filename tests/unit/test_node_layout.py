@@ -140,3 +140,12 @@ def test_a_claim_gets_a_local_volume_bound_to_it_on_the_node():
     claim.spec.storageClassName = "other"
     assert not volumes.ours(claim)  # another class's claims are someone else's
     assert nl.STORAGE_CLASS["provisioner"] == nl.VOLUME_PROVISIONER
+
+
+def test_the_volume_provisioners_command_line_names_the_interpreter_one_way():
+    """pytest runs .venv/bin/python, the kubedruid script .venv/bin/python3.11: one plane, one command line, so a
+    second `dev up` does not restart the provisioner."""
+    import sys
+
+    argv = nl.command("volumes", NODE, BINS)
+    assert argv[0] == str(Path(sys.prefix) / "bin" / "python3") and Path(argv[0]).exists()

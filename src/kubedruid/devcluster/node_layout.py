@@ -287,6 +287,13 @@ def resolv_conf() -> str:
     return f"nameserver {CLUSTER_DNS_IP}\n"
 
 
+def python() -> str:
+    """This environment's interpreter under one name: `.venv/bin/python` (pytest) and `.venv/bin/python3.11` (the
+    kubedruid script) are the same, and a different name in the command line made `dev up` restart the component."""
+    named = Path(sys.prefix) / "bin" / "python3"
+    return str(named) if named.exists() else sys.executable
+
+
 def command(component: str, layout: NodeLayout, bins: NodeBinaries) -> list[str]:
     if component == "containerd":
         return [str(bins.containerd / "containerd"), f"--config={layout.containerd_config}"]
@@ -299,7 +306,7 @@ def command(component: str, layout: NodeLayout, bins: NodeBinaries) -> list[str]
     if component == "coredns":
         return [str(bins.coredns / "coredns"), "-conf", str(layout.corefile)]
     if component == "volumes":
-        return [sys.executable, "-m", "kubedruid.devcluster.volumes", str(layout.kubeconfig("volumes")),
+        return [python(), "-m", "kubedruid.devcluster.volumes", str(layout.kubeconfig("volumes")),
                 str(layout.volumes_dir), str(layout.ports.volumes_health)]
     raise ValueError(f"unknown node component {component!r}")
 
