@@ -8,11 +8,12 @@ import json
 import threading
 import time
 
+import httpx
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 from cryptography.x509.verification import PolicyBuilder, Store
-from lightkube import codecs
+from lightkube import ApiError, codecs
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.core_v1 import Event, Pod, Secret, Service
 from lightkube.types import PatchType
@@ -170,15 +171,25 @@ class PodWatch:
                    and any(c.type == "Ready" and c.status == "True" for c in (p.status.conditions or [])))
 
     def _watch(self, client, ns, db):
-        for _, pod in client.watch(Pod, namespace=ns, labels={"app.kubernetes.io/instance": db}):
-            ready = any(c.type == "Ready" and c.status == "True" for c in (pod.status and pod.status.conditions) or [])
-            if "kubedb.com/role" in pod.metadata.labels and ready:
-                uids = self.seen.setdefault(pod.metadata.name, set())
-                if pod.metadata.uid not in uids and pod.metadata.uid not in self._initial:
-                    self.replaced.append(pod.metadata.name)
-                uids.add(pod.metadata.uid)
-            if self._stop.is_set():
-                return
+        """Watches again when the stream breaks (seen once: httpx.RemoteProtocolError in a fault run, which ended
+        the thread, so the test counted nothing after it). A new watch first lists every pod: what the old one
+        had seen changes nothing, a pod that turned Ready in between is counted."""
+        while not self._stop.is_set():
+            try:
+                for _, pod in client.watch(Pod, namespace=ns, labels={"app.kubernetes.io/instance": db}):
+                    self._saw(pod)
+                    if self._stop.is_set():
+                        return
+            except (httpx.HTTPError, ApiError):
+                time.sleep(0.2)
+
+    def _saw(self, pod):
+        ready = any(c.type == "Ready" and c.status == "True" for c in (pod.status and pod.status.conditions) or [])
+        if "kubedb.com/role" in pod.metadata.labels and ready:
+            uids = self.seen.setdefault(pod.metadata.name, set())
+            if pod.metadata.uid not in uids and pod.metadata.uid not in self._initial:
+                self.replaced.append(pod.metadata.name)
+            uids.add(pod.metadata.uid)
 
     def __exit__(self, *exc):
         if exc[0] is None:
