@@ -8,7 +8,7 @@ import json
 import threading
 import time
 
-import httpx
+import httpx2
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -171,7 +171,7 @@ class PodWatch:
                    and any(c.type == "Ready" and c.status == "True" for c in (p.status.conditions or [])))
 
     def _watch(self, client, ns, db):
-        """Watches again when the stream breaks (seen once: httpx.RemoteProtocolError in a fault run, which ended
+        """Watches again when the stream breaks (seen once: httpx2.RemoteProtocolError in a fault run, which ended
         the thread, so the test counted nothing after it). A new watch first lists every pod: what the old one
         had seen changes nothing, a pod that turned Ready in between is counted."""
         while not self._stop.is_set():
@@ -180,7 +180,7 @@ class PodWatch:
                     self._saw(pod)
                     if self._stop.is_set():
                         return
-            except (httpx.HTTPError, ApiError):
+            except (httpx2.HTTPError, ApiError):
                 time.sleep(0.2)
 
     def _saw(self, pod):
