@@ -141,7 +141,10 @@ def test_a_secret_value_that_is_not_text_blocks_with_its_key_named_and_recovers(
 
     c = wait_for(blocked, what="InputValid False, DeepStorageSecretInvalid")
     assert "'druid.s3.secretKey'" in c["message"] and "not UTF-8" in c["message"] and "minio" not in c["message"]
-    assert [e.type for e in _events(kube, namespace, "binary", "DeepStorageSecretInvalid")] == ["Warning"]
+    # The event follows the condition (a write of its own): wait for it rather than race it.
+    events = wait_for(lambda: _events(kube, namespace, "binary", "DeepStorageSecretInvalid"),
+                      what="the DeepStorageSecretInvalid event")
+    assert [e.type for e in events] == ["Warning"]
     kube.patch(Secret, "deep-storage-config", {"stringData": {"druid.s3.secretKey": "minio123"}}, namespace=namespace,
                patch_type=PatchType.MERGE)
     _wait_ready(kube, "binary", namespace, operator, timeout=120)

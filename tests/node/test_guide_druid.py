@@ -422,7 +422,7 @@ def test_the_health_checker_reports_routers_that_stop_answering(story):
     checker = {"periodSeconds": 2, "timeoutSeconds": 1, "failureThreshold": 2}
     story.plane.kubectl("-n", NS, "patch", "druid", DB, "--type=merge",
                         "-p", json.dumps({"spec": {"healthChecker": checker}}))
-    routers = _druid_jvms("router")
+    routers = _druid_jvms(story, "routers", "router")
     assert len(routers) == QUERY_NODES_REPLICAS, routers
 
     def not_answering():
@@ -450,13 +450,17 @@ def test_the_health_checker_reports_routers_that_stop_answering(story):
     assert _rows_counted(story.view.sql(COUNT_SQL, None))
 
 
-def _druid_jvms(service: str) -> list[int]:
-    """Host PIDs of the Druid JVMs of one node type (`org.apache.druid.cli.Main server <service>`, druid.sh)."""
+def _druid_jvms(story, node_type: str, service: str) -> list[int]:
+    """Host PIDs of the Druid JVMs (`org.apache.druid.cli.Main server <service>`, druid.sh) in this Druid's pods of
+    one node type. A process counts only inside one of those pods' cgroups: make test runs the real-Druid tier beside
+    this one, whose JVMs on the host have the same command line."""
     tail = f"org.apache.druid.cli.Main\0server\0{service}".encode()
+    pods = {f"pod{p.uid}" for p in story.view.pods() if p.node_type == node_type}
     pids = []
     for proc in Path("/proc").iterdir():
         try:
-            if proc.name.isdigit() and (proc / "cmdline").read_bytes().rstrip(b"\0").endswith(tail):
+            if proc.name.isdigit() and (proc / "cmdline").read_bytes().rstrip(b"\0").endswith(tail) and \
+                    pods & set((proc / "cgroup").read_text().replace("/", " ").split()):
                 pids.append(int(proc.name))
         except OSError:
             continue  # gone meanwhile
