@@ -30,6 +30,12 @@ def _events(kube, namespace, name, reason):
             if e.involvedObject.name == name and e.reason == reason]
 
 
+def _reported(kube, namespace, name, reason):
+    """The events of `reason` once there is one: the operator records an event after the status it reports, a write
+    of its own, so a read right after seeing the status can come before it."""
+    return wait_for(lambda: _events(kube, namespace, name, reason), what=f"the {reason} event")
+
+
 def _gone(kube, res, name, namespace):
     try:
         kube.get(res, name, namespace=namespace)
@@ -93,7 +99,7 @@ def test_a_pause_held_by_an_op_that_no_longer_exists_is_lifted(kube, namespace, 
                patch_type=PatchType.MERGE)
     wait_for(lambda: condition(kube.get(DruidRes, "orphan", namespace=namespace), "Paused") is None,
              what="the stale pause lifted")
-    assert _events(kube, namespace, "orphan", "Resumed")
+    assert _reported(kube, namespace, "orphan", "Resumed")
 
 
 def test_missing_inputs_block_with_a_reason_and_recover_when_fixed(kube, namespace, operator):
@@ -118,7 +124,7 @@ def test_missing_inputs_block_with_a_reason_and_recover_when_fixed(kube, namespa
     deep_storage_secret(kube, namespace)
     c = wait_for(lambda: blocked("IssuerNotFound"), what="IssuerNotFound after the Secret appeared")
     assert f"Issuer {namespace}/later-issuer" in c["message"]
-    assert [e.type for e in _events(kube, namespace, "waiting", "IssuerNotFound")] == ["Warning"]
+    assert [e.type for e in _reported(kube, namespace, "waiting", "IssuerNotFound")] == ["Warning"]
 
     ca_issuer(kube, namespace, "later-issuer", "later-ca")
     _wait_ready(kube, "waiting", namespace, operator, timeout=120)
@@ -141,10 +147,7 @@ def test_a_secret_value_that_is_not_text_blocks_with_its_key_named_and_recovers(
 
     c = wait_for(blocked, what="InputValid False, DeepStorageSecretInvalid")
     assert "'druid.s3.secretKey'" in c["message"] and "not UTF-8" in c["message"] and "minio" not in c["message"]
-    # The event follows the condition (a write of its own): wait for it rather than race it.
-    events = wait_for(lambda: _events(kube, namespace, "binary", "DeepStorageSecretInvalid"),
-                      what="the DeepStorageSecretInvalid event")
-    assert [e.type for e in events] == ["Warning"]
+    assert [e.type for e in _reported(kube, namespace, "binary", "DeepStorageSecretInvalid")] == ["Warning"]
     kube.patch(Secret, "deep-storage-config", {"stringData": {"druid.s3.secretKey": "minio123"}}, namespace=namespace,
                patch_type=PatchType.MERGE)
     _wait_ready(kube, "binary", namespace, operator, timeout=120)
@@ -225,7 +228,7 @@ def test_halted_stops_the_druid_keeps_its_data_and_refuses_ops_until_unhalted(ku
              what="the Druid's PetSets, Services and pods to go")
     assert {c.metadata.uid for c in kube.list(PersistentVolumeClaim, namespace=namespace, labels=selector)} == claims
     assert kube.get(Secret, "sleepy-auth", namespace=namespace)
-    assert [e.type for e in _events(kube, namespace, "sleepy", "Halted")] == ["Normal"]
+    assert [e.type for e in _reported(kube, namespace, "sleepy", "Halted")] == ["Normal"]
 
     kube.create(codecs.from_dict({"apiVersion": "ops.kubedb.com/v1alpha1", "kind": "DruidOpsRequest",
                                   "metadata": {"name": "wake", "namespace": namespace},
@@ -315,7 +318,7 @@ def test_a_druidversion_removed_from_the_catalog_is_reported_and_recovers(kube, 
 
     c = wait_for(reported, what="VersionNotFound")
     assert f"DruidVersion '36.0.0-{namespace}' does not exist" in c["message"]
-    assert [e.type for e in _events(kube, namespace, "cataloged", "VersionNotFound")] == ["Warning"]
+    assert [e.type for e in _reported(kube, namespace, "cataloged", "VersionNotFound")] == ["Warning"]
 
     kube.create(codecs.from_dict(catalog_entry))
     wait_for(lambda: condition(kube.get(DruidRes, "cataloged", namespace=namespace), "InputValid") is None,
