@@ -32,7 +32,8 @@ tools-node:
 # Everything, in two chains side by side (decision 0022). The real-node tier (its own plane with one real node;
 # Druid pods restart one at a time in every op) is the longest and starts first. Beside it, at a lower CPU priority
 # so that the node's pods get the cores when both want them: kwok's and helm's builds (on a fresh machine), unit,
-# integration and the fault suite (kwok planes: mostly waiting on the apiserver and on timers), then the real-Druid
+# integration and the fault suite (kwok planes: mostly waiting on the apiserver and on timers; KUBEDRUID_FAULTS=full
+# adds a kill of the operator at every transition and more generated input), then the real-Druid
 # tier (JVMs from Maven Central, a plane of its own). The real-node tier's output follows theirs. Every run always
 # runs; make fails if any failed.
 test: venv tools-node
