@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from .layout import POD_CIDR as KWOK_POD_CIDR
-from .layout import REAL_NODE_SERVICE_CIDR as SERVICE_CIDR
+from .layout import REAL_NODE_SERVICE_CIDR
 
 NODE_NAME = "kubedruid-node"
 BRIDGE = "kubedruid0"
@@ -23,7 +23,7 @@ NODE_POD_CIDR = "10.245.0.0/24"  # outside kwok's fake pod range, so the two nev
 BRIDGE_IP = "10.245.0.1"  # node IP, kubelet address, cluster DNS: it exists before the first pod
 BRIDGE_PREFIX = 24
 CLUSTER_DNS_IP = BRIDGE_IP
-LAST_SERVICE_IP = str(ipaddress.ip_network(SERVICE_CIDR)[-2])  # `dev status` asks the host's route to it
+LAST_SERVICE_IP = str(ipaddress.ip_network(REAL_NODE_SERVICE_CIDR)[-2])  # `dev status` asks the host's route to it
 CLUSTER_DOMAIN = "cluster.local"
 # Our filter chain, jumped to first from FORWARD: nothing routed from the bridge leaves it, nothing from elsewhere
 # is forwarded into it. Pod ↔ pod and pod ↔ ClusterIP stay on the bridge; host ↔ pod is INPUT/OUTPUT, not FORWARD.
@@ -338,7 +338,7 @@ KUBE_PROXY_NFT_TABLES = (("ip", "kube-proxy"), ("ip6", "kube-proxy"))
 def routes() -> list[list[str]]:
     """Host routes (arguments after `ip route replace`): Service addresses go to the bridge, never to the default
     route; kwok's fake pod addresses fail at once instead of leaving the machine."""
-    return [[SERVICE_CIDR, "dev", BRIDGE], ["unreachable", KWOK_POD_CIDR]]
+    return [[REAL_NODE_SERVICE_CIDR, "dev", BRIDGE], ["unreachable", KWOK_POD_CIDR]]
 
 
 def yaml_dump(doc: dict) -> str:
