@@ -307,6 +307,46 @@ def test_reconfigure_tls_guide_add_rotate_update_issuer_remove(plane, kube, name
              what="the CA bundle deleted once no pod mounts it")
 
 
+def test_the_last_add_roll_closes_plaintext_on_each_client_service_only_as_it_reaches_its_node_type(
+        kube, namespace, operator):
+    """PlaintextClosed restarts the historicals and middleManagers (no client Service) while every client Service
+    still offers plaintext, so the clients' grace runs beside their restarts; the brokers' Service drops plaintext
+    once clients had it (ClientsFollowed) and just before a broker restarts, while the routers' still offers it."""
+    ns, db = namespace, "overlap"
+    ca_issuer(kube, ns, "druid-ca-issuer", "ca")
+    deep_storage_secret(kube, ns)
+    manifest = druid_manifest(db, ns, topology={"routers": {"replicas": 1}})
+    for role in ("historicals", "brokers"):  # long enough a restart to look at the Services meanwhile
+        manifest["spec"]["topology"].setdefault(role, {})["podTemplate"] = {
+            "metadata": {"annotations": {"kubedruid.dev/kwok-ready-delay": "3s"}}}
+    kube.create(codecs.from_dict(manifest))
+    _wait_ready(kube, db, ns, operator)
+
+    def ports(service):
+        return [p.port for p in kube.get(Service, f"{db}-{service}", namespace=ns).spec.ports]
+
+    def restarting(pod):  # in the last roll: its eviction recorded, its replacement not yet back
+        o = kube.get(Ops, "add-tls", namespace=ns)
+        evicted, back = condition(o, f"EvictPod--{db}-{pod}"), condition(o, f"CheckPodRunning--{db}-{pod}")
+        return condition(o, "ServicesSwitchedToTLS") and evicted and evicted["status"] == "True" and \
+            back and back["status"] == "False"
+
+    _ops(kube, "add-tls", ns, db, type="ReconfigureTLS",
+         tls={"issuerRef": {"name": "druid-ca-issuer", "kind": "Issuer"}})
+    wait_for(lambda: restarting("historicals-0"), timeout=180, interval=0.05, what="the last roll's historical")
+    during_historical = {svc: ports(svc) for svc in ("brokers", "routers")}
+    wait_for(lambda: restarting("brokers-0"), timeout=60, interval=0.05, what="the last roll's broker")
+    during_broker = {svc: ports(svc) for svc in ("brokers", "routers")}
+    followed = condition(kube.get(Ops, "add-tls", namespace=ns), "ClientsFollowed")
+    ops = _wait_phase(kube, "add-tls", ns, "Successful", operator)
+
+    assert during_historical == {"brokers": [8282, 8082], "routers": [9088, 8888]}, "TLS first, plaintext still"
+    assert during_broker == {"brokers": [8282], "routers": [9088, 8888]}
+    assert followed and followed["status"] == "True", "the grace was over before the first client Service closed"
+    assert {svc: ports(svc) for svc in ("brokers", "routers")} == {"brokers": [8282], "routers": [9088]}
+    assert condition(ops, "ClientsFollowed")["message"] == "clients had 1s to follow the Services"
+
+
 def _phase_of(kube, db, ns):
     return (kube.get(DruidRes, db, namespace=ns).get("status") or {}).get("phase")
 

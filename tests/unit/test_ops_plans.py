@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from kubedruid.api.durations import GO_DURATION, parse_duration
 from kubedruid.controllers.ops import plan as plans
 from kubedruid.controllers.ops.optypes import OP_TYPES, classify
+from kubedruid.druid.nodes import RESTART_ORDER
 from kubedruid.druid.tls import TLSMode
 
 ISSUER = {"name": "ca", "kind": "Issuer", "apiGroup": "cert-manager.io"}
@@ -90,8 +91,14 @@ def test_every_moment_of_every_roll_keeps_all_calls_working(kind, start):
                     assert caller.client_trust or not callee.tls_port, (phase.name, caller, callee)
             during = before.service_schemes_during_roll_to(after)
             assert during and during[0] == services[0], (phase.name, "the port clients use stays first")
-            for pods in (before, after):  # what the Services offer during the roll
-                assert all(served(pods, tls) for tls in during), (phase.name, pods, during)
+            for reached in (None, *RESTART_ORDER):  # what each Service offers as the roll goes on
+                offered = plans.service_schemes_during_roll(before, after, reached)
+                passed = RESTART_ORDER[:RESTART_ORDER.index(reached) + 1] if reached else ()
+                for node in RESTART_ORDER:
+                    assert offered[node.key][0] == services[0], (phase.name, node.key, "the first port stays")
+                    # pods of a node type the roll reached run either mode; the others still run the previous one
+                    for pods in ((before, after) if node in passed else (before,)):
+                        assert all(served(pods, tls) for tls in offered[node.key]), (phase.name, node.key, pods)
         moved = after.service_schemes
         assert services[0] in moved, (phase.name, "the port clients use left the Service")
         assert all(served(after, tls) for tls in moved), (phase.name, moved)
@@ -101,21 +108,45 @@ def test_every_moment_of_every_roll_keeps_all_calls_working(kind, start):
 
 @pytest.mark.parametrize("kind, start", [("AddTLS", TLSMode.OFF), ("RemoveTLS", TLSMode.TLS_ONLY)])
 def test_a_port_leaves_a_service_only_after_clients_had_time_to_follow(kind, start):
-    """Clients follow a Service's first port, but not in the instant it moves: a phase whose Services offer fewer
-    ports than the previous phase left them must come after a phase that ends giving clients time (ClientsFollowed),
-    which itself moved the first port away from the one that goes."""
-    services, previous = start.service_schemes, None
-    for phase in OP_TYPES[kind].plan.phases:
+    """Clients follow a Service's first port, but not in the instant it moves. A port leaves the Services only in a
+    roll that RestartNodes gates on ClientsFollowed (closes_service_ports), right after the phase that moved the
+    first port away from it; before the roll reaches a node type, that node type's Service still offers it."""
+    plan = OP_TYPES[kind].plan
+    services, previous, gated = start.service_schemes, None, []
+    for phase in plan.phases:
         if phase.mode is None:
             continue
-        before = OP_TYPES[kind].plan.mode_before(phase)
+        before = plan.mode_before(phase)
         offered = before.service_schemes_during_roll_to(phase.mode) if phase.rolls else phase.mode.service_schemes
         dropped = set(services) - set(offered)
+        assert plan.closes_service_ports(phase) == bool(dropped), (kind, phase.name)
         if dropped:
-            assert previous is not None and previous.steps[-1] == plans.CLIENTS_FOLLOW, (kind, phase.name)
-            assert previous.mode.service_schemes[0] not in dropped, (kind, phase.name)
+            gated.append(phase.name)
+            assert phase.rolls and plan.previous(phase) is previous and previous.name, (kind, phase.name)
+            assert not previous.rolls and previous.mode.service_schemes[0] not in dropped, (kind, phase.name)
+            untouched = plans.service_schemes_during_roll(before, phase.mode, None)
+            assert all(schemes == services for schemes in untouched.values()), "nothing closes before the roll"
         services, previous = phase.mode.service_schemes, phase
-    assert any(plans.CLIENTS_FOLLOW in p.steps for p in OP_TYPES[kind].plan.phases), "the test saw a port leave"
+    assert gated == {"AddTLS": ["PlaintextClosed"], "RemoveTLS": ["TLSPortClosed"]}[kind]
+
+
+def test_a_pods_node_type_comes_from_its_name_whatever_dashes_the_druid_has():
+    assert plans.node_type_of("my-druid-2-middlemanagers-10").key == "middleManagers"
+    assert plans.node_type_of("d-historicals-0").key == "historicals"
+    assert [plans.node_type_of(p) for p in plans.restart_pods("a-b", {n.key: 1 for n in RESTART_ORDER})] == \
+        list(RESTART_ORDER)
+
+
+def test_a_closing_roll_drops_the_port_one_node_type_at_a_time_in_restart_order():
+    """PlaintextClosed: the historicals and middleManagers (no client Service) restart while the client Services
+    still offer plaintext; each client Service drops it as the roll reaches its node type."""
+    offered = {reached.key if reached else None: plans.service_schemes_during_roll(
+        TLSMode.TLS_SERVICES, TLSMode.TLS_ONLY, reached) for reached in (None, *RESTART_ORDER)}
+    assert offered[None]["brokers"] == offered["middleManagers"]["brokers"] == (True, False)
+    assert offered["brokers"]["brokers"] == (True,) and offered["brokers"]["routers"] == (True, False)
+    assert all(schemes == (True,) for schemes in offered["coordinators"].values())
+    assert [n.key for n in RESTART_ORDER if n.has_primary_service][0] == "brokers", \
+        "the grace overlaps the restarts of the node types before the first client Service"
 
 
 def test_a_change_of_ca_keeps_every_caller_trusting_every_callee():

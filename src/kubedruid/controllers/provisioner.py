@@ -15,6 +15,7 @@ import asyncio
 import base64
 import logging
 import secrets as random_secrets
+from collections.abc import Mapping
 
 from lightkube.core.exceptions import ApiError
 from pydantic import ValidationError
@@ -240,10 +241,10 @@ class Provisioner:
         return certificates
 
     async def apply(self, db: Druid, inputs: cluster.Inputs,
-                    service_schemes: tuple[bool, ...] | None = None) -> list[dict]:
-        """The configuration Secret, the Services (offering `service_schemes` when given: what an op's roll offers
-        while pods move between modes) and the PetSets, written concurrently; returns the PetSets. Writes nothing
-        when a node's memory cannot hold the JVM Druid needs (Blocked, with the minimum)."""
+                    service_schemes: Mapping[str, tuple[bool, ...]] | None = None) -> list[dict]:
+        """The configuration Secret, the Services (offering `service_schemes` by node type when given: what an op's
+        roll offers while pods move between modes) and the PetSets, written concurrently; returns the PetSets.
+        Writes nothing when a node's memory cannot hold the JVM Druid needs (Blocked, with the minimum)."""
         try:
             petsets = [cluster.petset(db, n, inputs) for n in cluster.nodes(db)]
         except jvm.JvmSizingError as e:
@@ -285,9 +286,10 @@ class Provisioner:
                           "install Prometheus Operator, or use the agent prometheus.io/builtin",
                           recheck_s=SERVICE_MONITOR_RECHECK_S) from None
 
-    async def apply_services(self, db: Druid, inputs: cluster.Inputs) -> bool:
-        """The Services of the Druid's mode; True if any was written."""
-        return any(await asyncio.gather(*(self.kube.ensure(s) for s in cluster.services(db, inputs))))
+    async def apply_services(self, db: Druid, inputs: cluster.Inputs,
+                             schemes: Mapping[str, tuple[bool, ...]] | None = None) -> bool:
+        """The Services of the Druid's mode (or offering `schemes` by node type); True if any was written."""
+        return any(await asyncio.gather(*(self.kube.ensure(s) for s in cluster.services(db, inputs, schemes))))
 
     async def ca_bundle(self, db: Druid) -> tuple[dict | None, list]:
         """The CA bundle Secret and the CAs it holds."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from kubedruid.api import Druid
@@ -81,19 +82,18 @@ def _owned_meta(name: str, db: Druid, uid: str, labels: dict | None = None) -> d
             "ownerReferences": [druid_ref]}
 
 
-def services(db: Druid, inputs: Inputs, schemes: tuple[bool, ...] | None = None) -> list[dict]:
+def services(db: Druid, inputs: Inputs, schemes: Mapping[str, tuple[bool, ...]] | None = None) -> list[dict]:
     """The governing Service and each node type's primary Service, offering the ports of the Druid's TLS mode (or
-    `schemes`, TLS or not, first the one clients should use: what an op's roll offers)."""
+    `schemes`, by node type key: TLS or not, first the one clients should use — what an op's roll offers)."""
     name, mode = db.metadata.name, tls_mode(db)
-    schemes = schemes or mode.service_schemes
-    secure = schemes[0]
     present = nodes(db)
+    offered = {n.key: (schemes or {}).get(n.key) or mode.service_schemes for n in present}
     governing = {
         "apiVersion": "v1", "kind": "Service", "metadata": _meta(names.governing_service(name), db, inputs),
         "spec": {"clusterIP": "None", "publishNotReadyAddresses": True,
                  "selector": names.selector_labels(name),
-                 "ports": [{"name": n.petset_suffix, "port": n.port(secure), "targetPort": n.port(secure),
-                            "protocol": "TCP"} for n in present]},
+                 "ports": [{"name": n.petset_suffix, "port": n.port(offered[n.key][0]),
+                            "targetPort": n.port(offered[n.key][0]), "protocol": "TCP"} for n in present]},
     }
     out = [governing]
     template = _service_template(db, "primary")
@@ -107,7 +107,7 @@ def services(db: Druid, inputs: Inputs, schemes: tuple[bool, ...] | None = None)
                               {**names.offshoot_labels(name, db.metadata.labels), names.ROLE_LABEL: n.key}),
             "spec": {"type": "ClusterIP", "selector": names.node_labels(name, n),
                      "ports": [{"name": n.port_name(tls_), "port": n.port(tls_), "targetPort": n.port(tls_),
-                                "protocol": "TCP"} for tls_ in schemes]},
+                                "protocol": "TCP"} for tls_ in offered[n.key]]},
         }, template))
     if db.spec.monitor:
         annotations, spec = monitoring.stats_service_parts(db)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from kubedruid.druid.nodes import RESTART_ORDER
+from kubedruid.druid.nodes import RESTART_ORDER, NodeType
 from kubedruid.druid.tls import TLSMode
 from kubedruid.kube.conditions import parse_rfc3339
 
@@ -27,6 +27,7 @@ FINISH = "Finish"  # the Druid's spec becomes the op's target and the mode annot
 REMOVE_TLS_OBJECTS = "RemoveTLSObjects"  # remove: no condition in KubeDB; idempotent deletes
 SETTLE_TLS_MODE = "SettleTLSMode"  # restart: client trust left by a removal goes with the roll; no condition
 UPDATE_SERVICES = "UpdateServices"  # after a roll: the Services offer the new mode's ports; no condition
+# Not a step of its own: RestartNodes records it before a roll's first Service closes a port (closes_service_ports).
 CLIENTS_FOLLOW = "ClientsFollowed"  # after the Services moved: clients had CLIENT_SWITCH_GRACE_S to follow them
 SUCCESSFUL = "Successful"
 PLAN = "Plan"  # the plan an op runs (its reason): chosen once, when the op starts
@@ -89,6 +90,19 @@ class Plan:
             mode = p.mode or mode
         raise ValueError(f"{phase.name} is not a phase of {self.kind}")
 
+    def previous(self, phase: Phase) -> Phase | None:
+        i = self.phases.index(phase)
+        return self.phases[i - 1] if i else None
+
+    def closes_service_ports(self, phase: Phase) -> bool:
+        """Whether `phase`'s roll closes a port its Services offered. Each node type's Service then drops it just
+        before the roll reaches that node type, and the first to drop it waits until clients have had the grace
+        since the previous phase moved the Services (ClientsFollowed): the node types without a client Service,
+        first in Druid's order, restart meanwhile."""
+        before = self.mode_before(phase)
+        return phase.rolls and phase.mode is not None and before is not None and \
+            before.service_schemes_during_roll_to(phase.mode) != before.service_schemes
+
     def recurring_after(self, index: int) -> set[str]:
         """Steps of phase `index` that a later phase runs again: their conditions are cleared when it completes."""
         later = {s for p in self.phases[index + 1:] for s in p.steps}
@@ -137,6 +151,22 @@ def outline(plan: Plan, pods: list[str], start_mode: TLSMode, reloads: bool = Tr
             entry["onlyIf"] = f"{phase.only_if[0]} is {phase.only_if[1]}"
         out.append(entry)
     return out
+
+
+def service_schemes_during_roll(before: TLSMode, new: TLSMode,
+                                 reached: NodeType | None) -> dict[str, tuple[bool, ...]]:
+    """What each node type's Services offer (by key) while a roll moves pods from `before` to `new`: on the node
+    types the roll has reached (Druid's restart order up to `reached`), the ports both modes serve; on the others,
+    what they offered before, which all their pods still serve."""
+    during = before.service_schemes_during_roll_to(new)
+    passed = RESTART_ORDER[:RESTART_ORDER.index(reached) + 1] if reached else ()
+    return {n.key: during if n in passed else before.service_schemes for n in RESTART_ORDER}
+
+
+def node_type_of(pod: str) -> NodeType:
+    """The node type of one of a Druid's pods (`<db>-<petset suffix>-<ordinal>`)."""
+    suffix = pod.rsplit("-", 2)[1]
+    return next(n for n in RESTART_ORDER if n.petset_suffix == suffix)
 
 
 def clears(step: str, condition_type: str) -> bool:
@@ -243,10 +273,15 @@ def estimate_s(plan: Plan, pods: list[str], expected: dict[str, float], reloads:
     total = 0.0
     for phase in plan.phases:
         total += FIXED_STEP_S * len(phase.steps)
-        if CLIENTS_FOLLOW in phase.steps:
-            total += CLIENT_SWITCH_GRACE_S
         if phase.rolls and not (phase.restart_only_stale and reloads):
             if not expected:
                 return None
             total += sum(expected.get(p, 0.0) for p in pods)
+        if plan.closes_service_ports(phase):  # what is left of the grace when the roll reaches a client Service
+            before_services = []
+            for p in pods:
+                if node_type_of(p).has_primary_service:
+                    break
+                before_services.append(expected.get(p, 0.0))
+            total += max(0.0, CLIENT_SWITCH_GRACE_S - sum(before_services))
     return round(total, 1)

@@ -17,7 +17,7 @@ from kubedruid.api import Druid, apply_defaults
 from kubedruid.certs import bundle
 from kubedruid.certs.served import HandshakeFailed, served_certificate
 from kubedruid.druid import tls
-from kubedruid.druid.nodes import BY_KEY, HEALTH_PATH
+from kubedruid.druid.nodes import BY_KEY, HEALTH_PATH, HISTORICALS
 from kubedruid.druid.tls import TLSMode
 from kubedruid.kube import conditions as cond
 from kubedruid.kube import forwarding
@@ -294,11 +294,9 @@ async def update_petsets(ctx: StepContext) -> Wait | None:
         await ctx.provisioner.ensure_ca_bundle(ctx.druid, db)
     # A pod recreated after an eviction is built from the PetSet as it is then, so no need to wait for the PetSet
     # controller to observe the new template. During a roll that changes the mode the Services offer only ports
-    # both modes serve; the new mode's once every pod runs it (UpdateServices, after the roll).
-    before = ctx.op.plan.mode_before(ctx.phase)
-    during = before.service_schemes_during_roll_to(ctx.phase.mode) \
-        if ctx.phase.rolls and ctx.phase.mode is not None and before is not None else None
-    await ctx.provisioner.apply(db, inputs, service_schemes=during)
+    # both modes serve (a port the roll closes stays until the roll reaches the Service's node type: RestartNodes);
+    # the new mode's once every pod runs it (UpdateServices, after the roll).
+    await ctx.provisioner.apply(db, inputs, service_schemes=_roll_service_schemes(ctx, reached=None))
     await ctx.record(step, "True", plans.STEP_CONDITIONS[step], event=True)
     return None
 
@@ -347,7 +345,13 @@ async def restart_nodes(ctx: StepContext) -> Wait | None:
         if ctx.condition(evict_t) is None:
             if pod is None:
                 return ctx.wait_or_fail(step, f"pod {pod_name} to exist")
-            if pod["metadata"]["labels"].get(names.ROLE_LABEL) == HISTORICALS and \
+            node = plans.node_type_of(pod_name)
+            if node.has_primary_service and ctx.op.plan.closes_service_ports(ctx.phase):
+                if (wait := await clients_followed(ctx)) is not None:
+                    return wait
+                db, inputs, _ = await ctx.provisioner.prepare(ctx.druid)  # its Service drops the closing port
+                await ctx.provisioner.apply_services(db, inputs, _roll_service_schemes(ctx, reached=node))
+            if node is HISTORICALS and \
                     not await _segments_handed_over(ctx):  # its peers first see every segment served elsewhere
                 if ctx.deadline(step) <= 0:
                     raise Fail(step, f"{step}: timed out after {ctx.timeout_s:g}s waiting for the Coordinator and "
@@ -386,9 +390,6 @@ async def restart_nodes(ctx: StepContext) -> Wait | None:
         return ctx.wait_or_fail(check_t, f"pod {pod_name} to be Ready again after its eviction")
     await ctx.record(step, "True", plans.STEP_CONDITIONS[step], event=True)
     return None
-
-
-HISTORICALS = BY_KEY["historicals"].key
 
 
 async def _segments_handed_over(ctx: StepContext) -> bool:
@@ -495,14 +496,30 @@ async def reload_certificates(ctx: StepContext) -> Wait | None:
     return None
 
 
-async def clients_follow(ctx: StepContext) -> Wait | None:
-    """After the Services moved to other ports: clients get the operator's client-switch grace (default
-    plan.CLIENT_SWITCH_GRACE_S), counted from the step's start (a re-run after a crash waits only what is left),
-    before the next roll closes the ports they left."""
+def _roll_service_schemes(ctx: StepContext, reached) -> dict[str, tuple[bool, ...]] | None:
+    """What each node type's Services offer during this phase's roll, once it has reached node type `reached`
+    (plan.service_schemes_during_roll); None where the phase changes no mode (the Druid's own)."""
+    before = ctx.op.plan.mode_before(ctx.phase)
+    if not ctx.phase.rolls or ctx.phase.mode is None or before is None:
+        return None
+    return plans.service_schemes_during_roll(before, ctx.phase.mode, reached)
+
+
+async def clients_followed(ctx: StepContext) -> Wait | None:
+    """Before a roll's first Service closes a port: clients get the operator's client-switch grace (default
+    plan.CLIENT_SWITCH_GRACE_S) to follow the Services, counted from when the previous phase moved them (its
+    condition's time, so a re-run after a crash waits only what is left). The pods restarted before, in Druid's
+    order those without a client Service, use the grace meanwhile."""
     step = plans.CLIENTS_FOLLOW
-    await ctx.start(step, "Giving clients time to follow the Services to their new ports")
-    left = ctx.client_switch_grace_s - (ctx.timeout_s - ctx.deadline(step))
+    if ctx.done(step):
+        return None
+    moved = ctx.condition(ctx.op.plan.previous(ctx.phase).name)
+    # Condition times have whole seconds: count from the end of the one recorded, so the grace is never short.
+    elapsed = (datetime.datetime.now(datetime.timezone.utc)
+               - cond.parse_rfc3339(moved["lastTransitionTime"])).total_seconds() - 1.0
+    left = ctx.client_switch_grace_s - elapsed
     if left > 0:
+        await ctx.start(step, "Giving clients time to follow the Services to their new ports")
         return Wait(after=left)
     await ctx.record(step, "True", f"clients had {ctx.client_switch_grace_s:g}s to follow the Services",
                      event=True)
@@ -607,6 +624,5 @@ STEPS: dict[str, Callable[[StepContext], Awaitable[Wait | None]]] = {
     plans.FINISH: finish,
     plans.SETTLE_TLS_MODE: settle_tls_mode,
     plans.UPDATE_SERVICES: update_services,
-    plans.CLIENTS_FOLLOW: clients_follow,
     plans.REMOVE_TLS_OBJECTS: remove_tls_objects,
 }

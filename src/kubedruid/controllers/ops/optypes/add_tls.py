@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from kubedruid.druid.tls import TLSMode
 
-from ..plan import CLIENTS_FOLLOW, CERTIFICATE_SYNCED, FINISH, RESTART_NODES, UPDATE_PETSETS, UPDATE_SERVICES, Phase, Plan
+from ..plan import CERTIFICATE_SYNCED, FINISH, RESTART_NODES, UPDATE_PETSETS, UPDATE_SERVICES, Phase, Plan
 from .base import OpType, needs_issuer, requested_tls
 
 # The Services keep their ports during a roll and take the new mode's once every pod runs it.
@@ -20,7 +20,9 @@ OP = OpType(
         Phase("ClientTrustRolledOut", ROLL, TLSMode.CLIENT_TRUST,
               "every node trusts the issuer's CA for its calls to peers; all serve plaintext only"),
         Phase("TLSPortOpened", ROLL, TLSMode.TLS_PORT, "every node serves its TLS port beside plaintext"),
-        Phase("ServicesSwitchedToTLS", (UPDATE_PETSETS, CLIENTS_FOLLOW), TLSMode.TLS_SERVICES,
+        Phase("ServicesSwitchedToTLS", (UPDATE_PETSETS,), TLSMode.TLS_SERVICES,
               "the Druid's Services point at the TLS ports"),
-        Phase("PlaintextClosed", (*ROLL, FINISH), TLSMode.TLS_ONLY, "every node serves TLS only"),
+        Phase("PlaintextClosed", (*ROLL, FINISH), TLSMode.TLS_ONLY,
+              "every node serves TLS only; a client Service drops plaintext just before its first pod restarts, "
+              "once clients had the grace to follow the Services"),
     )))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from kubedruid.druid.tls import TLSMode
 
-from ..plan import CLIENTS_FOLLOW, FINISH, REMOVE_TLS_OBJECTS, RESTART_NODES, UPDATE_PETSETS, UPDATE_SERVICES, Phase, Plan
+from ..plan import FINISH, REMOVE_TLS_OBJECTS, RESTART_NODES, UPDATE_PETSETS, UPDATE_SERVICES, Phase, Plan
 from .base import OpType, needs_tls
 
 
@@ -26,9 +26,11 @@ OP = OpType(
     plan=Plan("RemoveTLS", starts_from=TLSMode.TLS_ONLY, phases=(
         Phase("PlaintextOpened", ROLL, TLSMode.TLS_SERVICES, "every node serves plaintext beside TLS",
               renders_target=False),
-        Phase("ServicesSwitchedToPlaintext", (UPDATE_PETSETS, CLIENTS_FOLLOW), TLSMode.TLS_PORT,
+        Phase("ServicesSwitchedToPlaintext", (UPDATE_PETSETS,), TLSMode.TLS_PORT,
               "the Druid's Services point at the plaintext ports", renders_target=False),
-        Phase("TLSPortClosed", ROLL, TLSMode.CLIENT_TRUST, "no node serves TLS", renders_target=False),
+        Phase("TLSPortClosed", ROLL, TLSMode.CLIENT_TRUST,
+              "no node serves TLS; a client Service drops its TLS port just before its first pod restarts, once "
+              "clients had the grace to follow the Services", renders_target=False),
         # Pods keep their certificate Secret mounted until restarted, so the TLS objects go last.
         Phase(None, (FINISH, REMOVE_TLS_OBJECTS)),
     )))
