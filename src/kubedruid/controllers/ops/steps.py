@@ -334,6 +334,22 @@ async def restart_nodes(ctx: StepContext) -> Wait | None:
     """One pod at a time in Druid's order: evict (PodDisruptionBudgets apply), wait until its replacement is Ready."""
     step = plans.RESTART_NODES
     await ctx.start(step, "Restarting nodes")
+    back: list[tuple] = []  # a pod's CheckPodRunning True, written with the next pod's first conditions
+    try:
+        return await _restart_each(ctx, step, back)
+    finally:
+        if back:  # the roll stopped to wait (or failed) before another write
+            await ctx.record_many(back)
+
+
+def _taking(back: list[tuple], *entries: tuple) -> list[tuple]:
+    """`back`'s entries (then emptied) followed by `entries`: one status write for both."""
+    out = [*back, *entries]
+    back.clear()
+    return out
+
+
+async def _restart_each(ctx: StepContext, step: str, back: list[tuple]) -> Wait | None:
     ns = ctx.druid["metadata"]["namespace"]
     for pod_name in _pods(ctx):
         if ctx.phase.restart_only_stale and not _stale(ctx, pod_name):
@@ -358,9 +374,9 @@ async def restart_nodes(ctx: StepContext) -> Wait | None:
                                      f"every broker to see every segment fully replicated before evicting {pod_name}")
                 return Wait(after=2.0)
             # The pod's UID is recorded before the eviction: a re-run after a crash evicts only that pod, once.
-            await ctx.record_many([
-                (get_t, "True", plans.pod_message("get pod", pod_name), "", True),
-                (evict_t, "False", plans.pod_message("evict pod", pod_name, "False", pod["metadata"]["uid"]), "", False)])
+            await ctx.record_many(_taking(
+                back, (get_t, "True", plans.pod_message("get pod", pod_name), "", True),
+                (evict_t, "False", plans.pod_message("evict pod", pod_name, "False", pod["metadata"]["uid"]), "", False)))
         evicted = ctx.condition(evict_t)
         old_uid = plans.recorded_uid(evicted["message"])
         if evicted["status"] != "True":
@@ -373,9 +389,9 @@ async def restart_nodes(ctx: StepContext) -> Wait | None:
                             evict_t, f"a PodDisruptionBudget to allow evicting {pod_name}")
                     if e.status.code != 404:
                         raise
-            await ctx.record_many([
-                (evict_t, "True", plans.pod_message("evict pod", pod_name, uid=old_uid), "", False),
-                (check_t, "False", plans.pod_message("check pod running", pod_name, "False"), "", False)])
+            await ctx.record_many(_taking(
+                back, (evict_t, "True", plans.pod_message("evict pod", pod_name, uid=old_uid), "", False),
+                (check_t, "False", plans.pod_message("check pod running", pod_name, "False"), "", False)))
             await ctx.event(ctx.ops, "Normal", plans.pod_message("evict pod", pod_name),
                             plans.pod_message("evict pod", pod_name))
             return ctx.wait_or_fail(check_t, f"pod {pod_name} to be Ready again after its eviction")
@@ -383,12 +399,13 @@ async def restart_nodes(ctx: StepContext) -> Wait | None:
             if not await _serving_endpoint(ctx, pod):  # no event of ours says when: look again shortly
                 return Wait(after=1.0) if ctx.deadline(check_t) > 0 else ctx.wait_or_fail(
                     check_t, f"pod {pod_name} to be a ready endpoint of its Service")
-            await ctx.record(check_t, "True", plans.pod_message("check pod running", pod_name), reason="", event=True)
+            back.append((check_t, "True", plans.pod_message("check pod running", pod_name), "", True))
             if _same_petset(ctx, pod_name):  # the next eviction would leave the Service only this pod
+                await ctx.record_many(_taking(back))
                 await asyncio.sleep(cluster.KUBE_PROXY_TURN_S)
             continue
         return ctx.wait_or_fail(check_t, f"pod {pod_name} to be Ready again after its eviction")
-    await ctx.record(step, "True", plans.STEP_CONDITIONS[step], event=True)
+    await ctx.record_many(_taking(back, (step, "True", plans.STEP_CONDITIONS[step], None, True)))
     return None
 
 
