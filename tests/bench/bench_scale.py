@@ -296,6 +296,7 @@ class Bench:
         meter = CpuMeter({"operator": self.operator.proc.pid,
                           **{s.name: s.pid for s in plane.status(self.layout.state_dir) if s.pid}})
         meter.start()
+        scraped = metrics(self.operator.probe_port)
         started = time.monotonic()
 
         def request(target: tuple[str, str]) -> None:
@@ -319,6 +320,8 @@ class Bench:
               f"{count} add-TLS ops to finish", interval=2)
         wall = time.monotonic() - started
         shares = meter.stop()
+        requests = {k: v - scraped.get(k, 0) for k, v in metrics(self.operator.probe_port).items()
+                    if k.startswith("kubedruid_apiserver_requests_total")}
         done = phases()
         floors = {d: recorder.floor(*d) for d in targets}
         slowest = max(floors, key=lambda d: floors[d])
@@ -340,6 +343,11 @@ class Bench:
                      f"by the ops ({restarted - evicted} replacement pods deleted by something else; on kwok, its "
                      f"stale pod-delete jobs, which delete by name). Overhead figures from this run are not the "
                      f"operator's.")
+        total = sum(requests.values())
+        top = sorted(((v, k[k.index("{"):]) for k, v in requests.items() if v), reverse=True)[:8]
+        self.say(f"  operator requests to the apiserver while the ops ran: {total:.0f}, {total / count:.0f} an op, "
+                 f"{total / max(restarted, 1):.1f} a pod restart; most: " +
+                 ", ".join(f"{labels} {v:.0f}" for v, labels in top))
         self.say("  " + recorder.breakdown(*slowest) + f"; its op {self._op_seconds(*slowest):.0f} s: "
                  + ", ".join(f"{step} {seconds:.0f} s" for step, seconds in self._op_steps(*slowest)))
         # Each op against its own Druid's floor: what the plan adds, apart from waiting for the others.
