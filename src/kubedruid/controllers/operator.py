@@ -18,12 +18,13 @@ import kopf
 
 from kubedruid.kube.cache import EXISTS, Cache, Informer, Watched
 from kubedruid.kube.client import Kube
-from kubedruid.specs import dependencies
+from kubedruid.specs import dependencies, petset_pods
 from kubedruid.specs.petset_pods import PETSET_API, POD_NAME_LABEL
 
 from . import admission, health, petset
 from .leader import LeaderElection
 from .serving import CERTIFICATE_EXPIRY, Probes
+from .ops import queue as ops_queue
 from .ops.manager import OpsManager
 from .ops.plan import CLIENT_SWITCH_GRACE_S
 from .provisioner import Provisioner
@@ -66,9 +67,10 @@ class Controllers:
     def queues(self) -> list[WorkQueue]:
         return [q for q in (self.druids, self.ops, self.petsets, self.checks) if q is not None]
 
-    def druid_changed(self, namespace: str, name: str) -> None:
+    def druid_changed(self, namespace: str, name: str, ops: bool = True) -> None:
         self.druids.add((namespace, name))
-        self.ops.add((namespace, name))
+        if ops:
+            self.ops.add((namespace, name))
         if self.checks is not None:
             self.checks.add((namespace, name))
 
@@ -96,23 +98,27 @@ class Controllers:
         if self.petsets is not None:
             self.petsets.add((namespace, name))
         if (druid := _druid_of(obj)) is not None:
-            self.druid_changed(namespace, druid)
+            # An op waits for pods and for the Druid's status, never for a PetSet: during a roll the PetSet
+            # controller's status writes would wake it several times a pod for nothing.
+            self.druid_changed(namespace, druid, ops=False)
 
-    def on_pod(self, _type: str, obj: dict) -> None:
+    def on_pod(self, type_: str, obj: dict) -> None:
         namespace, _ = _where(obj)
         for ref in obj["metadata"].get("ownerReferences") or []:
             if ref.get("kind") == "PetSet" and self.petsets is not None:
                 self.petsets.add((namespace, ref["name"]))
-        if (druid := _druid_of(obj)) is not None:
-            self.ops.add((namespace, druid))  # a restart waits for this pod
+        # A restart waits for a pod to come and to be Ready: a pod's other changes (scheduled, started, going)
+        # would wake a running op several times a pod for nothing.
+        if (druid := _druid_of(obj)) is not None and (type_ != "MODIFIED" or petset_pods.is_ready(obj)):
+            self.ops.add((namespace, druid))
 
     def on_ops_request(self, type_: str, obj: dict) -> None:
         namespace, _ = _where(obj)
         db = ((obj.get("spec") or {}).get("databaseRef") or {}).get("name")
         if db:
             self.ops.add((namespace, db))
-            if type_ == "DELETED":
-                self.druids.add((namespace, db))  # a deleted op must not leave its Druid paused
+            if type_ == "DELETED" or (obj.get("status") or {}).get("phase") in ops_queue.FINISHED:
+                self.druids.add((namespace, db))  # a deleted or finished op must not leave its Druid paused
 
     def on_dependency(self, _type: str, obj: dict) -> None:
         self.druids.add((obj["metadata"]["namespace"], obj["metadata"]["labels"][dependencies.DEPENDENCY_LABEL]))

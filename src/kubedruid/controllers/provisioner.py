@@ -146,9 +146,14 @@ class Provisioner:
         ops_name = ops_queue.paused_by(paused.get("message"))
         if ops_name is None:
             return False  # paused by someone else (a person, another tool): theirs to lift
-        # From the apiserver: an op created a moment ago may not have reached the informer yet.
-        ops = await self.kube.fresh.get("ops.kubedb.com/v1alpha1", "DruidOpsRequest", ops_name, namespace)
-        return ops is None or ((ops.get("status") or {}).get("phase") in ops_queue.FINISHED)
+        # Every pass over a paused Druid asks: the informer answers while the op runs. What it does not show
+        # unfinished is asked of the apiserver (an op created a moment ago may not have reached the informer yet);
+        # the informer's news of a finished op enqueues the Druid again (Operator.on_ops_request).
+        for kube in (self.kube, self.kube.fresh):
+            ops = await kube.get("ops.kubedb.com/v1alpha1", "DruidOpsRequest", ops_name, namespace)
+            if ops is not None and (ops.get("status") or {}).get("phase") not in ops_queue.FINISHED:
+                return False
+        return True
 
     async def _write_status(self, raw: dict, conditions: list[dict], served: list[dict] | None = None,
                             announce: list[tuple[str, str, str]] = ()) -> None:

@@ -94,8 +94,15 @@ class OpsManager:
         self.client_switch_grace_s = client_switch_grace_s
 
     async def reconcile(self, namespace: str, db: str) -> float | None:
-        if not _unfinished(await self.informed.list(OPS_API, "DruidOpsRequest", namespace), db):
+        informed = _unfinished(await self.informed.list(OPS_API, "DruidOpsRequest", namespace), db)
+        if not informed:
             return None
+        if len(informed) == 1 and _phase(informed[0]) == "Progressing":
+            # Most passes: a running op, alone. It is read fresh; the namespace's requests are listed only when
+            # there is something to queue (a request created meanwhile enqueues this Druid again when it is seen).
+            running = await self.kube.get(OPS_API, "DruidOpsRequest", informed[0]["metadata"]["name"], namespace)
+            if running is not None and _phase(running) == "Progressing":
+                return await self._advance(running)
         ops = _unfinished(await self.kube.list(OPS_API, "DruidOpsRequest", namespace), db)
         if not ops:
             return None
