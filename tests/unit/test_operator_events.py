@@ -47,10 +47,27 @@ def test_a_pods_event_wakes_an_op_when_the_pod_comes_goes_or_is_ready(type_, pod
     assert c.ops.idle() is not wakes
 
 
+def _request(phase: str | None, generation: int = 1, observed: int | None = 1) -> dict:
+    status = {"phase": phase, "observedGeneration": observed} if phase else {}
+    return {"metadata": {"name": "add-tls", "namespace": NS, "generation": generation},
+            "spec": {"databaseRef": {"name": DB}}, "status": status}
+
+
 @pytest.mark.parametrize("phase, looks_again", [("Progressing", False), ("Successful", True), ("Failed", True)])
 def test_a_finished_op_has_its_druid_looked_at_again(phase, looks_again):
     c = _controllers()
-    c.on_ops_request("MODIFIED", {"metadata": {"name": "add-tls", "namespace": NS},
-                                  "spec": {"databaseRef": {"name": DB}}, "status": {"phase": phase}})
-    assert not c.ops.idle()
+    c.on_ops_request("ADDED", _request(phase))
     assert c.druids.idle() is not looks_again
+
+
+@pytest.mark.parametrize("type_, request_, wakes", [
+    ("ADDED", _request(None), True),  # created
+    ("MODIFIED", _request(None), True),  # its creation's version recorded, no status yet
+    ("MODIFIED", _request("Progressing"), False),  # the ops-manager's own status write
+    ("MODIFIED", _request("Progressing", generation=2), True),  # edited since
+    ("DELETED", _request("Progressing"), True),  # cancelled
+])
+def test_a_requests_event_wakes_the_ops_manager_unless_it_is_its_own_status_write(type_, request_, wakes):
+    c = _controllers()
+    c.on_ops_request(type_, request_)
+    assert c.ops.idle() is not wakes

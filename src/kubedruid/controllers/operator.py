@@ -116,7 +116,12 @@ class Controllers:
         namespace, _ = _where(obj)
         db = ((obj.get("spec") or {}).get("databaseRef") or {}).get("name")
         if db:
-            self.ops.add((namespace, db))
+            # The ops-manager's own status writes (observedGeneration = generation) need no pass of their own: the
+            # pass that wrote goes on, or waits for what it named. A new, deleted or edited request does.
+            status, meta = obj.get("status") or {}, obj["metadata"]
+            if type_ != "MODIFIED" or meta.get("deletionTimestamp") or \
+                    status.get("observedGeneration") != meta.get("generation"):
+                self.ops.add((namespace, db))
             if type_ == "DELETED" or (obj.get("status") or {}).get("phase") in ops_queue.FINISHED:
                 self.druids.add((namespace, db))  # a deleted or finished op must not leave its Druid paused
 
