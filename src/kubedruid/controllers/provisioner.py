@@ -30,6 +30,7 @@ from kubedruid.kube.client import Kube, is_not_found, is_not_served
 from kubedruid.specs import cluster, dependencies, monitoring, names
 from kubedruid.specs import status as st
 
+from . import pause
 from .health import HealthChecks
 from .renewal import Renewals
 
@@ -143,17 +144,9 @@ class Provisioner:
         return min((t for t in (again, renew_again) if t is not None), default=None)
 
     async def _pause_is_stale(self, namespace: str, paused: dict) -> bool:
-        ops_name = ops_queue.paused_by(paused.get("message"))
-        if ops_name is None:
+        if ops_queue.paused_by(paused.get("message")) is None:
             return False  # paused by someone else (a person, another tool): theirs to lift
-        # Every pass over a paused Druid asks: the informer answers while the op runs. What it does not show
-        # unfinished is asked of the apiserver (an op created a moment ago may not have reached the informer yet);
-        # the informer's news of a finished op enqueues the Druid again (Operator.on_ops_request).
-        for kube in (self.kube, self.kube.fresh):
-            ops = await kube.get("ops.kubedb.com/v1alpha1", "DruidOpsRequest", ops_name, namespace)
-            if ops is not None and (ops.get("status") or {}).get("phase") not in ops_queue.FINISHED:
-                return False
-        return True
+        return await pause.unfinished_op_holding(self.kube, namespace, paused) is None
 
     async def _write_status(self, raw: dict, conditions: list[dict], served: list[dict] | None = None,
                             announce: list[tuple[str, str, str]] = ()) -> None:

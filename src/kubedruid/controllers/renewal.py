@@ -37,7 +37,7 @@ from kubedruid.kube.client import Kube
 from kubedruid.specs import cluster, names
 from kubedruid.specs import status as st
 
-from .ops import queue as ops_queue
+from . import pause
 from .ops.plan import restart_pods
 from .serving import SERVED_CERTIFICATES
 
@@ -232,14 +232,9 @@ class Renewals:
         return ("cannot-reload" if cannot else "stale"), inventory.entry(pod_name, served)
 
     async def _tls_op_holds_the_pause(self, raw: dict, conditions: list[dict]) -> bool:
-        paused = cond.get_condition(conditions, st.PAUSED)
-        op_name = ops_queue.paused_by((paused or {}).get("message"))
-        if op_name is None:
-            return False
-        op = await self.kube.fresh.get("ops.kubedb.com/v1alpha1", "DruidOpsRequest", op_name,
-                                       raw["metadata"]["namespace"])  # an op a moment old may not be in the cache
-        return bool(op) and op["spec"].get("type") == "ReconfigureTLS" and \
-            (op.get("status") or {}).get("phase") not in ops_queue.FINISHED
+        op = await pause.unfinished_op_holding(self.kube, raw["metadata"]["namespace"],
+                                               cond.get_condition(conditions, st.PAUSED))
+        return op is not None and op["spec"].get("type") == "ReconfigureTLS"
 
     async def _request_restart(self, raw: dict, issued: str) -> None:
         """One Restart DruidOpsRequest per renewed serial: the ops-manager queues it behind any running op."""
