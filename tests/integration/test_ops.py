@@ -116,7 +116,11 @@ def _assert_guide_conditions(ops, db, with_certificates: bool, kind: str):
 
 
 def _assert_guide_events(kube, ns, name, db):
-    events = _events(kube, ns, name)
+    # Events are posted in the background, in order, after the status they report: the op's last ones may follow
+    # its Successful phase by a moment on a busy machine.
+    resumed = f"Successfully resumed Druid database: {ns}/{db} for DruidOpsRequest: {name}"
+    events = wait_for(lambda: (found := _events(kube, ns, name)) and resumed in [e.message for e in found] and found,
+                      what=f"the events of {name} up to its resumption")
     assert events and all(e.type == "Normal" for e in events), [(e.type, e.reason) for e in events]
     messages = [e.message for e in events]
     in_order = [f"Start processing for DruidOpsRequest: {ns}/{name}",

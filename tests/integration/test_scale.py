@@ -39,7 +39,10 @@ def test_thirty_druids_become_ready_and_an_idle_minute_writes_nothing(kube, name
                 if d.metadata.namespace != namespace] + \
                [f"namespace {n.metadata.name}" for n in kube.list(Namespace) if n.status.phase == "Terminating"]
 
-    wait_for(lambda: not others(), timeout=240, interval=2, what="earlier tests' Druids and namespaces to go")
+    try:
+        wait_for(lambda: not others(), timeout=240, interval=2, what="earlier tests' Druids and namespaces to go")
+    except AssertionError as e:
+        raise AssertionError(f"{e}: still there: {', '.join(others())}") from None
     time.sleep(10)  # the last Ready pods' status writes settle
 
     before = resource_versions(kube, [namespace])
