@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from itertools import takewhile
 
 from kubedruid.druid.nodes import RESTART_ORDER, NodeType
 from kubedruid.druid.tls import TLSMode
@@ -278,10 +279,6 @@ def estimate_s(plan: Plan, pods: list[str], expected: dict[str, float], reloads:
                 return None
             total += sum(expected.get(p, 0.0) for p in pods)
         if plan.closes_service_ports(phase):  # what is left of the grace when the roll reaches a client Service
-            before_services = []
-            for p in pods:
-                if node_type_of(p).has_primary_service:
-                    break
-                before_services.append(expected.get(p, 0.0))
-            total += max(0.0, CLIENT_SWITCH_GRACE_S - sum(before_services))
+            unseen = takewhile(lambda p: not node_type_of(p).has_primary_service, pods)
+            total += max(0.0, CLIENT_SWITCH_GRACE_S - sum(expected.get(p, 0.0) for p in unseen))
     return round(total, 1)
