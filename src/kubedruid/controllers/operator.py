@@ -122,7 +122,7 @@ class Controllers:
             if type_ != "MODIFIED" or meta.get("deletionTimestamp") or \
                     status.get("observedGeneration") != meta.get("generation"):
                 self.ops.add((namespace, db))
-            if type_ == "DELETED" or (obj.get("status") or {}).get("phase") in ops_queue.FINISHED:
+            if type_ == "DELETED" or status.get("phase") in ops_queue.FINISHED:
                 self.druids.add((namespace, db))  # a deleted or finished op must not leave its Druid paused
 
     def on_dependency(self, _type: str, obj: dict) -> None:
