@@ -100,9 +100,19 @@ class Plan:
         before the roll reaches that node type, and the first to drop it waits until clients have had the grace
         since the previous phase moved the Services (ClientsFollowed): the node types without a client Service,
         first in Druid's order, restart meanwhile."""
+        modes = self.roll_modes(phase)
+        return modes is not None and modes[0].service_schemes_during_roll_to(modes[1]) != modes[0].service_schemes
+
+    def roll_modes(self, phase: Phase) -> tuple[TLSMode, TLSMode] | None:
+        """(from, to) of a roll that changes the pods' mode; None for a phase that does not."""
         before = self.mode_before(phase)
-        return phase.rolls and phase.mode is not None and before is not None and \
-            before.service_schemes_during_roll_to(phase.mode) != before.service_schemes
+        return (before, phase.mode) if phase.rolls and phase.mode is not None and before is not None else None
+
+    def roll_service_schemes(self, phase: Phase, reached: NodeType | None) -> dict[str, tuple[bool, ...]] | None:
+        """What each node type's Services offer during `phase`'s roll once it has reached node type `reached`
+        (service_schemes_during_roll); None where the phase rolls in no other mode (the Druid's own)."""
+        modes = self.roll_modes(phase)
+        return service_schemes_during_roll(*modes, reached) if modes else None
 
     def recurring_after(self, index: int) -> set[str]:
         """Steps of phase `index` that a later phase runs again: their conditions are cleared when it completes."""

@@ -296,7 +296,7 @@ async def update_petsets(ctx: StepContext) -> Wait | None:
     # controller to observe the new template. During a roll that changes the mode the Services offer only ports
     # both modes serve (a port the roll closes stays until the roll reaches the Service's node type: RestartNodes);
     # the new mode's once every pod runs it (UpdateServices, after the roll).
-    await ctx.provisioner.apply(db, inputs, service_schemes=_roll_service_schemes(ctx, reached=None))
+    await ctx.provisioner.apply(db, inputs, service_schemes=ctx.op.plan.roll_service_schemes(ctx.phase, reached=None))
     await ctx.record(step, "True", plans.STEP_CONDITIONS[step], event=True)
     return None
 
@@ -366,7 +366,8 @@ async def _restart_each(ctx: StepContext, step: str, back: list[tuple]) -> Wait 
                 if (wait := await clients_followed(ctx)) is not None:
                     return wait
                 db, inputs, _ = await ctx.provisioner.prepare(ctx.druid)  # its Service drops the closing port
-                await ctx.provisioner.apply_services(db, inputs, _roll_service_schemes(ctx, reached=node))
+                schemes = ctx.op.plan.roll_service_schemes(ctx.phase, reached=node)
+                await ctx.provisioner.apply_services(db, inputs, schemes)
             if node is HISTORICALS and \
                     not await _segments_handed_over(ctx):  # its peers first see every segment served elsewhere
                 if ctx.deadline(step) <= 0:
@@ -511,15 +512,6 @@ async def reload_certificates(ctx: StepContext) -> Wait | None:
         await ctx.record(step, "True", f"every pod serves serial {issued:x} without a restart", reason="Reloaded",
                          event=True)
     return None
-
-
-def _roll_service_schemes(ctx: StepContext, reached) -> dict[str, tuple[bool, ...]] | None:
-    """What each node type's Services offer during this phase's roll, once it has reached node type `reached`
-    (plan.service_schemes_during_roll); None where the phase changes no mode (the Druid's own)."""
-    before = ctx.op.plan.mode_before(ctx.phase)
-    if not ctx.phase.rolls or ctx.phase.mode is None or before is None:
-        return None
-    return plans.service_schemes_during_roll(before, ctx.phase.mode, reached)
 
 
 async def clients_followed(ctx: StepContext) -> Wait | None:
