@@ -111,3 +111,17 @@ def test_a_write_answered_after_the_deletion_was_seen_never_brings_the_object_ba
     store.apply("ADDED", {**druid, "metadata": {**druid["metadata"], "uid": "u3", "resourceVersion": "9"}})
     store.wrote({**druid, "metadata": {**druid["metadata"], "uid": "u3", "resourceVersion": "10"}})
     assert store.get(("a", "d"))["metadata"]["resourceVersion"] == "10"  # made again under the same name
+
+
+def test_a_write_answered_after_the_watch_brought_a_newer_version_keeps_the_newer():
+    """CI: the PetSet controller created a pod, kwok marked it Ready, and the create's response, read after the
+    watch's events, put the pod back as not Ready; nothing changed the pod again, so its Druid never became Ready."""
+    store = Store()
+    store.apply("ADDED", _obj("pod", "11"))
+    store.apply("MODIFIED", {**_obj("pod", "13"), "status": {"phase": "Running"}})  # kwok's writes, seen first
+    store.wrote(_obj("pod", "11"))  # then our create's response
+    assert store.get(("a", "pod"))["metadata"]["resourceVersion"] == "13"
+    store.wrote(_obj("pod", "14"))  # a later write of ours is held at once
+    assert store.get(("a", "pod"))["metadata"]["resourceVersion"] == "14"
+    store.wrote(_obj("pod", "not-a-number"))  # an opaque version is taken as it comes
+    assert store.get(("a", "pod"))["metadata"]["resourceVersion"] == "not-a-number"

@@ -149,16 +149,32 @@ class Store:
         return True
 
     def wrote(self, obj: dict) -> None:
-        """What one of our writes returned: held unless the object is gone (or goes with this write)."""
+        """What one of our writes returned: held unless the object is gone (or goes with this write), or the watch
+        already brought a newer version. The response of a write can be read after the watch's events of the writes
+        that followed it (kwok marks a pod Ready a few milliseconds after we create it): held, the older version
+        would stay until the object's next change, and a pod that never changes again would never be Ready."""
         meta = obj["metadata"]
         if self.gone.get(key_of(obj)) == (meta.get("uid") or "") or (meta.get("deletionTimestamp") and
                                                                       not meta.get("finalizers")):
+            return
+        held = self.objects.get(key_of(obj))
+        if held is not None and _is_older(meta.get("resourceVersion") or "", held.resource_version):
             return
         self.objects[key_of(obj)] = Held.of(obj)
 
     def get(self, key: Key) -> dict | None:
         held = self.objects.get(key)
         return held.object() if held is not None else None
+
+
+def _is_older(version: str, than: str) -> bool:
+    """Whether resourceVersion `version` is older than `than`. Kubernetes calls them opaque; the apiserver's are etcd
+    revisions, integers that grow with every write of the cluster, which client-go's mutation cache compares the same
+    way. One that is not an integer is never called older."""
+    try:
+        return int(version) < int(than)
+    except ValueError:
+        return False
 
 
 class Informer:
