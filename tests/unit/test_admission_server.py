@@ -85,6 +85,14 @@ def test_without_a_mounted_certificate_it_makes_a_ca_for_the_services_name(tmp_p
     assert base64.b64decode(config["caBundle"]) == ca_pem
 
 
+def test_its_throw_away_key_is_left_nowhere_on_disk(tmp_path, monkeypatch):
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    server = webhook_server("127.0.0.1", _free_port(), host="localhost")
+    _first_config_and_handshake(server, "localhost", server.cadata)
+    assert list(tmp_path.iterdir()) == []  # CI's machine had 712 folders, each with a private key, left by operators
+
+
 def test_without_a_service_it_registers_its_url(tmp_path):
     ca_pem = _mount(tmp_path / "mounted", "localhost")
     port = _free_port()

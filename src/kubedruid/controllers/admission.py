@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +58,17 @@ class WebhookService:
         return config
 
 
-class ServiceWebhookServer(kopf.WebhookServer):
+class WebhookServer(kopf.WebhookServer):
+    """kopf's server, serving an SSL `context` it is given as it is: kopf loads a certificate of its own into a given
+    context unless certificate files are named, and a throw-away key must not stay on disk for that."""
+
+    def _build_ssl(self):
+        if self.context is not None and self.certfile is None:
+            return self.cadata, self.context
+        return super()._build_ssl()
+
+
+class ServiceWebhookServer(WebhookServer):
     """kopf's server, registered by a Service reference instead of its URL (kopf appends each handler's id to the
     service's path as it does to a URL)."""
 
@@ -84,7 +95,7 @@ def webhook_server(addr: str, port: int, host: str | None = None, cert_dir: Path
     """The admission webhook's TLS server. With `cert_dir` (tls.crt, tls.key, ca.crt, as cert-manager writes a
     Secret) it serves that certificate, re-read when it is renewed, and registers ca.crt as the caBundle; else it
     makes a throw-away CA for `host`. With `service` it is registered by that Service reference, else by URL."""
-    kind, extra = (ServiceWebhookServer, {"service": service}) if service else (kopf.WebhookServer, {})
+    kind, extra = (ServiceWebhookServer, {"service": service}) if service else (WebhookServer, {})
     if cert_dir is not None:
         files = mounted_certificate(cert_dir)
         return kind(addr=addr, port=port, host=host, certfile=str(files["tls.crt"]), pkeyfile=str(files["tls.key"]),
@@ -92,13 +103,22 @@ def webhook_server(addr: str, port: int, host: str | None = None, cert_dir: Path
     host = host or (f"{service.name}.{service.namespace}.svc" if service else addr)
     ca, leaf = make_serving_pair(host, dns=[host, "localhost"] if not host[0].isdigit() else ["localhost"],
                                  ips=[host] if host[0].isdigit() else [])
-    folder = Path(tempfile.mkdtemp(prefix="kubedruid-webhook-"))
-    (folder / "tls.crt").write_bytes(leaf.cert_pem)
-    key = folder / "tls.key"
-    key.touch(mode=0o600)
-    key.write_bytes(leaf.key_pem)
-    return kind(addr=addr, port=port, host=host, certfile=str(folder / "tls.crt"), pkeyfile=str(key),
+    return kind(addr=addr, port=port, host=host, context=_serving_context(leaf.cert_pem, leaf.key_pem),
                 cadata=ca.cert_pem, **extra)
+
+
+def _serving_context(cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
+    """A server context holding a certificate and its key. Python's ssl loads a key only from a file: it is written
+    to a folder only root can read and removed as soon as it is loaded."""
+    context = ssl.create_default_context(purpose=ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    with tempfile.TemporaryDirectory(prefix="kubedruid-webhook-") as folder:  # made 0700
+        cert, key = Path(folder, "tls.crt"), Path(folder, "tls.key")
+        cert.write_bytes(cert_pem)
+        key.touch(mode=0o600)
+        key.write_bytes(key_pem)
+        context.load_cert_chain(cert, key)
+    return context
 
 
 def register(registry: kopf.OperatorRegistry, kube_of) -> None:
