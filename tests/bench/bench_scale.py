@@ -41,6 +41,7 @@ from kubedruid.devcluster.binaries import plane_binaries
 from kubedruid.devcluster.install import install_kubedruid
 from kubedruid.devcluster.layout import KWOK_NODE_COUNT
 from kubedruid.devcluster.kwok_stages import DELETE_DELAY_ANNOTATION
+from kubedruid.druid.nodes import RESTART_ORDER
 from kubedruid.certs.pki import make_ca
 from kubedruid.kube.conditions import parse_rfc3339
 from tests.integration.conftest import OperatorProcess, Plane
@@ -351,6 +352,7 @@ class Bench:
                  ", ".join(f"{labels} {v:.0f}" for v, labels in top))
         self.say("  " + recorder.breakdown(*slowest) + f"; its op {self._op_seconds(*slowest):.0f} s: "
                  + ", ".join(f"{step} {seconds:.0f} s" for step, seconds in self._op_steps(*slowest)))
+        self.say("  " + _gaps_summary([g for d in targets for g in recorder.gaps(*d)]))
         # Each op against its own Druid's floor: what the plan adds, apart from waiting for the others.
         own = sorted(self._op_seconds(ns, name) / floors[(ns, name)] for ns, name in targets if floors[(ns, name)])
         if own:
@@ -374,6 +376,28 @@ class Bench:
             "conditions") or []
         times = sorted(parse_rfc3339(c["lastTransitionTime"]) for c in conditions if c.get("lastTransitionTime"))
         return (times[-1] - times[0]).total_seconds() if len(times) > 1 else 0.0
+
+
+def _gaps_summary(gaps: list[tuple[str, str, float]]) -> str:
+    """The gaps between restarts (Recorder.gaps) by the node type evicted next: within a roll (the pod Ready before
+    comes earlier in Druid's order) and from one roll to the next."""
+    order = [n.petset_suffix for n in RESTART_ORDER]
+
+    def node(pod: str) -> str:
+        return pod.rsplit("-", 1)[0]
+
+    within: dict[str, list[float]] = {}
+    between = []
+    for before, after, seconds in gaps:
+        if order.index(node(after)) > order.index(node(before)):
+            within.setdefault(node(after), []).append(seconds)
+        else:
+            between.append(seconds)
+    parts = [f"{n} median {statistics.median(v):.1f} s (sum {sum(v):.0f})" for n in order if (v := within.get(n))]
+    rolls = f"; from a roll to the next: median {statistics.median(between):.1f} s (sum {sum(between):.0f})" \
+        if between else ""
+    return ("from a replacement Ready to the next eviction, within a roll, by the pod evicted next: "
+            + ", ".join(parts) + rolls)
 
 
 def _until_the_plane_stops(watch):
@@ -440,6 +464,14 @@ class Recorder:
         return sorted((gone, ready) for (ns, name), runs in self.restarts.items()
                       if ns == namespace and name.startswith(f"{druid}-") for gone, ready in runs
                       if ready is not None)
+
+    def gaps(self, namespace: str, druid: str) -> list[tuple[str, str, float]]:
+        """Between one restart's replacement Ready and the next eviction of the Druid's pods: (the pod Ready before,
+        the pod evicted next, seconds); the operator's share of a roll, which the floor leaves out."""
+        spans = sorted((gone, ready, name.removeprefix(f"{druid}-")) for (ns, name), runs in self.restarts.items()
+                       if ns == namespace and name.startswith(f"{druid}-") for gone, ready in runs
+                       if ready is not None)
+        return [(before, after, gone - ready) for (_, ready, before), (gone, _, after) in zip(spans, spans[1:])]
 
     def floor(self, namespace: str, druid: str) -> float:
         """What the Druid's op cannot avoid: its slowest certificate's issue, then every restart of its pods."""
