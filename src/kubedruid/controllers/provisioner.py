@@ -520,8 +520,12 @@ class Provisioner:
                 refs = secret["metadata"].get("ownerReferences") or []
                 kept = [r for r in refs if r.get("uid") != raw["metadata"]["uid"]]
                 if len(kept) != len(refs) and secret.get("type") != "kubernetes.io/tls":
-                    await self.kube.patch("v1", "Secret", secret["metadata"]["name"],
-                                          {"metadata": {"ownerReferences": kept or None}}, namespace)
+                    try:
+                        await self.kube.patch("v1", "Secret", secret["metadata"]["name"],
+                                              {"metadata": {"ownerReferences": kept or None}}, namespace)
+                    except ApiError as e:
+                        if not is_not_found(e):
+                            raise  # gone meanwhile (its namespace is going, say): nothing left to keep
         finalizers = [f for f in raw["metadata"].get("finalizers") or [] if f != FINALIZER]
         try:
             await self.kube.patch(DRUID_API, "Druid", name, {"metadata": {"finalizers": finalizers or None}},
