@@ -109,7 +109,7 @@ def webhook_server(addr: str, port: int, host: str | None = None, cert_dir: Path
 
 def _serving_context(cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
     """A server context holding a certificate and its key. Python's ssl loads a key only from a file: it is written
-    to a folder only root can read and removed as soon as it is loaded."""
+    to a folder only its owner can read and removed as soon as it is loaded."""
     context = ssl.create_default_context(purpose=ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     with tempfile.TemporaryDirectory(prefix="kubedruid-webhook-") as folder:  # made 0700
