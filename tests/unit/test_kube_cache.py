@@ -125,3 +125,17 @@ def test_a_write_answered_after_the_watch_brought_a_newer_version_keeps_the_newe
     assert store.get(("a", "pod"))["metadata"]["resourceVersion"] == "14"
     store.wrote(_obj("pod", "not-a-number"))  # an opaque version is taken as it comes
     assert store.get(("a", "pod"))["metadata"]["resourceVersion"] == "not-a-number"
+
+
+def test_a_namespace_holds_what_was_listed_written_and_watched_there_and_nothing_else():
+    store = Store()
+    store.replace([_obj("x", "1", ns="a"), _obj("y", "1", ns="b")])
+    store.apply("ADDED", _obj("z", "2", ns="a"))
+    store.wrote(_obj("w", "3", ns="c"))
+    names = lambda ns: sorted(k[1] for k, _ in store.in_namespace(ns))  # noqa: E731
+    assert (names("a"), names("b"), names("c"), names("d")) == (["x", "z"], ["y"], ["w"], [])
+    assert names(None) == ["w", "x", "y", "z"]
+    store.apply("DELETED", _obj("x", "4", ns="a"))
+    store.replace([_obj("y", "1", ns="b")])  # z and w gone while the watch was away
+    assert (names("a"), names("b"), names("c")) == ([], ["y"], [])
+    assert store.names == {"b": {"y"}}, "no namespace kept empty"

@@ -120,7 +120,25 @@ class Store:
 
     def __init__(self):
         self.objects: dict[Key, Held] = {}
+        self.names: dict[str, set[str]] = {}  # by namespace: a namespace's list reads its own objects, not all
         self.gone: OrderedDict[Key, str] = OrderedDict()
+
+    def _put(self, key: Key, held: Held) -> None:
+        self.objects[key] = held
+        self.names.setdefault(key[0], set()).add(key[1])
+
+    def _drop(self, key: Key) -> None:
+        if self.objects.pop(key, None) is not None:
+            names = self.names[key[0]]
+            names.discard(key[1])
+            if not names:
+                del self.names[key[0]]
+
+    def in_namespace(self, namespace: str | None) -> list[tuple[Key, Held]]:
+        """The held objects of one namespace (None: all)."""
+        if namespace is None:
+            return list(self.objects.items())
+        return [((namespace, n), self.objects[(namespace, n)]) for n in self.names.get(namespace, ())]
 
     def replace(self, listed: list[dict]) -> list[tuple[str, dict]]:
         """Takes a full listing; returns the events it amounts to (DELETED for what is no longer there)."""
@@ -130,7 +148,9 @@ class Store:
             old = self.objects.get(k)
             if old is None or old.resource_version != o["metadata"].get("resourceVersion"):
                 events.append(("ADDED" if old is None else "MODIFIED", o))
-        self.objects = {k: Held.of(o) for k, o in fresh.items()}
+        self.objects, self.names = {}, {}
+        for k, o in fresh.items():
+            self._put(k, Held.of(o))
         return events
 
     def apply(self, type_: str, obj: dict) -> bool:
@@ -139,13 +159,13 @@ class Store:
             return False
         key = key_of(obj)
         if type_ == "DELETED":
-            self.objects.pop(key, None)
+            self._drop(key)
             self.gone[key] = obj["metadata"].get("uid") or ""
             if len(self.gone) > self.GONE_KEPT:
                 self.gone.popitem(last=False)
         else:
             self.gone.pop(key, None)
-            self.objects[key] = Held.of(obj)
+            self._put(key, Held.of(obj))
         return True
 
     def wrote(self, obj: dict) -> None:
@@ -160,7 +180,7 @@ class Store:
         held = self.objects.get(key_of(obj))
         if held is not None and _is_older(meta.get("resourceVersion") or "", held.resource_version):
             return
-        self.objects[key_of(obj)] = Held.of(obj)
+        self._put(key_of(obj), Held.of(obj))
 
     def get(self, key: Key) -> dict | None:
         held = self.objects.get(key)
@@ -188,8 +208,7 @@ class Informer:
         return self.store.get((namespace or "", name))
 
     def list(self, namespace: str | None, labels: dict | None) -> list[dict]:
-        return [held.object() for (ns, _), held in self.store.objects.items()
-                if (namespace is None or ns == namespace) and labels_match(held.labels, labels)]
+        return [held.object() for _, held in self.store.in_namespace(namespace) if labels_match(held.labels, labels)]
 
     def _tell(self, events: list[tuple[str, dict]]) -> None:
         for type_, obj in events:
