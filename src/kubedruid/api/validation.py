@@ -20,7 +20,7 @@ from kubedruid.api.common import Resource, to_dict
 from kubedruid.api.druid import Druid
 from kubedruid.api.ops import DruidOpsRequest
 from kubedruid.api.rules import DRUID_RULES, OPS_RULES, Rule
-from kubedruid.api.schema import openapi_schema
+from kubedruid.api.schema import schema_to_read
 
 _MISSING = object()
 _TYPES = {
@@ -43,7 +43,7 @@ def validate_druid(druid: Druid | Mapping[str, Any], known_versions: Collection[
     mutating webhook does before its validating one.
     """
     obj = prepare(Druid, druid)
-    errors = schema_errors(openapi_schema(Druid), obj) + rule_errors(DRUID_RULES, obj)
+    errors = schema_errors(schema_to_read(Druid), obj) + rule_errors(DRUID_RULES, obj)
     version = _at(obj, ("spec", "version"))
     if known_versions is not None and isinstance(version, str) and version and version not in known_versions:
         available = ", ".join(sorted(known_versions)) or "none"
@@ -61,7 +61,7 @@ def validate_ops_request(
     spec.databaseRef exists is for the caller to check."""
     obj = prepare(DruidOpsRequest, ops)
     before = prepare(DruidOpsRequest, old) if old is not None else None
-    return schema_errors(openapi_schema(DruidOpsRequest), obj) + rule_errors(OPS_RULES, obj, before)
+    return schema_errors(schema_to_read(DruidOpsRequest), obj) + rule_errors(OPS_RULES, obj, before)
 
 
 # --- the pieces -----------------------------------------------------------------------------
@@ -70,7 +70,7 @@ def validate_ops_request(
 def prepare(model: type[Resource], obj: BaseModel | Mapping[str, Any]) -> dict[str, Any]:
     """The object as the apiserver validates it: declared fields set to null are dropped,
     then the schema's defaults are applied."""
-    return _prepare(openapi_schema(model), copy.deepcopy(to_dict(obj)))
+    return _prepare(schema_to_read(model), copy.deepcopy(to_dict(obj)))
 
 
 def _prepare(schema: dict[str, Any], value: Any) -> Any:
