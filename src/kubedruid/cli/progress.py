@@ -43,6 +43,8 @@ class Tracker:
     pod_ready: bool = False
     message: str = ""
     plan: str | None = None  # "<op type>: <phases> (<rolls>)"
+    # Steps that changed before `step` in the same version: the operator writes a pass's conditions at once.
+    passed: list[str] = field(default_factory=list)
     _seen: dict[str, tuple] = field(default_factory=dict)
 
     def update(self, ops: dict) -> bool:
@@ -54,8 +56,10 @@ class Tracker:
         plan = next((c for c in conds if c.get("type") == PLAN), None)
         if plan:
             self.plan = f"{plan.get('reason')}: {plan.get('message')}"
+        self.passed = []
         if changed:
-            self.step = max(changed, key=lambda ci: _key(*ci))[0].get("type")
+            in_order = [c.get("type") for c, _ in sorted(changed, key=lambda ci: _key(*ci))]
+            self.step, self.passed = in_order[-1], in_order[:-1]
         self._seen = {c.get("type"): _fingerprint(c) for c in conds}
         pod_conds = [(c, i) for i, c in enumerate(conds) if str(c.get("type", "")).startswith(POD_STEPS)]
         if pod_conds:
@@ -142,14 +146,21 @@ def follow(conn: Connection, name: str, out: Console, live: bool) -> tuple[dict,
                 if tracker.plan and tracker.plan != shown_plan:
                     out.print(f"plan: {tracker.plan}", soft_wrap=True)
                     shown_plan = tracker.plan
-                out.print(_plain_line(tracker, time.monotonic() - started), soft_wrap=True)
+                elapsed = time.monotonic() - started
+                for step in tracker.passed:  # every step on a line of its own, the current one last
+                    out.print(f"{_plain_start(tracker, elapsed)} step: {step}", soft_wrap=True)
+                out.print(_plain_line(tracker, elapsed), soft_wrap=True)
             if tracker.phase in FINISHED:
                 break
     return last, tracker, time.monotonic() - started
 
 
+def _plain_start(t: Tracker, elapsed: float) -> str:
+    return f"[{human_duration(elapsed):>5}] {t.phase:<11}"
+
+
 def _plain_line(t: Tracker, elapsed: float) -> str:
-    line = f"[{human_duration(elapsed):>5}] {t.phase:<11}"
+    line = _plain_start(t, elapsed)
     if t.step:
         line += f" step: {t.step}"
     if t.pod:
