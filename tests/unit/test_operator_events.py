@@ -3,11 +3,13 @@ not by every status write of a roll; a finished or deleted op has its Druid look
 
 from __future__ import annotations
 
+import asyncio
 from types import SimpleNamespace
 
 import pytest
 
 from kubedruid.controllers.operator import Controllers
+from kubedruid.controllers.ops.steps import CERTIFICATE_EVENTS, NO_EVENTS, POD_EVENTS
 from kubedruid.specs import names
 
 NS, DB = "demo", "dc"
@@ -17,12 +19,15 @@ def _controllers() -> Controllers:
     return Controllers(kube=SimpleNamespace(fresh=None), petset_enabled=True)  # no request is made here
 
 
-def _pod(ready: bool, going: bool = False) -> dict:
+def _pod(ready: bool, going: bool = False, evicting: bool = False) -> dict:
+    conditions = [{"type": "Ready", "status": "True" if ready else "False"}]
+    if evicting:  # what the eviction API sets before it deletes the pod
+        conditions.append({"type": "DisruptionTarget", "status": "True", "reason": "EvictionByEvictionAPI"})
     return {"metadata": {"name": f"{DB}-brokers-0", "namespace": NS,
                          "labels": names.offshoot_labels(DB, None),
                          "ownerReferences": [{"kind": "PetSet", "name": f"{DB}-brokers"}],
                          **({"deletionTimestamp": "2026-12-06T10:00:00Z"} if going else {})},
-            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+            "status": {"phase": "Running", "conditions": conditions}}
 
 
 def test_the_petset_controllers_writes_wake_the_provisioner_not_a_running_op():
@@ -34,13 +39,15 @@ def test_the_petset_controllers_writes_wake_the_provisioner_not_a_running_op():
 
 
 @pytest.mark.parametrize("type_, pod, wakes", [
-    ("ADDED", _pod(ready=False), True),  # a replacement came
+    ("ADDED", _pod(ready=False), False),  # a replacement came: it is not in service yet
     ("MODIFIED", _pod(ready=False), False),  # scheduled, started: nothing an op waits for
+    ("MODIFIED", _pod(ready=True, evicting=True), False),  # the eviction marked it
     ("MODIFIED", _pod(ready=True, going=True), False),  # evicted, terminating
+    ("DELETED", _pod(ready=True, going=True), False),  # gone
     ("MODIFIED", _pod(ready=True), True),  # back in service
-    ("DELETED", _pod(ready=False), True),
+    ("ADDED", _pod(ready=True), True),  # seen first once in service (a watch that started again)
 ])
-def test_a_pods_event_wakes_an_op_when_the_pod_comes_goes_or_is_ready(type_, pod, wakes):
+def test_a_pods_event_wakes_an_op_only_when_the_pod_is_in_service(type_, pod, wakes):
     c = _controllers()
     c.on_pod(type_, pod)
     assert not c.petsets.idle(), "the PetSet controller hears of every change of its pods"
@@ -71,3 +78,77 @@ def test_a_requests_event_wakes_the_ops_manager_unless_it_is_its_own_status_writ
     c = _controllers()
     c.on_ops_request(type_, request_)
     assert c.ops.idle() is not wakes
+
+
+def _owned(kind: str) -> dict:
+    return {"apiVersion": "v1", "kind": kind, "metadata": {"name": f"{DB}-x", "namespace": NS,
+                                                           "labels": names.offshoot_labels(DB, None)}}
+
+
+def _certificate() -> dict:
+    return {**_owned("Certificate"), "apiVersion": "cert-manager.io/v1"}
+
+
+def _druid() -> dict:
+    return {"apiVersion": names.DRUID_API, "kind": "Druid", "metadata": {"name": DB, "namespace": NS},
+            "spec": {"version": "28.0.1"}}
+
+
+EVENTS = {  # what happens around a Druid during an op: (handler, event type, object)
+    "a pod back in service": ("on_pod", "MODIFIED", _pod(ready=True)),
+    "a Secret of ours written": ("on_owned", "MODIFIED", _owned("Secret")),
+    "a Service of ours written": ("on_owned", "MODIFIED", _owned("Service")),
+    "cert-manager's Certificate status": ("on_certificate", "MODIFIED", _certificate()),
+    "the Druid": ("on_druid", "MODIFIED", _druid()),
+    "a request": ("on_ops_request", "ADDED", _request(None)),
+}
+
+
+@pytest.mark.parametrize("waiting_on, wakes_on", [
+    (None, set(EVENTS)),  # no pass has said what it waits for, or it may be anything
+    (POD_EVENTS, {"a pod back in service", "the Druid", "a request"}),
+    (CERTIFICATE_EVENTS, {"a Secret of ours written", "cert-manager's Certificate status", "the Druid", "a request"}),
+    (NO_EVENTS, {"the Druid", "a request"}),
+])
+def test_a_waiting_op_is_woken_by_what_it_waits_for_and_by_its_druid_and_requests(waiting_on, wakes_on):
+    woken = set()
+    for what, (handler, type_, obj) in EVENTS.items():
+        c = _controllers()
+        c.ops_manager.waiting(NS, DB, waiting_on)
+        getattr(c, handler)(type_, obj)
+        if not c.ops.idle():
+            woken.add(what)
+    assert woken == wakes_on
+
+
+def test_with_no_wait_recorded_every_event_wakes_the_op():
+    woken = set()
+    for what, (handler, type_, obj) in EVENTS.items():
+        c = _controllers()
+        getattr(c, handler)(type_, obj)
+        if not c.ops.idle():
+            woken.add(what)
+    assert woken == set(EVENTS)
+
+
+@pytest.mark.parametrize("during, waits_on, again", [
+    ("Secret", POD_EVENTS, 5.0),  # the roll's own write: the pass's wait for a pod stands
+    ("Service", NO_EVENTS, 5.0),
+    ("Pod", POD_EVENTS, 0.0),  # what it waits for may have come before the pass named it: at once
+    ("Secret", None, 0.0),  # a wait for anything
+    ("Secret", CERTIFICATE_EVENTS, 0.0),
+])
+def test_an_event_during_a_pass_runs_it_again_only_if_the_wait_it_ended_with_may_end_by_it(during, waits_on, again):
+    c = _controllers()
+    manager = c.ops_manager
+    woken_at_once = []
+
+    async def a_pass(namespace: str, db: str) -> float:
+        woken_at_once.append(manager.wakes(namespace, db, during))  # the event, while the pass runs
+        manager.waiting(namespace, db, waits_on)
+        return 5.0
+
+    manager._reconcile = a_pass
+    assert asyncio.run(manager.reconcile(NS, DB)) == again
+    assert woken_at_once == [False], "the pass's end decides, not the event"
+    assert manager.wakes(NS, DB, "Pod") is (waits_on is None or "Pod" in waits_on), "between passes: the wait"

@@ -67,9 +67,10 @@ class Controllers:
     def queues(self) -> list[WorkQueue]:
         return [q for q in (self.druids, self.ops, self.petsets, self.checks) if q is not None]
 
-    def druid_changed(self, namespace: str, name: str, ops: bool = True) -> None:
+    def druid_changed(self, namespace: str, name: str, ops: bool = True, kind: str | None = None) -> None:
+        """`kind`: of the object whose event this is, when not the Druid itself (its op may not be waiting for it)."""
         self.druids.add((namespace, name))
-        if ops:
+        if ops and (kind is None or self.ops_manager.wakes(namespace, name, kind)):
             self.ops.add((namespace, name))
         if self.checks is not None:
             self.checks.add((namespace, name))
@@ -107,9 +108,10 @@ class Controllers:
         for ref in obj["metadata"].get("ownerReferences") or []:
             if ref.get("kind") == "PetSet" and self.petsets is not None:
                 self.petsets.add((namespace, ref["name"]))
-        # A restart waits for a pod to come and to be Ready: a pod's other changes (scheduled, started, going)
-        # would wake a running op several times a pod for nothing.
-        if (druid := _druid_of(obj)) is not None and (type_ != "MODIFIED" or petset_pods.is_ready(obj)):
+        # A restart waits for a pod to be back in service: a pod's other changes (created, scheduled, started,
+        # marked for eviction, going, gone) would wake a running op four times a restart for nothing.
+        if (druid := _druid_of(obj)) is not None and type_ != "DELETED" and petset_pods.in_service(obj) and \
+                self.ops_manager.wakes(namespace, druid, "Pod"):
             self.ops.add((namespace, druid))
 
     def on_ops_request(self, type_: str, obj: dict) -> None:
@@ -131,12 +133,12 @@ class Controllers:
     def on_owned(self, _type: str, obj: dict) -> None:
         """A Secret or Service of ours changed (a deleted one is made again)."""
         if (druid := _druid_of(obj)) is not None:
-            self.druid_changed(obj["metadata"]["namespace"], druid)
+            self.druid_changed(obj["metadata"]["namespace"], druid, kind=obj.get("kind"))
 
     def on_certificate(self, type_: str, obj: dict) -> None:
         if (druid := _druid_of(obj)) is not None:
             namespace, name = _where(obj)
-            self.druid_changed(namespace, druid)
+            self.druid_changed(namespace, druid, kind="Certificate")
             CERTIFICATE_EXPIRY.observe(namespace, druid, name, (obj.get("status") or {}).get("notAfter"),
                                        deleted=type_ == "DELETED")
 

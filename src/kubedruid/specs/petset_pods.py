@@ -87,6 +87,12 @@ def is_ready(p: dict) -> bool:
         c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
 
 
+def in_service(p: dict) -> bool:
+    """Ready, and not about to go: an eviction marks the pod (condition DisruptionTarget) before it deletes it."""
+    return is_ready(p) and not any(c.get("type") == "DisruptionTarget" and c.get("status") == "True"
+                                   for c in (p.get("status") or {}).get("conditions") or [])
+
+
 def status(petset: dict, pods: list[dict]) -> dict:
     """PetSet status from its live pods. OnDelete semantics: currentRevision moves to the update revision only once
     every pod runs it."""

@@ -92,8 +92,41 @@ class OpsManager:
         self.kube, self.informed, self.provisioner = kube.fresh, kube, provisioner
         self._events: set[asyncio.Task] = set()
         self.client_switch_grace_s = client_switch_grace_s
+        # By Druid: the kinds whose events can end what its running op waits for (steps.Wait.on), between passes;
+        # and during a pass, the kinds of the events that came meanwhile (whether they matter is known at its end).
+        self._waiting_on: dict[tuple[str, str], frozenset[str] | None] = {}
+        self._during_pass: dict[tuple[str, str], set[str]] = {}
+
+    def waiting(self, namespace: str, db: str, on: frozenset[str] | None) -> None:
+        """The Druid's op ended its pass waiting for events of the kinds `on` (None: any), or for time."""
+        self._waiting_on[(namespace, db)] = on
+
+    def wakes(self, namespace: str, db: str, kind: str) -> bool:
+        """Whether an event of `kind` about the Druid's objects is to wake its op now: not if the op's last pass
+        ended waiting for other kinds only, nor while a pass runs (its end tells whether the event matters: the
+        roll's own Secret and Service writes do not). Events of the Druid and its requests always wake it."""
+        key = (namespace, db)
+        if key in self._during_pass:
+            self._during_pass[key].add(kind)
+            return False
+        if key not in self._waiting_on:
+            return True
+        on = self._waiting_on[key]
+        return on is None or kind in on
 
     async def reconcile(self, namespace: str, db: str) -> float | None:
+        key = (namespace, db)
+        self._waiting_on.pop(key, None)
+        self._during_pass[key] = set()
+        try:
+            after = await self._reconcile(namespace, db)
+        finally:
+            came = self._during_pass.pop(key)
+        if came and (key not in self._waiting_on or self._waiting_on[key] is None or came & self._waiting_on[key]):
+            return 0.0  # something the op may wait for changed while the pass ran: look again at once
+        return after
+
+    async def _reconcile(self, namespace: str, db: str) -> float | None:
         informed = _unfinished(await self.informed.list(OPS_API, "DruidOpsRequest", namespace), db)
         if not informed:
             return None
@@ -226,25 +259,31 @@ class OpsManager:
                 continue
             ctx.phase = phase
             if not ctx.needed(phase):
-                await ctx.complete_phase(phase, op.plan.recurring_after(index), needed=False)
+                ctx.complete_phase(phase, op.plan.recurring_after(index), needed=False)
                 continue
             for step in phase.steps:
                 try:
                     result = await run_step(step, ctx)
                 except Fail as f:
+                    await ctx.flush()  # what the pass did before it failed, with its events
                     return await self._fail(ctx.ops, druid, f.step, f.message, resume=True)
                 except Blocked as b:
+                    await ctx.flush()
                     return await self._fail(ctx.ops, druid, step, b.message, resume=True)
                 except ApiError as e:  # not the step's own verdict: it counts against the step's deadline
                     code = e.status.code if e.status else None
-                    if code in PERMANENT_API_ERRORS or _since_last_progress(ctx.ops) > timeout:
+                    # Progress as written: what the pass only noted is lost with it, and would look like progress.
+                    if code in PERMANENT_API_ERRORS or _since_last_progress(ops) > timeout:
                         return await self._fail(ctx.ops, druid, step, f"{step}: the apiserver answered {code}: "
                                                 f"{e.status.message if e.status else e}", resume=True)
                     raise  # retried with backoff until the deadline
                 if isinstance(result, Wait):
+                    await ctx.flush()
+                    self.waiting(ns, db_name, result.on)
                     return result.after
             if phase.name:
-                await ctx.complete_phase(phase, op.plan.recurring_after(index))
+                ctx.complete_phase(phase, op.plan.recurring_after(index))
+        await ctx.flush()  # the last steps' conditions and events come before Successful's
         return await self._succeed(ctx.ops, druid)
 
     async def _preflight(self, ops: dict, druid: dict | None) -> tuple[str, str] | None:

@@ -83,12 +83,12 @@ async def handed_over(kube: Kube, db: Druid, ca_pem: bytes) -> bool | None:
     """True when the Coordinator has nothing left to load and every Ready broker knows every historical's segments
     as the Coordinator does; False while not; None when the Coordinator cannot be asked."""
     ns, name = db.metadata.namespace, db.metadata.name
-    coordinator = await kube.get("v1", "Pod", f"{names.petset_name(name, COORDINATOR)}-0", ns)
+    coordinator, pods, headers = await asyncio.gather(
+        kube.get("v1", "Pod", f"{names.petset_name(name, COORDINATOR)}-0", ns),
+        kube.list("v1", "Pod", ns, labels=names.node_labels(name, BROKER)), _admin_headers(kube, db))
     if coordinator is None:
         return None
-    brokers = [p for p in await kube.list("v1", "Pod", ns, labels=names.node_labels(name, BROKER))
-               if petset_pods.is_ready(p)]
-    headers = await _admin_headers(kube, db)
+    brokers = [p for p in pods if petset_pods.is_ready(p)]
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=ASK_TIMEOUT_S),
                                      headers=headers) as session:
         druid = _Druid(db, ca_pem, session)

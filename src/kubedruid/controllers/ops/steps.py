@@ -8,7 +8,7 @@ import base64
 import datetime
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography import x509
 from lightkube.core.exceptions import ApiError
@@ -38,6 +38,15 @@ RESYNC_S = 30.0
 @dataclass
 class Wait:
     after: float | None  # seconds until the step's deadline (the reconcile is re-run then), or None: an event will
+    # The kinds of object whose events can end the wait before `after` (the Druid's and the op's own always do);
+    # None: any. The others need not wake the op: a roll's own Secret and Service writes, cert-manager's status
+    # updates while the op waits for a pod.
+    on: frozenset[str] | None = None
+
+
+POD_EVENTS = frozenset({"Pod"})  # a pod came back in service
+CERTIFICATE_EVENTS = frozenset({"Certificate", "Secret"})  # cert-manager issued (a Certificate, its Secret)
+NO_EVENTS = frozenset()  # only time tells (a grace, a poll of what no watch of ours sees)
 
 
 class Fail(Exception):
@@ -58,6 +67,7 @@ class StepContext:
     event: Callable[..., Awaitable[None]]
     set_conditions: Callable[[list[dict]], Awaitable[dict]]
     client_switch_grace_s: float = plans.CLIENT_SWITCH_GRACE_S
+    _unannounced: list[tuple[str, str]] = field(default_factory=list)  # events of noted conditions, until written
 
     @property
     def conditions(self) -> list[dict]:
@@ -69,27 +79,51 @@ class StepContext:
     def done(self, type_: str) -> bool:
         return cond.is_true(self.conditions, type_)
 
-    async def start(self, type_: str, message: str) -> None:
-        """Records that a step began (status False): its timeout counts from here."""
+    def start(self, type_: str, message: str) -> None:
+        """Notes that a step began (status False): its timeout counts from here."""
         if self.condition(type_) is None:
-            await self.record(type_, "False", message)
+            self.note(type_, "False", message)
 
     async def record(self, type_: str, status: str, message: str, reason: str | None = None,
                      event: bool = False) -> None:
-        """Sets a condition on the op (and, when it turns True, an event with KubeDB's reason)."""
+        """Sets a condition on the op now (and, when it turns True, an event with KubeDB's reason)."""
         await self.record_many([(type_, status, message, reason, event)])
 
     async def record_many(self, entries: list[tuple]) -> None:
-        """Several conditions in one status write: (type, status, message, reason or None, event?)."""
-        new, events = self.conditions, []
+        """Several conditions in one status write, with whatever was noted before: (type, status, message, reason or
+        None, event?). For what must be in the op's status before the step acts (a pod's UID before its eviction)."""
+        self.note_many(entries)
+        await self.flush()
+
+    def note(self, type_: str, status: str, message: str, reason: str | None = None, event: bool = False) -> None:
+        self.note_many([(type_, status, message, reason, event)])
+
+    def note_many(self, entries: list[tuple]) -> None:
+        """Sets conditions that go out with the pass's next status write, or when the pass ends (flush): progress a
+        re-run after a crash may repeat (each such step is idempotent), so it costs no request of its own. The
+        condition's time is now's, whenever it is written."""
+        new = self.conditions
         for type_, status, message, reason, event in entries:
             before = cond.get_condition(new, type_)
             reason = type_ if reason is None else reason
             new = cond.set_condition(new, type_, status, reason, message, self.ops["metadata"].get("generation"))
             if event and status == "True" and (before is None or before.get("status") != "True"):
-                events.append((reason or message, message))
-        if new != self.conditions:
-            self.ops = await self.set_conditions(new)
+                self.announce(reason or message, message)
+        self.set_local_conditions(new)
+
+    def announce(self, reason: str, message: str) -> None:
+        """An event, posted once the conditions noted so far are written."""
+        self._unannounced.append((reason, message))
+
+    def set_local_conditions(self, conditions: list[dict]) -> None:
+        if conditions != self.conditions:  # a copy: the manager's op stays what was last written
+            self.ops = {**self.ops, "status": {**(self.ops.get("status") or {}), "conditions": conditions}}
+
+    async def flush(self) -> None:
+        """Writes the conditions noted since the last write (one status write, none if nothing changed), then
+        their events."""
+        self.ops = await self.set_conditions(self.conditions)
+        events, self._unannounced = self._unannounced, []
         for reason, message in events:
             await self.event(self.ops, "Normal", reason, message)
 
@@ -103,12 +137,12 @@ class StepContext:
         elapsed = (datetime.datetime.now(datetime.timezone.utc) - t0).total_seconds()
         return self.timeout_s - elapsed
 
-    def wait_or_fail(self, type_: str, what: str) -> Wait:
+    def wait_or_fail(self, type_: str, what: str, on: frozenset[str] | None = None) -> Wait:
         left = self.deadline(type_)
         if left <= 0:
             raise Fail(type_, f"{type_}: timed out after {self.timeout_s:g}s waiting for {what}")
         # Events wake the step; the deadline, or a resync at most every 30 s (a lost watch event), re-runs it anyway.
-        return Wait(after=min(left + 0.5, RESYNC_S))
+        return Wait(after=min(left + 0.5, RESYNC_S), on=on)
 
     def target(self) -> dict:
         return {**self.druid, "spec": self.op.target(self.druid["spec"], self.ops)}
@@ -124,16 +158,16 @@ class StepContext:
         c = self.condition(step)
         return bool(c) and c.get("reason") == reason
 
-    async def complete_phase(self, phase: plans.Phase, recurring: set[str], needed: bool = True) -> None:
-        """Records a phase done (or not needed) and clears the conditions of its steps that a later phase runs
-        again: one write."""
+    def complete_phase(self, phase: plans.Phase, recurring: set[str], needed: bool = True) -> None:
+        """Notes a phase done (or not needed) and clears the conditions of its steps that a later phase runs again:
+        one change of the conditions."""
         kept = [c for c in self.conditions if not any(plans.clears(step, c["type"]) for step in recurring)]
         message = phase.message if needed else f"not needed: {self.condition(phase.only_if[0])['message']}"
         new = cond.set_condition(kept, phase.name, "True", phase.name if needed else "NotNeeded", message,
                                  self.ops["metadata"].get("generation"))
         if new != self.conditions:
-            self.ops = await self.set_conditions(new)
-            await self.event(self.ops, "Normal", phase.name, message)
+            self.set_local_conditions(new)
+            self.announce(phase.name, message)
 
 
 async def run_step(step: str, ctx: StepContext) -> Wait | None:
@@ -161,27 +195,28 @@ def _issuing(cert: dict) -> bool:
 
 async def certificate_synced(ctx: StepContext) -> Wait | None:
     step = plans.CERTIFICATE_SYNCED
-    await ctx.start(step, "Syncing certificates")
+    ctx.start(step, "Syncing certificates")
     certificates = await ctx.provisioner.sync_certificates(ctx.target())
     ns = ctx.druid["metadata"]["namespace"]
-    live = [await ctx.kube.get("cert-manager.io/v1", "Certificate", c["metadata"]["name"], ns) for c in certificates]
+    live = await asyncio.gather(*(ctx.kube.get("cert-manager.io/v1", "Certificate", c["metadata"]["name"], ns)
+                                  for c in certificates))
     checks = (("GetCertificate", "get certificate", lambda c: c is not None),
               ("CheckReadyCondition", "check ready condition", lambda c: c is not None and _ready_for_generation(c)),
               ("IssuingCondition", "issuing condition", lambda c: c is not None and not _issuing(c)))
     for type_, text, ok in checks:
         if not all(ok(c) for c in live):
-            return ctx.wait_or_fail(step, f"cert-manager to issue {', '.join(c['metadata']['name'] for c in certificates)}"
-                                    f" ({text})")
+            names_ = ", ".join(c["metadata"]["name"] for c in certificates)
+            return ctx.wait_or_fail(step, f"cert-manager to issue {names_} ({text})", on=CERTIFICATE_EVENTS)
         if not ctx.done(type_):
             msg = f"{text}; ConditionStatus:True"
-            await ctx.record(type_, "True", msg, reason="")
+            ctx.note(type_, "True", msg, reason="")
             for _ in certificates:  # KubeDB records one event per certificate
-                await ctx.event(ctx.ops, "Normal", msg, msg)
-    for c in certificates:
-        secret = await ctx.kube.get("v1", "Secret", c["spec"]["secretName"], ns)
+                ctx.announce(msg, msg)
+    secrets = await asyncio.gather(*(ctx.kube.get("v1", "Secret", c["spec"]["secretName"], ns) for c in certificates))
+    for c, secret in zip(certificates, secrets):
         if secret is None or "keystore.jks" not in (secret.get("data") or {}):
-            return ctx.wait_or_fail(step, f"Secret {c['spec']['secretName']} with the keystores")
-    await ctx.record(step, "True", plans.STEP_CONDITIONS[step], event=True)
+            return ctx.wait_or_fail(step, f"Secret {c['spec']['secretName']} with the keystores", on=CERTIFICATE_EVENTS)
+    ctx.note(step, "True", plans.STEP_CONDITIONS[step], event=True)
     return None
 
 
@@ -199,7 +234,7 @@ async def trust_issuer_ca(ctx: StepContext) -> Wait | None:
     CA bundle. The reason says whether it is another CA than the one that signs the Druid's certificates now
     (CAChanged: the trust phases run) or the same (SameCA)."""
     step = plans.TRUST_ISSUER_CA
-    await ctx.start(step, "Learning the CA of the new issuer")
+    ctx.start(step, "Learning the CA of the new issuer")
     ns, uid = ctx.druid["metadata"]["namespace"], ctx.druid["metadata"]["uid"]
     target = apply_defaults(Druid.model_validate(ctx.target()))
     probe = cluster.ca_probe_certificate(target, uid)
@@ -209,7 +244,7 @@ async def trust_issuer_ca(ctx: StepContext) -> Wait | None:
     secret = await ctx.kube.get("v1", "Secret", name, ns)
     if live is None or not _ready_for_generation(live) or secret is None:
         return ctx.wait_or_fail(step, f"cert-manager to issue the probe certificate {name} from {issuer['kind']} "
-                                      f"{issuer['name']}")
+                                      f"{issuer['name']}", on=CERTIFICATE_EVENTS)
     new = bundle.parse(bundle.pem_of(secret))
     if not new:
         raise Fail(step, f"{issuer['kind']} {issuer['name']} does not publish its CA (no ca.crt in Secret {name}): "
@@ -270,7 +305,7 @@ async def issue_certificates(ctx: StepContext) -> Wait | None:
             await ctx.kube.patch("cert-manager.io/v1", "Certificate", n, {"status": {"conditions": conditions}}, ns,
                                  status=True)
     if pending:
-        return ctx.wait_or_fail(step, f"cert-manager to re-issue {', '.join(pending)}")
+        return ctx.wait_or_fail(step, f"cert-manager to re-issue {', '.join(pending)}", on=CERTIFICATE_EVENTS)
     await ctx.record(step, "True", plans.STEP_CONDITIONS[step], event=True)
     return None
 
@@ -287,7 +322,7 @@ async def update_petsets(ctx: StepContext) -> Wait | None:
     """Moves the Druid to the phase's TLS mode and writes its children: Services at once, PetSet templates for the
     pods restarted next."""
     step = plans.UPDATE_PETSETS
-    await ctx.start(step, "Updating the Druid and its PetSets")
+    ctx.start(step, "Updating the Druid and its PetSets")
     await _patch_druid(ctx, ctx.rendered_spec(), _mode_patch(ctx.druid, ctx.phase.mode))
     db, inputs, _ = await ctx.provisioner.prepare(ctx.druid)
     if db.spec.enableSSL:  # the pods about to restart mount the CA bundle: it holds the CA of their certificates
@@ -297,7 +332,7 @@ async def update_petsets(ctx: StepContext) -> Wait | None:
     # both modes serve (a port the roll closes stays until the roll reaches the Service's node type: RestartNodes);
     # the new mode's once every pod runs it (UpdateServices, after the roll).
     await ctx.provisioner.apply(db, inputs, service_schemes=ctx.op.plan.roll_service_schemes(ctx.phase, reached=None))
-    await ctx.record(step, "True", plans.STEP_CONDITIONS[step], event=True)
+    ctx.note(step, "True", plans.STEP_CONDITIONS[step], event=True)
     return None
 
 
@@ -333,34 +368,18 @@ async def finish(ctx: StepContext) -> Wait | None:
 async def restart_nodes(ctx: StepContext) -> Wait | None:
     """One pod at a time in Druid's order: evict (PodDisruptionBudgets apply), wait until its replacement is Ready."""
     step = plans.RESTART_NODES
-    await ctx.start(step, "Restarting nodes")
-    back: list[tuple] = []  # a pod's CheckPodRunning True, written with the next pod's first conditions
-    try:
-        return await _restart_each(ctx, step, back)
-    finally:
-        if back:  # the roll stopped to wait (or failed) before another write
-            await ctx.record_many(back)
-
-
-def _taking(back: list[tuple], *entries: tuple) -> list[tuple]:
-    """`back`'s entries (then emptied) followed by `entries`: one status write for both."""
-    out = [*back, *entries]
-    back.clear()
-    return out
-
-
-async def _restart_each(ctx: StepContext, step: str, back: list[tuple]) -> Wait | None:
+    ctx.start(step, "Restarting nodes")
     ns = ctx.druid["metadata"]["namespace"]
-    for pod_name in _pods(ctx):
-        if ctx.phase.restart_only_stale and not _stale(ctx, pod_name):
-            continue
+    pods = _pods(ctx)
+    todo = [p for p in pods if not ctx.done(plans.pod_condition_types(p)[2])
+            and not (ctx.phase.restart_only_stale and not _stale(ctx, p))]
+    read = await _read_ahead(ctx, todo)
+    for pod_name in todo:
         get_t, evict_t, check_t = plans.pod_condition_types(pod_name)
-        if ctx.done(check_t):
-            continue
-        pod = await ctx.kube.get("v1", "Pod", pod_name, ns)
+        pod = read.pods[pod_name] if pod_name in read.pods else await ctx.kube.get("v1", "Pod", pod_name, ns)
         if ctx.condition(evict_t) is None:
             if pod is None:
-                return ctx.wait_or_fail(step, f"pod {pod_name} to exist")
+                return ctx.wait_or_fail(step, f"pod {pod_name} to exist", on=POD_EVENTS)
             node = plans.node_type_of(pod_name)
             if node.has_primary_service and ctx.op.plan.closes_service_ports(ctx.phase):
                 if (wait := await clients_followed(ctx)) is not None:
@@ -373,11 +392,11 @@ async def _restart_each(ctx: StepContext, step: str, back: list[tuple]) -> Wait 
                 if ctx.deadline(step) <= 0:
                     raise Fail(step, f"{step}: timed out after {ctx.timeout_s:g}s waiting for the Coordinator and "
                                      f"every broker to see every segment fully replicated before evicting {pod_name}")
-                return Wait(after=2.0)
-            # The pod's UID is recorded before the eviction: a re-run after a crash evicts only that pod, once.
-            await ctx.record_many(_taking(
-                back, (get_t, "True", plans.pod_message("get pod", pod_name), "", True),
-                (evict_t, "False", plans.pod_message("evict pod", pod_name, "False", pod["metadata"]["uid"]), "", False)))
+                return Wait(after=2.0, on=NO_EVENTS)
+            # The pod's UID is written before the eviction: a re-run after a crash evicts only that pod, once.
+            await ctx.record_many([
+                (get_t, "True", plans.pod_message("get pod", pod_name), "", True),
+                (evict_t, "False", plans.pod_message("evict pod", pod_name, "False", pod["metadata"]["uid"]), "", False)])
         evicted = ctx.condition(evict_t)
         old_uid = plans.recorded_uid(evicted["message"])
         if evicted["status"] != "True":
@@ -386,28 +405,59 @@ async def _restart_each(ctx: StepContext, step: str, back: list[tuple]) -> Wait 
                     await ctx.kube.client.create(_eviction(pod_name, ns), name=pod_name, namespace=ns)
                 except ApiError as e:
                     if e.status.code == 429:  # a PodDisruptionBudget forbids it now; try again shortly
-                        return Wait(after=2.0) if ctx.deadline(step) > 0 else ctx.wait_or_fail(
+                        return Wait(after=2.0, on=NO_EVENTS) if ctx.deadline(step) > 0 else ctx.wait_or_fail(
                             evict_t, f"a PodDisruptionBudget to allow evicting {pod_name}")
                     if e.status.code != 404:
                         raise
-            await ctx.record_many(_taking(
-                back, (evict_t, "True", plans.pod_message("evict pod", pod_name, uid=old_uid), "", False),
-                (check_t, "False", plans.pod_message("check pod running", pod_name, "False"), "", False)))
+            await ctx.record_many([
+                (evict_t, "True", plans.pod_message("evict pod", pod_name, uid=old_uid), "", False),
+                (check_t, "False", plans.pod_message("check pod running", pod_name, "False"), "", False)])
             await ctx.event(ctx.ops, "Normal", plans.pod_message("evict pod", pod_name),
                             plans.pod_message("evict pod", pod_name))
-            return ctx.wait_or_fail(check_t, f"pod {pod_name} to be Ready again after its eviction")
+            return ctx.wait_or_fail(check_t, f"pod {pod_name} to be Ready again after its eviction",
+                                    on=POD_EVENTS)
         if pod is not None and pod["metadata"]["uid"] != old_uid and petset_pods.is_ready(pod):
-            if not await _serving_endpoint(ctx, pod):  # no event of ours says when: look again shortly
-                return Wait(after=1.0) if ctx.deadline(check_t) > 0 else ctx.wait_or_fail(
+            slices = read.slices.get(pod_name)
+            if slices is None:
+                slices = await _endpoint_slices(ctx, pod)
+            if not _serving_endpoint(pod, slices):  # no event of ours says when: look again shortly
+                return Wait(after=1.0, on=NO_EVENTS) if ctx.deadline(check_t) > 0 else ctx.wait_or_fail(
                     check_t, f"pod {pod_name} to be a ready endpoint of its Service")
-            back.append((check_t, "True", plans.pod_message("check pod running", pod_name), "", True))
-            if _same_petset(ctx, pod_name):  # the next eviction would leave the Service only this pod
-                await ctx.record_many(_taking(back))
+            # Written with the next pod's UID, or when the pass ends.
+            ctx.note(check_t, "True", plans.pod_message("check pod running", pod_name), "", True)
+            if _same_petset(pods, pod_name):  # the next eviction would leave the Service only this pod
+                await ctx.flush()
                 await asyncio.sleep(cluster.KUBE_PROXY_TURN_S)
+                read = _ReadAhead({}, {})  # read again after the wait
             continue
-        return ctx.wait_or_fail(check_t, f"pod {pod_name} to be Ready again after its eviction")
-    await ctx.record_many(_taking(back, (step, "True", plans.STEP_CONDITIONS[step], None, True)))
+        return ctx.wait_or_fail(check_t, f"pod {pod_name} to be Ready again after its eviction",
+                                    on=POD_EVENTS)
+    ctx.note(step, "True", plans.STEP_CONDITIONS[step], event=True)
     return None
+
+
+@dataclass
+class _ReadAhead:
+    pods: dict[str, dict | None]
+    slices: dict[str, list[dict]]  # by pod: the EndpointSlices of its client Service
+
+
+async def _read_ahead(ctx: StepContext, todo: list[str]) -> _ReadAhead:
+    """The pod the roll is at and, if it was evicted, the next pod and the first one's client Service's
+    EndpointSlices: what a hand-over from one pod to the next needs, read at once (one round trip, not three)."""
+    if not todo:
+        return _ReadAhead({}, {})
+    ns = ctx.druid["metadata"]["namespace"]
+    first = todo[0]
+    evicted = ctx.condition(plans.pod_condition_types(first)[1])
+    returning = evicted is not None and evicted["status"] == "True"
+    names_ = todo[:2] if returning else todo[:1]
+    reads = [ctx.kube.get("v1", "Pod", name, ns) for name in names_]
+    node = plans.node_type_of(first)
+    if returning and node.has_primary_service:
+        reads.append(_endpoint_slices_of(ctx, node))
+    out = await asyncio.gather(*reads)
+    return _ReadAhead(dict(zip(names_, out)), {first: out[len(names_)]} if len(out) > len(names_) else {})
 
 
 async def _segments_handed_over(ctx: StepContext) -> bool:
@@ -419,22 +469,31 @@ async def _segments_handed_over(ctx: StepContext) -> bool:
     return await segments.handed_over(ctx.kube, db, ca_pem) is not False
 
 
-async def _serving_endpoint(ctx: StepContext, pod: dict) -> bool:
-    """Whether the pod's IP is a ready endpoint of its node type's client Service (True for node types without
-    one): a Ready pod the Service does not forward to yet would leave it empty if its peer left now."""
-    node = BY_KEY[pod["metadata"]["labels"][names.ROLE_LABEL]]
+async def _endpoint_slices(ctx: StepContext, pod: dict) -> list[dict]:
+    return await _endpoint_slices_of(ctx, BY_KEY[pod["metadata"]["labels"][names.ROLE_LABEL]])
+
+
+async def _endpoint_slices_of(ctx: StepContext, node) -> list[dict]:
+    """The EndpointSlices of the node type's client Service ([] for node types without one)."""
     if not node.has_primary_service:
+        return []
+    return await ctx.kube.list("discovery.k8s.io/v1", "EndpointSlice", ctx.druid["metadata"]["namespace"], labels={
+        "kubernetes.io/service-name": names.primary_service(ctx.druid["metadata"]["name"], node)})
+
+
+def _serving_endpoint(pod: dict, slices: list[dict]) -> bool:
+    """Whether the pod's IP is a ready endpoint of its node type's client Service, given that Service's
+    EndpointSlices (True for node types without one): a Ready pod the Service does not forward to yet would leave it
+    empty if its peer left now."""
+    if not BY_KEY[pod["metadata"]["labels"][names.ROLE_LABEL]].has_primary_service:
         return True
     ip = (pod.get("status") or {}).get("podIP")
-    slices = await ctx.kube.list("discovery.k8s.io/v1", "EndpointSlice", pod["metadata"]["namespace"], labels={
-        "kubernetes.io/service-name": names.primary_service(ctx.druid["metadata"]["name"], node)})
     return any(ip in (e.get("addresses") or []) and (e.get("conditions") or {}).get("ready")
                for sl in slices for e in sl.get("endpoints") or [])
 
 
-def _same_petset(ctx: StepContext, pod_name: str) -> bool:
+def _same_petset(pods: list[str], pod_name: str) -> bool:
     """Whether the pod restarted after `pod_name` in this roll belongs to the same PetSet."""
-    pods = _pods(ctx)
     i = pods.index(pod_name)
     return i + 1 < len(pods) and pods[i + 1].rsplit("-", 1)[0] == pod_name.rsplit("-", 1)[0]
 
@@ -457,7 +516,7 @@ async def reload_certificates(ctx: StepContext) -> Wait | None:
     TLS port, verified against the CA bundle and its DNS name); a pod that cannot reload, cannot be reached, or
     still serves the old one after tls.RELOAD_BUDGET_S is marked NotReloaded for the restart phase."""
     step = plans.RELOAD_CERTIFICATES
-    await ctx.start(step, "Waiting for every pod to serve the new certificate")
+    ctx.start(step, "Waiting for every pod to serve the new certificate")
     ns, name = ctx.druid["metadata"]["namespace"], ctx.druid["metadata"]["name"]
     db = apply_defaults(Druid.model_validate(ctx.druid))
     server = await ctx.kube.get("v1", "Secret", cluster.server_cert_secret(db) or "", ns)
@@ -503,7 +562,7 @@ async def reload_certificates(ctx: StepContext) -> Wait | None:
         await ctx.record_many(decided)
     if any(r is None for r in results):
         return ctx.wait_or_fail(step, "pods to serve the new certificate") if ctx.deadline(step) <= 0 \
-            else Wait(after=2.0)
+            else Wait(after=2.0, on=NO_EVENTS)
     stale = [p for p in _pods(ctx) if _stale(ctx, p)]
     if stale:
         await ctx.record(step, "True", f"{len(stale)} pod(s) did not reload and restart: {', '.join(stale)}",
@@ -528,8 +587,8 @@ async def clients_followed(ctx: StepContext) -> Wait | None:
                - cond.parse_rfc3339(moved["lastTransitionTime"])).total_seconds() - 1.0
     left = ctx.client_switch_grace_s - elapsed
     if left > 0:
-        await ctx.start(step, "Giving clients time to follow the Services to their new ports")
-        return Wait(after=left)
+        ctx.start(step, "Giving clients time to follow the Services to their new ports")
+        return Wait(after=left, on=NO_EVENTS)
     await ctx.record(step, "True", f"clients had {ctx.client_switch_grace_s:g}s to follow the Services",
                      event=True)
     return None
@@ -562,7 +621,7 @@ async def update_services(ctx: StepContext) -> Wait | None:
         if ctx.deadline(plans.RESTART_NODES) <= 0:  # the roll's step ended when the pods were back
             raise Fail(plans.RESTART_NODES, f"timed out after {ctx.timeout_s:g}s waiting for {waiting_for} "
                                             f"{', '.join(missing)}")
-        return Wait(after=0.5)
+        return Wait(after=0.5, on=NO_EVENTS)
     return None
 
 
@@ -571,13 +630,15 @@ async def _ports_not_forwarded(ctx: StepContext, services: list[dict], written: 
     through the ClusterIP. Where none is answered, forwarding cannot be observed from here: after a write kube-proxy
     gets cluster.KUBE_PROXY_TURN_S instead."""
     ns = ctx.druid["metadata"]["namespace"]
+    # Not the governing Service (DNS only) nor the stats Service (no Druid port).
+    checked = [(svc, node) for svc in services
+               if (node := BY_KEY.get(svc["metadata"]["labels"].get(names.ROLE_LABEL, ""))) is not None
+               and svc["spec"].get("clusterIP") != "None"]
+    lives = await asyncio.gather(*(ctx.kube.get("v1", "Service", svc["metadata"]["name"], ns) for svc, _ in checked))
     targets = []
-    for svc in services:
-        name, node = svc["metadata"]["name"], BY_KEY.get(svc["metadata"]["labels"].get(names.ROLE_LABEL, ""))
-        if node is None or svc["spec"].get("clusterIP") == "None":
-            continue  # the governing Service (DNS only) and the stats Service (no Druid port)
-        live = await ctx.kube.get("v1", "Service", name, ns) or {}
-        targets += forwarding.service_ports(name, ns, (live.get("spec") or {}).get("clusterIP"), svc["spec"]["ports"],
+    for (svc, node), live in zip(checked, lives):
+        cluster_ip = ((live or {}).get("spec") or {}).get("clusterIP")
+        targets += forwarding.service_ports(svc["metadata"]["name"], ns, cluster_ip, svc["spec"]["ports"],
                                             node.port_name(True))
     bundle_secret, _ = await ctx.provisioner.ca_bundle(apply_defaults(Druid.model_validate(ctx.druid)))
     missing = await forwarding.unforwarded(targets, HEALTH_PATH, bundle.pem_of(bundle_secret) or None)
@@ -591,16 +652,16 @@ async def _ports_not_forwarded(ctx: StepContext, services: list[dict], written: 
 async def _ports_without_endpoints(ctx: StepContext, services: list[dict]) -> list[str]:
     """`<service>:<port name>` of each port of the Druid's ClusterIP Services that no ready endpoint serves yet."""
     ns = ctx.druid["metadata"]["namespace"]
+    checked = [svc for svc in services if svc["spec"].get("clusterIP") != "None"]  # governing: DNS only
+    slices_by_service = await asyncio.gather(*(
+        ctx.kube.list("discovery.k8s.io/v1", "EndpointSlice", ns,
+                      labels={"kubernetes.io/service-name": svc["metadata"]["name"]}) for svc in checked))
     missing = []
-    for svc in services:
-        if svc["spec"].get("clusterIP") == "None":
-            continue  # the governing Service: DNS only, nothing to forward
-        name = svc["metadata"]["name"]
-        slices = await ctx.kube.list("discovery.k8s.io/v1", "EndpointSlice", ns,
-                                     labels={"kubernetes.io/service-name": name})
+    for svc, slices in zip(checked, slices_by_service):
         served = {port.get("name") for sl in slices for port in sl.get("ports") or []
                   if any((e.get("conditions") or {}).get("ready") for e in sl.get("endpoints") or [])}
-        missing += [f"{name}:{port['name']}" for port in svc["spec"]["ports"] if port["name"] not in served]
+        missing += [f"{svc['metadata']['name']}:{port['name']}" for port in svc["spec"]["ports"]
+                    if port["name"] not in served]
     return missing
 
 
