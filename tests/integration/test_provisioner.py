@@ -280,4 +280,6 @@ def test_prometheus_operator_monitoring_gets_a_service_monitor(kube, namespace, 
                patch_type=PatchType.MERGE)
 
     wait_for(lambda: made() is None, timeout=30, what="the ServiceMonitor deleted with the builtin agent")
-    assert kube.get(Service, f"{db}-stats", namespace=ns).metadata.annotations["prometheus.io/scrape"] == "true"
+    # The ServiceMonitor goes first (the stats Service tells what was made), then the Service is written anew.
+    wait_for(lambda: (kube.get(Service, f"{db}-stats", namespace=ns).metadata.annotations or {}).get(
+        "prometheus.io/scrape") == "true", timeout=30, what="the stats Service annotated for the builtin agent")
