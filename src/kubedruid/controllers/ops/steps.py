@@ -414,8 +414,7 @@ async def restart_nodes(ctx: StepContext) -> Wait | None:
                 (check_t, "False", plans.pod_message("check pod running", pod_name, "False"), "", False)])
             await ctx.event(ctx.ops, "Normal", plans.pod_message("evict pod", pod_name),
                             plans.pod_message("evict pod", pod_name))
-            return ctx.wait_or_fail(check_t, f"pod {pod_name} to be Ready again after its eviction",
-                                    on=POD_EVENTS)
+            return ctx.wait_or_fail(check_t, f"pod {pod_name} to be Ready again after its eviction", on=POD_EVENTS)
         if pod is not None and pod["metadata"]["uid"] != old_uid and petset_pods.is_ready(pod):
             slices = read.slices.get(pod_name)
             if slices is None:
@@ -430,8 +429,7 @@ async def restart_nodes(ctx: StepContext) -> Wait | None:
                 await asyncio.sleep(cluster.KUBE_PROXY_TURN_S)
                 read = _ReadAhead({}, {})  # read again after the wait
             continue
-        return ctx.wait_or_fail(check_t, f"pod {pod_name} to be Ready again after its eviction",
-                                    on=POD_EVENTS)
+        return ctx.wait_or_fail(check_t, f"pod {pod_name} to be Ready again after its eviction", on=POD_EVENTS)
     ctx.note(step, "True", plans.STEP_CONDITIONS[step], event=True)
     return None
 
