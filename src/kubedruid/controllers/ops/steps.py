@@ -17,7 +17,7 @@ from kubedruid.api import Druid, apply_defaults
 from kubedruid.certs import bundle
 from kubedruid.certs.served import HandshakeFailed, served_certificate
 from kubedruid.druid import tls
-from kubedruid.druid.nodes import BY_KEY, HEALTH_PATH, HISTORICALS
+from kubedruid.druid.nodes import BY_KEY, HEALTH_PATH, HISTORICALS, NodeType
 from kubedruid.druid.tls import TLSMode
 from kubedruid.kube import conditions as cond
 from kubedruid.kube import forwarding
@@ -418,7 +418,7 @@ async def restart_nodes(ctx: StepContext) -> Wait | None:
         if pod is not None and pod["metadata"]["uid"] != old_uid and petset_pods.is_ready(pod):
             slices = read.slices.get(pod_name)
             if slices is None:
-                slices = await _endpoint_slices(ctx, pod)
+                slices = await _endpoint_slices(ctx, plans.node_type_of(pod_name))
             if not _serving_endpoint(pod, slices):  # no event of ours says when: look again shortly
                 return Wait(after=1.0, on=NO_EVENTS) if ctx.deadline(check_t) > 0 else ctx.wait_or_fail(
                     check_t, f"pod {pod_name} to be a ready endpoint of its Service")
@@ -453,7 +453,7 @@ async def _read_ahead(ctx: StepContext, todo: list[str]) -> _ReadAhead:
     reads = [ctx.kube.get("v1", "Pod", name, ns) for name in names_]
     node = plans.node_type_of(first)
     if returning and node.has_primary_service:
-        reads.append(_endpoint_slices_of(ctx, node))
+        reads.append(_endpoint_slices(ctx, node))
     out = await asyncio.gather(*reads)
     return _ReadAhead(dict(zip(names_, out)), {first: out[len(names_)]} if len(out) > len(names_) else {})
 
@@ -467,11 +467,7 @@ async def _segments_handed_over(ctx: StepContext) -> bool:
     return await segments.handed_over(ctx.kube, db, ca_pem) is not False
 
 
-async def _endpoint_slices(ctx: StepContext, pod: dict) -> list[dict]:
-    return await _endpoint_slices_of(ctx, BY_KEY[pod["metadata"]["labels"][names.ROLE_LABEL]])
-
-
-async def _endpoint_slices_of(ctx: StepContext, node) -> list[dict]:
+async def _endpoint_slices(ctx: StepContext, node: NodeType) -> list[dict]:
     """The EndpointSlices of the node type's client Service ([] for node types without one)."""
     if not node.has_primary_service:
         return []
