@@ -11,15 +11,20 @@ Per Druid version, one story on one local cluster (ZooKeeper, coordinator-overlo
 3. Update issuer: a second CA Issuer; kubedruid's Certificates re-rendered with it; all processes restarted with the
    new keystore and truststore; the served certificate's issuer is the new CA.
 4. Remove: the Druid re-rendered with TLS off; restarted; plaintext serves (SQL through the router), TLS ports closed.
+5. Leaving: a router told to stop (SIGTERM, as the kubelet does after the pod's preStop) still answers the query it
+   is proxying to a broker that is slow to answer.
 
 A failure names the Druid log that explains it (harness.ProcessFailed quotes it).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
+import signal
 import ssl
+import threading
 import time
 from dataclasses import dataclass
 
@@ -28,7 +33,8 @@ import pytest
 from cryptography import x509
 
 from kubedruid.druid import tls as druid_tls
-from kubedruid.druid.nodes import ROUTERS
+from kubedruid.druid import properties as druid_props
+from kubedruid.druid.nodes import BROKERS, ROUTERS
 
 from tests.waiting import eventually
 
@@ -251,3 +257,36 @@ def test_remove_serves_plaintext_and_closes_tls(story):
     rows = _sql_rows(story)
     for server, _type, plain, tls_port in rows:
         assert plain > 0 and tls_port == -1, f"{server} announces plaintext {plain}, TLS {tls_port}"
+
+
+def test_a_stopping_router_answers_the_query_it_is_proxying(story):
+    """Druid's router drains nothing itself when it stops (its Jetty has no request count to wait on; the broker's
+    and historical's have): it must keep serving for the whole drain before it stops, so that a query a client sent
+    just before the pod left the Service is answered. Here the broker is frozen (SIGSTOP) so that the query waits in
+    the router; the router gets SIGTERM; the broker thaws after longer than Druid's unannounce delay."""
+    cluster = story.cluster
+    router, broker = cluster.node(ROUTERS.key), cluster.node(BROKERS.key)
+    frozen = cluster.procs[broker.name].popen.pid
+    answer: dict = {}
+
+    def query() -> None:
+        try:
+            answer["rows"] = cluster.sql("SELECT 1 AS answered", auth=story.auth)
+        except Exception as e:  # what the client saw: the assertion below names it
+            answer["error"] = repr(e)
+
+    os.killpg(frozen, signal.SIGSTOP)
+    try:
+        client = threading.Thread(target=query)
+        client.start()
+        time.sleep(1.0)  # the query is in the router, waiting on the broker
+        stopping = threading.Thread(target=cluster.stop, args=(router.name,))
+        stopping.start()
+        time.sleep(druid_props.UNANNOUNCE_S + 2.0)  # past the point where the router used to stop its Jetty
+    finally:
+        os.killpg(frozen, signal.SIGCONT)
+    client.join(30)
+    stopping.join(60)
+    assert answer.get("rows") == [[1]], f"the router dropped the query it was proxying: {answer}"
+    cluster.start(router)
+    cluster.wait_healthy(router)

@@ -75,6 +75,10 @@ class ClusterConfig:
     metrics_port: int | None = None  # spec.monitor: the pod's metrics sidecar listens here
 
 
+UNANNOUNCE_S = 3  # a stopping node waits this long after leaving discovery, for its peers to notice
+DRAIN_S = 10  # then it finishes the requests it has, for at most this long
+
+
 def druid_major(version: str) -> int:
     try:
         return int(version.split(".")[0])
@@ -171,8 +175,8 @@ def common_properties(c: ClusterConfig) -> dict[str, str]:
         "druid.sql.enable": "true",
         # On SIGTERM a node first leaves discovery, lets its peers notice, then stops taking requests and finishes
         # the ones it has: a restart in an op then drops no query (with the pod's preStop sleep, specs/cluster.py).
-        "druid.server.http.unannouncePropagationDelay": "PT3S",
-        "druid.server.http.gracefulShutdownTimeout": "PT10S",
+        "druid.server.http.unannouncePropagationDelay": f"PT{UNANNOUNCE_S}S",
+        "druid.server.http.gracefulShutdownTimeout": f"PT{DRAIN_S}S",
     }
     props.update(c.deep_storage_properties)
     if c.metrics_port:
@@ -221,7 +225,11 @@ def node_properties(node: NodeType, c: ClusterConfig) -> dict[str, str]:
     elif node is ROUTERS:
         props |= {"druid.router.defaultBrokerServiceName": "druid/broker",
                   "druid.router.coordinatorServiceName": "druid/coordinator",
-                  "druid.router.managementProxy.enabled": "true"}
+                  "druid.router.managementProxy.enabled": "true",
+                  # Druid's router cannot drain: its Jetty keeps no count of requests (the broker's and historical's
+                  # do), so it closes every connection the moment it stops, a query it is proxying too. It keeps
+                  # serving for the whole drain instead, and then stops with nothing left in flight.
+                  "druid.server.http.unannouncePropagationDelay": f"PT{UNANNOUNCE_S + DRAIN_S}S"}
     elif node is HISTORICALS:
         props |= {"druid.segmentCache.locations": json.dumps([{"path": HISTORICALS.data_volume[1], "maxSize": "1g"}],
                                                               separators=(",", ":")),
