@@ -139,3 +139,41 @@ def test_a_namespace_holds_what_was_listed_written_and_watched_there_and_nothing
     store.replace([_obj("y", "1", ns="b")])  # z and w gone while the watch was away
     assert (names("a"), names("b"), names("c")) == ([], ["y"], [])
     assert store.names == {"b": {"y"}}, "no namespace kept empty"
+
+
+def test_a_fresh_client_reads_the_apiserver_and_its_writes_reach_the_informers():
+    """The ops manager reads pods and Secrets fresh but its own request and Druid through the informers: those must
+    hold what it wrote through its fresh client as soon as the write returns."""
+    import asyncio
+
+    from kubedruid.kube.cache import Informer
+    from kubedruid.kube.client import Kube
+
+    druid_api = "kubedb.com/v1alpha2"
+
+    class Apiserver:  # lightkube's AsyncClient, for the two calls made here
+        gets = 0
+
+        async def get(self, res, name, namespace=None):
+            self.gets += 1
+            return {"apiVersion": druid_api, "kind": "Druid", **_obj(name, "9")}
+
+        async def patch(self, res, name, patch, namespace=None, patch_type=None):
+            return {"apiVersion": druid_api, "kind": "Druid", **_obj(name, "10")}
+
+    cache = Cache()
+    druids = Informer(None, Watched(druid_api, "Druid", "druids"), lambda *_: None)
+    cache.add(druids)
+    druids.synced.set()
+    druids.store.apply("ADDED", _obj("d", "8"))
+    apiserver = Apiserver()
+    kube = Kube(apiserver)
+    fresh = kube.fresh  # as the operator does: its controllers take their clients before the informers exist
+    kube.cache = cache
+
+    assert asyncio.run(kube.get(druid_api, "Druid", "d", "a"))["metadata"]["resourceVersion"] == "8"
+    read = asyncio.run(fresh.get(druid_api, "Druid", "d", "a"))
+    assert (read["metadata"]["resourceVersion"], apiserver.gets) == ("9", 1)
+    assert cache.get(druid_api, "Druid", "d", "a")[1]["metadata"]["resourceVersion"] == "8"  # a read holds nothing
+    asyncio.run(fresh.patch(druid_api, "Druid", "d", {"status": {}}, "a", status=True))
+    assert cache.get(druid_api, "Druid", "d", "a")[1]["metadata"]["resourceVersion"] == "10"

@@ -82,15 +82,31 @@ def is_not_served(e: Exception) -> bool:
 
 
 class Kube:
-    def __init__(self, client: AsyncClient, cache: Cache | None = None):
+    def __init__(self, client: AsyncClient, cache: Cache | None = None, *, fresh_of: "Kube | None" = None):
         self.client = client
-        self.cache = cache
+        self._cache = cache
+        self._fresh_of = fresh_of
         self.writes = 0  # counted for the "no write on an unchanged resync" guarantee
 
     @property
+    def cache(self) -> Cache | None:
+        """The informers this client's writes go to (its reads too, unless it is `fresh`): a fresh client's are
+        those of the client it came from, whenever they are set (the operator sets them after building its
+        controllers)."""
+        return self._fresh_of.cache if self._fresh_of is not None else self._cache
+
+    @cache.setter
+    def cache(self, cache: Cache | None) -> None:
+        self._cache = cache
+
+    @property
     def fresh(self) -> "Kube":
-        """This client without the informers: every read goes to the apiserver."""
-        return Kube(self.client)
+        """This client reading from the apiserver only. Its writes still go to the informers, so that a read through
+        them right after sees at least what was written."""
+        return Kube(self.client, fresh_of=self)
+
+    def _reading_cache(self) -> Cache | None:
+        return None if self._fresh_of is not None else self._cache
 
     @classmethod
     def from_kubeconfig(cls, path: str | None = None) -> "Kube":
@@ -105,8 +121,8 @@ class Kube:
                   ours: dict | None = None) -> dict | None:
         """`ours`: the labels of an object we made; only such an object is wanted, so a miss in an informer that
         holds every object with those labels means absent."""
-        if self.cache is not None:
-            answered, obj = self.cache.get(api_version, kind, name, namespace, ours)
+        if (cache := self._reading_cache()) is not None:
+            answered, obj = cache.get(api_version, kind, name, namespace, ours)
             if answered:
                 CACHE_READS.labels(kind).inc()
                 return obj
@@ -121,8 +137,8 @@ class Kube:
     async def list(self, api_version: str, kind: str, namespace: str | None = None,
                    labels: dict | None = None) -> list[dict]:
         """`labels`: equality, or cache.EXISTS for "has the label"."""
-        if self.cache is not None:
-            cached = self.cache.list(api_version, kind, namespace, labels)
+        if (cache := self._reading_cache()) is not None:
+            cached = cache.list(api_version, kind, namespace, labels)
             if cached is not None:
                 CACHE_READS.labels(kind).inc()
                 return cached

@@ -131,15 +131,11 @@ class OpsManager:
         if not informed:
             return None
         if len(informed) == 1 and _phase(informed[0]) == "Progressing":
-            # Most passes: a running op, alone. It is read fresh, with its Druid at once (one round trip, not two);
-            # the namespace's requests are listed only when there is something to queue (a request created
-            # meanwhile enqueues this Druid again when it is seen).
-            running, druid = await asyncio.gather(
-                self.kube.get(OPS_API, "DruidOpsRequest", informed[0]["metadata"]["name"], namespace),
-                self.kube.get(DRUID_API, "Druid", db, namespace))
-            if running is not None and _phase(running) == "Progressing" and \
-                    running["spec"]["databaseRef"]["name"] == db:
-                return await self._advance(running, druid)
+            # Most passes: a running op, alone, with its Druid, both as the informers hold them: at least what this
+            # operator last wrote (its writes go to them at once), or newer; a change they have not brought yet
+            # wakes the op again when it comes. The namespace's requests are listed only when there is something
+            # to queue (a request created meanwhile enqueues this Druid again when it is seen).
+            return await self._advance(informed[0], await self.informed.get(DRUID_API, "Druid", db, namespace))
         ops = _unfinished(await self.kube.list(OPS_API, "DruidOpsRequest", namespace), db)
         if not ops:
             return None
