@@ -246,3 +246,8 @@ class PodRolls:
     def was_away(self, pod: str, at: float, slack: float = 3.0) -> bool:
         """Whether `pod` was restarting around `at` (epoch seconds), give or take the poll interval."""
         return any(start - slack <= at <= end + slack for start, end in self.away.get(pod, []))
+
+    def last_away_start(self, pod: str) -> float | None:
+        """When `pod` last began restarting (epoch seconds), if it did while watched."""
+        spans = self.away.get(pod)
+        return spans[-1][0] if spans else None

@@ -116,29 +116,42 @@ class Story:
 
     def peer_errors(self, since: str, rolls: PodRolls) -> dict[str, int]:
         """Failed calls between Druid nodes in every Druid pod's log since `since` (the previous container's too):
-        any TLS or PKIX error, and any connection refused by a pod that was not being restarted at that moment (a
-        node whose process is stopping refuses connections whatever its TLS settings; one that is up must not)."""
+        any TLS or PKIX error, and any connection refused, except
+        - by a pod that was being restarted at that moment (a stopping process refuses whatever its TLS settings);
+        - on a port the op closed, after the pod that served it last restarted, in a call of Druid's leader client,
+          which then looks the leader up again: it keeps the leader's URL, scheme and port included, until a call
+          to it fails, so a node that learnt the coordinator's TLS URL before the coordinator restarted without TLS
+          is refused once, then finds the plaintext URL (docs/real-node.md)."""
         found: dict[str, int] = {}
-        for pod in self.view.pods():
+        pods = self.view.pods()
+        closed = self._closed_ports(pods)
+        for pod in pods:
             for previous in (False, True):
                 args = ["-n", NS, "logs", pod.name, "-c", "druid", f"--since-time={since}"]
                 text = self.plane.kubectl(*args, *(["--previous"] if previous else []), check=False).stdout
-                stamp = None
+                stamp, event = None, ""
                 for line in text.splitlines():
                     t = LOG_TIME.match(line)
-                    if t:
+                    if t:  # a new log event; the lines after it until the next are its stack trace
                         stamp = datetime.datetime.strptime(t.group(1), "%Y-%m-%dT%H:%M:%S").replace(
                             tzinfo=datetime.timezone.utc).timestamp()
+                        event = line
                     m = PEER_ERROR.search(line)
                     if not m:
                         continue
                     if m.group(0).startswith("Connection refused"):
                         target = REFUSED_BY.search(line)
-                        if target and stamp is not None and rolls.was_away(target.group(1), stamp):
-                            continue  # refused by a pod that was restarting
+                        if target and stamp is not None and _refusal_expected(
+                                target.group(1), int(target.group(2) or 0), stamp, event, rolls, closed):
+                            continue
                     key = f"{pod.name}: {line.strip()[:160]}"
                     found[key] = found.get(key, 0) + 1
         return found
+
+    def _closed_ports(self, pods: list) -> dict[str, int]:
+        """Each pod's port the Druid no longer serves as it is now: plaintext with TLS, TLS without."""
+        tls = bool(self.view.druid()["spec"].get("enableSSL"))
+        return {p.name: BY_KEY[p.node_type].plain_port if tls else BY_KEY[p.node_type].tls_port for p in pods}
 
     def _finished(self, name: str) -> str | None:
         out = self.plane.kubectl("-n", NS, "get", "druidopsrequest", name, "-o", "jsonpath={.status.phase}").stdout
@@ -151,7 +164,17 @@ class Story:
 PEER_ERROR = re.compile(r"PKIX path building failed|SSLHandshakeException|No sslContext set|"
                         r"unable to find valid certification path|Connection refused")
 LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)")  # Druid's log4j2 layout, UTC
-REFUSED_BY = re.compile(r"Connection refused: ([a-z0-9-]+)\.")  # the pod's FQDN starts with its name
+REFUSED_BY = re.compile(r"Connection refused: ([a-z0-9-]+)\.[^\s:]*(?::(\d+))?")  # the pod's FQDN starts with its name
+# Druid's leader client: a call that failed, after which it looks the leader up again (Druid 28-33)
+LEADER_CALL_FAILED = re.compile(r"DruidLeaderClient - Request\[\S+\] failed\.")
+
+
+def _refusal_expected(target: str, port: int, at: float, event: str, rolls: PodRolls, closed: dict[str, int]) -> bool:
+    if rolls.was_away(target, at):
+        return True  # refused by a pod that was restarting
+    closed_since = rolls.last_away_start(target)
+    return (closed.get(target) == port and closed_since is not None and at >= closed_since
+            and bool(LEADER_CALL_FAILED.search(event)))
 
 
 def _rfc3339_seconds(stamp: str) -> float:
