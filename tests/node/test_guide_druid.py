@@ -22,6 +22,7 @@ from cryptography import x509
 
 from kubedruid.certs import bundle
 from kubedruid.certs.pki import make_ca
+from kubedruid.druid.nodes import BY_KEY
 
 from .conftest import NODE_DRUID_VERSION, REPORT
 from .druid import DruidView, PodRolls, PublishedBundle, tiny_ingestion_spec, wait
