@@ -81,7 +81,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
                               f"failed {f['queries_failed']:4d}  longest gap {f['longest_gap_s']:5.1f} s  slowest "
                               f"{f.get('slowest_answer_s', 0):4.1f} s ({f.get('answers_over_2s', 0)} over 2 s)  "
                               f"rolls {sorted(set(f['rolls'].values()))} of {f['pods']} pods  errors {f['errors']}  "
-                              f"peer errors {len(f['peer_errors'])}  forwarding waits {f.get('forwarding_waits', 0)}")
+                              f"peer errors {len(f['peer_errors'])} (leader-client refusals on a closed port "
+                              f"{f.get('leader_client_refusals', 0)})  forwarding waits {f.get('forwarding_waits', 0)}")
                 for kind, samples in f["error_samples"].items():  # seconds into the op: see its away_s
                     tr.write_line(f"      {kind}: {samples}")
         elif isinstance(value, dict):

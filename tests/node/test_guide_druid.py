@@ -92,7 +92,7 @@ class Story:
                    "rolls": rolls.rolls(), "pods": len(rolls.seen),
                    "away_s": {p: [[round(a - epoch, 1), round(b - epoch, 1)] for a, b in spans]
                               for p, spans in rolls.away.items() if spans},
-                   "peer_errors": self.peer_errors(since, rolls),
+                   **self.peer_calls(since, rolls),
                    # times the operator found a new Service port not forwarded yet though its endpoints were ready
                    "forwarding_waits": self.forwarding_waits() - forwarding_waits}
         REPORT.setdefault("ops", {})[label] = figures
@@ -115,15 +115,17 @@ class Story:
     def forwarding_waits(self) -> int:
         return self.operator_log.read_text(errors="replace").count("kube-proxy does not forward")
 
-    def peer_errors(self, since: str, rolls: PodRolls) -> dict[str, int]:
+    def peer_calls(self, since: str, rolls: PodRolls) -> dict:
         """Failed calls between Druid nodes in every Druid pod's log since `since` (the previous container's too):
         any TLS or PKIX error, and any connection refused, except
         - by a pod that was being restarted at that moment (a stopping process refuses whatever its TLS settings);
         - on a port the op closed, after the pod that served it last restarted, in a call of Druid's leader client,
           which then looks the leader up again: it keeps the leader's URL, scheme and port included, until a call
           to it fails, so a node that learnt the coordinator's TLS URL before the coordinator restarted without TLS
-          is refused once, then finds the plaintext URL (docs/real-node.md)."""
+          is refused once, then finds the plaintext URL (docs/real-node.md); these are counted apart.
+        Returns `peer_errors` (line -> count) and `leader_client_refusals` (how many were excused so)."""
         found: dict[str, int] = {}
+        excused = {"restarting": 0, "leader client": 0}
         pods = self.view.pods()
         closed = self._closed_ports(pods)
         for pod in pods:
@@ -142,12 +144,14 @@ class Story:
                         continue
                     if m.group(0).startswith("Connection refused"):
                         target = REFUSED_BY.search(line)
-                        if target and stamp is not None and _refusal_expected(
-                                target.group(1), int(target.group(2) or 0), stamp, event, rolls, closed):
+                        why = target and stamp is not None and _refusal_expected(
+                            target.group(1), int(target.group(2) or 0), stamp, event, rolls, closed)
+                        if why:
+                            excused[why] += 1
                             continue
                     key = f"{pod.name}: {line.strip()[:160]}"
                     found[key] = found.get(key, 0) + 1
-        return found
+        return {"peer_errors": found, "leader_client_refusals": excused["leader client"]}
 
     def _closed_ports(self, pods: list) -> dict[str, int]:
         """Each pod's port the Druid no longer serves as it is now: plaintext with TLS, TLS without."""
@@ -170,12 +174,16 @@ REFUSED_BY = re.compile(r"Connection refused: ([a-z0-9-]+)\.[^\s:]*(?::(\d+))?")
 LEADER_CALL_FAILED = re.compile(r"DruidLeaderClient - Request\[\S+\] failed\.")
 
 
-def _refusal_expected(target: str, port: int, at: float, event: str, rolls: PodRolls, closed: dict[str, int]) -> bool:
+def _refusal_expected(target: str, port: int, at: float, event: str, rolls: PodRolls,
+                      closed: dict[str, int]) -> str | None:
+    """Why a refusal by `target` on `port` at `at` is no failed call (see Story.peer_calls), or None."""
     if rolls.was_away(target, at):
-        return True  # refused by a pod that was restarting
+        return "restarting"
     closed_since = rolls.last_away_start(target)
-    return (closed.get(target) == port and closed_since is not None and at >= closed_since
-            and bool(LEADER_CALL_FAILED.search(event)))
+    if (closed.get(target) == port and closed_since is not None and at >= closed_since
+            and LEADER_CALL_FAILED.search(event)):
+        return "leader client"
+    return None
 
 
 def _rfc3339_seconds(stamp: str) -> float:
