@@ -16,7 +16,7 @@ FULL = os.environ.get("KUBEDRUID_FAULTS") == "full"
 
 
 @pytest.fixture(scope="session")
-def operator(plane, tmp_path_factory):
+def operator(plane, tmp_path_factory):  # noqa: F811  (the fixture imported above)
     # The default client grace (the integration tier runs 1 s): a kill can land while ClientsFollowed waits, and the
     # restarted operator must wait only what is left of it. With 1 s the step is mostly over before it is back.
     running = OperatorProcess(plane, tmp_path_factory.mktemp("operator") / "operator.log")

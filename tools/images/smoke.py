@@ -55,7 +55,7 @@ class Container:
         variables = dict(v.split("=", 1) for v in self.config.get("Env", []))
         variables.update(env or {})
         user = user or self.config.get("User") or "0:0"
-        mounts = [f'mount --rbind /dev "$0/dev"'] if (self.root / "dev").is_dir() else []
+        mounts = ['mount --rbind /dev "$0/dev"'] if (self.root / "dev").is_dir() else []
         for inside, outside in (binds or {}).items():
             mounts.append(f'mount --bind {outside} "$0{inside}"')
         if (self.root / "usr/bin/env").exists():  # env -C: the image's WorkingDir (chroot itself goes to /)
