@@ -170,7 +170,7 @@ PEER_ERROR = re.compile(r"PKIX path building failed|SSLHandshakeException|No ssl
                         r"unable to find valid certification path|Connection refused")
 LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)")  # Druid's log4j2 layout, UTC
 REFUSED_BY = re.compile(r"Connection refused: ([a-z0-9-]+)\.[^\s:]*(?::(\d+))?")  # the pod's FQDN starts with its name
-# Druid's leader client: a call that failed, after which it looks the leader up again (Druid 28-33)
+# Druid's leader client (28.0.0, the real-node tier's): a call that failed, after which it looks the leader up again
 LEADER_CALL_FAILED = re.compile(r"DruidLeaderClient - Request\[\S+\] failed\.")
 
 
