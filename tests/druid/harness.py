@@ -87,6 +87,14 @@ LOG4J2 = """<?xml version="1.0" encoding="UTF-8" ?>
   <Loggers>
     <Root level="info"><AppenderRef ref="Console"/></Root>
     <Logger name="org.apache.druid.server.coordination.ChangeRequestHttpSyncer" level="info"/>
+    <!-- each call a process makes to a peer and the status it got (a test follows a router's calls); of its
+         other debug lines none -->
+    <Logger name="org.apache.druid.java.util.http.client.NettyHttpClient" level="debug">
+      <Filters>
+        <RegexFilter regex=".*\\] Got response: .*" onMatch="ACCEPT" onMismatch="NEUTRAL"/>
+        <ThresholdFilter level="info" onMatch="NEUTRAL" onMismatch="DENY"/>
+      </Filters>
+    </Logger>
   </Loggers>
 </Configuration>
 """
@@ -215,7 +223,9 @@ def common_overrides(install: DruidInstall, work: Path, rendered: dict[str, str]
     why.append("druid.indexer.logs.directory: a path under the work directory instead of /druid/data")
     if rendered.get("druid.enableTlsPort") == "true":
         out["druid.server.https.keyStorePath"] = str(work / "tls" / Path(druid_tls.KEYSTORE_PATH).name)
+    if "druid.client.https.trustStorePath" in rendered:  # also in client-trust mode, with no TLS port
         out["druid.client.https.trustStorePath"] = str(work / "tls" / Path(druid_tls.TRUSTSTORE_PATH).name)
+    if "druid.client.https.trustStorePath" in out or "druid.server.https.keyStorePath" in out:
         why.append("druid.server.https.keyStorePath, druid.client.https.trustStorePath: the same files (the keystore "
                    "from the cert-manager Secret, the truststore as the operator's CA bundle renders it) in "
                    "<work>/tls instead of the pod's /opt/druid/tls-live and /opt/druid/trust")

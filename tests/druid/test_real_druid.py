@@ -10,8 +10,11 @@ Per Druid version, one story on one local cluster (ZooKeeper, coordinator-overlo
    serial without a restart is recorded, then each process is restarted in kubedruid's restart order.
 3. Update issuer: a second CA Issuer; kubedruid's Certificates re-rendered with it; all processes restarted with the
    new keystore and truststore; the served certificate's issuer is the new CA.
-4. Remove: the Druid re-rendered with TLS off; restarted; plaintext serves (SQL through the router), TLS ports closed.
-5. Leaving: a router told to stop (SIGTERM, as the kubelet does after the pod's preStop) still answers the query it
+4. A coordinator that closes its TLS port: every process in the TLS-port mode (both ports open), then the
+   coordinator alone restarted plaintext-only, as the closing roll of a removal does. A router that learnt the
+   coordinator's HTTPS URL before it is refused there once, then follows it to plaintext (docs/real-node.md).
+5. Remove: the Druid re-rendered with TLS off; restarted; plaintext serves (SQL through the router), TLS ports closed.
+6. Leaving: a router told to stop (SIGTERM, as the kubelet does after the pod's preStop) still answers the query it
    is proxying to a broker that is slow to answer.
 
 A failure names the Druid log that explains it (harness.ProcessFailed quotes it).
@@ -19,6 +22,8 @@ A failure names the Druid log that explains it (harness.ProcessFailed quotes it)
 
 from __future__ import annotations
 
+import datetime
+import itertools
 import os
 import re
 import secrets
@@ -34,7 +39,8 @@ from cryptography import x509
 
 from kubedruid.druid import tls as druid_tls
 from kubedruid.druid import properties as druid_props
-from kubedruid.druid.nodes import BROKERS, ROUTERS
+from kubedruid.druid.nodes import BROKERS, COORDINATORS, ROUTERS
+from kubedruid.specs import names
 
 from tests.waiting import eventually
 
@@ -45,6 +51,14 @@ from .conftest import versions
 pytestmark = pytest.mark.druid
 
 DB = "dr"
+# Druid's leader client (DruidLeaderClient): a call to the leader it knew failed; it looks the leader up again.
+LEADER_CALL_FAILED = re.compile(r"DruidLeaderClient - Request\[((\w+)://([^/:\]]+):(\d+)[^\]]*)\] failed\.")
+LOG_LINE = re.compile(r"\d{4}-\d{2}-\d{2}T\d\d:")  # a log event's first line (harness.LOG4J2's pattern)
+# Druid's HTTP client (logged at debug, harness.LOG4J2): a request it made and the status of the answer.
+CALL_ANSWERED = re.compile(r"NettyHttpClient - \[(\w+) (\w+)://([^/:\]]+):(\d+)[^\]]*\] Got response: (\d{3})")
+# A poll of the coordinator that failed in the end: the router's rules, basic security's user map or permissions.
+POLL_FAILED = re.compile(r"Exception while polling for rules|Encountered exception while fetching|"
+                         r"Error occurred while polling")
 TLS_TROUBLE = re.compile(r"SSLHandshakeException|No sslContext set|PKIX path|CertificateException"
                          r"|No subject alternative|SSLPeerUnverifiedException|unable to find valid certification")
 
@@ -237,6 +251,78 @@ def test_update_issuer_serves_a_certificate_of_the_new_ca(story):
     story.db, story.issued = db2, new
     _sql_rows(story)
     _no_tls_trouble(story.cluster)
+
+
+def _rendered_in_mode(story: Story, mode: druid_tls.TLSMode) -> dict[str, str]:
+    """The Druid's files in `mode` (the annotation an op in progress leaves)."""
+    raw = model.manifest(DB, story.pki.namespace, story.version, tls=True, security=story.auth is not None)
+    raw["metadata"]["annotations"] = {names.TLS_MODE_ANNOTATION: mode.value}
+    return model.render(model.druid(raw)).files
+
+
+def _answered(lines: list[str], url: tuple[str, str, str]) -> list[int]:
+    """The indexes of the log lines where a call to `url` (scheme, host, port) was answered 200."""
+    return [i for i, line in enumerate(lines) if (m := CALL_ANSWERED.search(line)) and m.group(2, 3, 4) == url
+            and m.group(5) == "200"]
+
+
+def _log_time(line: str) -> float:
+    """The epoch time of a Druid log line (harness.LOG4J2: ISO 8601 with a comma, the JVM's timezone UTC)."""
+    return datetime.datetime.strptime(line[:23], "%Y-%m-%dT%H:%M:%S,%f").replace(
+        tzinfo=datetime.timezone.utc).timestamp()
+
+
+def test_a_router_follows_the_coordinator_from_its_closed_tls_port_to_plaintext(story):
+    """Druid's leader client keeps the URL (scheme and port) of the coordinator it last reached until a call to it
+    fails. A removal's closing roll restarts the coordinator plaintext-only while the others still serve both
+    ports: a router whose last poll of the coordinator (its rules, with basic security also its user map; each
+    every minute, Druid's default) came before the restart calls the closed TLS port once, then the same poll
+    finds the coordinator on plaintext and is answered. Nothing fails but that one call."""
+    cluster = story.cluster
+    coordinator, router = cluster.node(COORDINATORS.key), cluster.node(ROUTERS.key)
+    cluster.stop_druid()
+    cluster.reconfigure(_rendered_in_mode(story, druid_tls.TLSMode.TLS_PORT), tls_files=story.issued.files)
+    cluster.start_druid()
+    log = cluster.procs[router.name].log
+    tls_url = ("https", coordinator.fqdn, str(coordinator.type.tls_port))
+    plain_url = ("http", coordinator.fqdn, str(coordinator.type.plain_port))
+    _eventually(lambda: _answered(log.read_text(errors="replace").splitlines(), tls_url), logs=log,
+                what="the router to poll the coordinator over HTTPS")
+    start = log.stat().st_size
+    cluster.reconfigure(_rendered_in_mode(story, druid_tls.TLSMode.CLIENT_TRUST), tls_files=story.issued.files)
+    began = time.time()
+    cluster.restart(coordinator)  # well inside the minute before the router's next poll
+    back = time.time()
+    assert not harness.port_open(coordinator.type.tls_port), "the coordinator's TLS port is still open"
+
+    def since_restart() -> list[str]:
+        with open(log, "rb") as fh:
+            fh.seek(start)
+            return fh.read().decode(errors="replace").splitlines()
+
+    lines = _eventually(lambda: (got := since_restart()) and _answered(got, plain_url) and got, timeout=90, logs=log,
+                        what="the router's next poll to be answered by the coordinator on plaintext")
+    failed = [(i, m) for i, line in enumerate(lines) if (m := LEADER_CALL_FAILED.search(line))]
+    assert failed, "no call to the coordinator's closed TLS port: the router did not keep its HTTPS URL"
+    first_answer = _answered(lines, plain_url)[0]
+    for i, call in failed:
+        assert call.group(2, 3, 4) == tls_url, f"a call failed on another URL than the closed TLS port: {lines[i]}"
+        at = _log_time(lines[i])
+        assert at > back, f"the call failed {at - began:.1f} s after the coordinator began restarting (it was back " \
+                          f"after {back - began:.1f} s): a poll fell inside the restart, not after it"
+        assert i < first_answer, f"a call failed after the coordinator answered on plaintext: {lines[i]}"
+        trace = list(itertools.takewhile(lambda line: not LOG_LINE.match(line), lines[i + 1:]))
+        assert any("Connection refused" in line for line in trace), \
+            f"{lines[i]}: not a refused connection:\n" + "\n".join(trace[:12])
+    polls_failed = [line for line in lines if POLL_FAILED.search(line)]
+    assert not polls_failed, f"a poll of the coordinator failed (log {log}): {polls_failed[:3]}"
+    (rows,) = cluster.sql("SELECT 1", auth=story.auth)  # through the router, to the broker
+    assert rows == [1]
+    story.report["leader_client_after_the_coordinator_closed_tls"] = (
+        f"{len(failed)} call(s) failed at https://...:{coordinator.type.tls_port} "
+        f"{_log_time(lines[failed[0][0]]) - back:.0f} s after the restart, the same poll answered at "
+        f"http://...:{coordinator.type.plain_port} {_log_time(lines[first_answer]) - _log_time(lines[failed[-1][0]]):.3f}"
+        f" s later; no poll failed")
 
 
 def test_remove_serves_plaintext_and_closes_tls(story):
