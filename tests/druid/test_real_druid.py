@@ -42,6 +42,7 @@ from kubedruid.druid import properties as druid_props
 from kubedruid.druid.nodes import BROKERS, COORDINATORS, ROUTERS
 from kubedruid.specs import names
 
+from tests.druid_log import LEADER_CALL_FAILED, LOG_TIME
 from tests.waiting import eventually
 
 from . import harness, model
@@ -51,9 +52,6 @@ from .conftest import versions
 pytestmark = pytest.mark.druid
 
 DB = "dr"
-# Druid's leader client (DruidLeaderClient): a call to the leader it knew failed; it looks the leader up again.
-LEADER_CALL_FAILED = re.compile(r"DruidLeaderClient - Request\[((\w+)://([^/:\]]+):(\d+)[^\]]*)\] failed\.")
-LOG_LINE = re.compile(r"\d{4}-\d{2}-\d{2}T\d\d:")  # a log event's first line (harness.LOG4J2's pattern)
 # Druid's HTTP client (logged at debug, harness.LOG4J2): a request it made and the status of the answer.
 CALL_ANSWERED = re.compile(r"NettyHttpClient - \[(\w+) (\w+)://([^/:\]]+):(\d+)[^\]]*\] Got response: (\d{3})")
 # A poll of the coordinator that failed in the end: the router's rules, basic security's user map or permissions.
@@ -311,7 +309,7 @@ def test_a_router_follows_the_coordinator_from_its_closed_tls_port_to_plaintext(
         assert at > back, f"the call failed {at - began:.1f} s after the coordinator began restarting (it was back " \
                           f"after {back - began:.1f} s): a poll fell inside the restart, not after it"
         assert i < first_answer, f"a call failed after the coordinator answered on plaintext: {lines[i]}"
-        trace = list(itertools.takewhile(lambda line: not LOG_LINE.match(line), lines[i + 1:]))
+        trace = list(itertools.takewhile(lambda line: not LOG_TIME.match(line), lines[i + 1:]))
         assert any("Connection refused" in line for line in trace), \
             f"{lines[i]}: not a refused connection:\n" + "\n".join(trace[:12])
     polls_failed = [line for line in lines if POLL_FAILED.search(line)]

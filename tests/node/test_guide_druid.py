@@ -24,6 +24,8 @@ from kubedruid.certs import bundle
 from kubedruid.certs.pki import make_ca
 from kubedruid.druid.nodes import BY_KEY
 
+from tests.druid_log import LEADER_CALL_FAILED, LOG_TIME
+
 from .conftest import NODE_DRUID_VERSION, REPORT
 from .druid import DruidView, PodRolls, PublishedBundle, tiny_ingestion_spec, wait
 from .load import QueryLoad
@@ -168,10 +170,7 @@ class Story:
 
 PEER_ERROR = re.compile(r"PKIX path building failed|SSLHandshakeException|No sslContext set|"
                         r"unable to find valid certification path|Connection refused")
-LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)")  # Druid's log4j2 layout, UTC
 REFUSED_BY = re.compile(r"Connection refused: ([a-z0-9-]+)\.[^\s:]*(?::(\d+))?")  # the pod's FQDN starts with its name
-# Druid's leader client (28.0.0, the real-node tier's): a call that failed, after which it looks the leader up again
-LEADER_CALL_FAILED = re.compile(r"DruidLeaderClient - Request\[\S+\] failed\.")
 
 
 def _refusal_expected(target: str, port: int, at: float, event: str, rolls: PodRolls,

@@ -1,0 +1,12 @@
+"""What the tiers read in Druid's own logs (log4j2 with an ISO 8601 time first, UTC: the pods' layout and
+tests/druid/harness.LOG4J2), in one place for the real-node and the real-Druid tiers."""
+
+from __future__ import annotations
+
+import re
+
+# The first line of a log event (a stack trace's lines follow it without a time); group 1: its second.
+LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)")
+# Druid's leader client (DruidLeaderClient, 28.0.0 and 33.0.0): a call to the leader it knew failed, after which it
+# looks the leader up again. Groups: the URL, its scheme, host and port.
+LEADER_CALL_FAILED = re.compile(r"DruidLeaderClient - Request\[((\w+)://([^/:\]]+):(\d+)[^\]]*)\] failed\.")
