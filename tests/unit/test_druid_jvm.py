@@ -203,7 +203,13 @@ def test_java_opts_for_more_cpus_leave_the_collector_alone():
     opts = jvm.java_opts(4).split()
     assert "-XX:ActiveProcessorCount=4" in opts
     assert not [o for o in opts if o.endswith("GC")]
-    assert jvm.java_opts(None) == "-XX:+ExitOnOutOfMemoryError"
+    assert jvm.java_opts(None) == "-XX:+ExitOnOutOfMemoryError -Dsun.net.inetaddr.ttl=1"
+
+
+@pytest.mark.parametrize("opts", [jvm.java_opts(None), jvm.java_opts(1), jvm.peon_java_opts({})])
+def test_every_druid_jvm_looks_a_peers_name_up_again_after_a_second(opts):
+    """A peer that comes back at a new address is reached there (decision 0026); peons are queried too."""
+    assert "-Dsun.net.inetaddr.ttl=1" in opts.split()
 
 
 @pytest.mark.parametrize("node,key,value", [(BROKERS, jvm.NUM_THREADS, "two"),

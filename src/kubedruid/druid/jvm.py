@@ -57,6 +57,14 @@ SHARES: dict[str, Share] = {
 PEON_HEAP = 512 * MiB
 PEON_DIRECT_SLACK = 64 * MiB
 
+# Druid's nodes reach each other by pod FQDN, and a replaced pod comes back under its name at a new address. The JVM
+# keeps an address it looked up for 30 s: a router that looked the broker up in the old pod's last half-minute
+# connects to the old address when the broker is back, and its client gets 502 (decision 0026). One second is far
+# below the time a new pod takes to start its JVM and announce itself. (The system property, not the security
+# property networkaddress.cache.ttl, which only a file sets; the JDK reads the one when the other is unset.)
+DNS_CACHE_SECONDS = 1
+DNS_CACHE_FLAG = f"-Dsun.net.inetaddr.ttl={DNS_CACHE_SECONDS}"
+
 
 class JvmSizingError(ValueError):
     """The container cannot run this Druid node as configured. `reason` suits a condition; the message says what to
@@ -134,13 +142,13 @@ def peon_java_opts(processing: Mapping[str, str]) -> str:
     direct = _ceil_mib(processing_direct(processing) + PEON_DIRECT_SLACK)
     return " ".join(["-server", f"-Xms{jvm_size(PEON_HEAP)}", f"-Xmx{jvm_size(PEON_HEAP)}",
                      f"-XX:MaxDirectMemorySize={jvm_size(direct)}", "-XX:+UseSerialGC", "-XX:+ExitOnOutOfMemoryError",
-                     "-Duser.timezone=UTC", "-Dfile.encoding=UTF-8",
+                     "-Duser.timezone=UTC", "-Dfile.encoding=UTF-8", DNS_CACHE_FLAG,
                      "-Djava.util.logging.manager=org.apache.logging.log4j.jul.LogManager"])
 
 
 def java_opts(processors: int | None) -> str:
     """JAVA_OPTS for a Druid container that gets `processors` CPUs (None: not known)."""
-    flags = ["-XX:+ExitOnOutOfMemoryError"]
+    flags = ["-XX:+ExitOnOutOfMemoryError", DNS_CACHE_FLAG]
     if processors is not None:
         # Without a CPU limit the JVM sizes its GC, JIT and Druid's default thread pools for every CPU of the node.
         flags.append(f"-XX:ActiveProcessorCount={processors}")
