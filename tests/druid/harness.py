@@ -11,7 +11,10 @@ router) run from the jars that tools/druid/fetch.py resolved from Maven Central.
 * the environment variables the pod would get from Secrets (keystore, admin and metadata passwords), which the
   rendered password providers read;
 * `-Djdk.net.hosts.file=<work>/hosts`, mapping every pod FQDN (and the ZooKeeper Service name) to 127.0.0.1, so that
-  the names in the certificates resolve without touching /etc/hosts. Hostname validation is not relaxed anywhere.
+  the names in the certificates resolve without touching /etc/hosts. Hostname validation is not relaxed anywhere. A
+  test may move a name to another loopback address (`point`), as a replaced pod comes back at a new address; the
+  processes listen on every address, and the JVM reads the file again when its cache of the name runs out;
+* of the JVM options kubedruid gives a pod's Druid (JAVA_OPTS, druid/jvm.py), the DNS cache time.
 
 Logs go to <work>/logs/<process>.log; a process that does not become healthy raises `ProcessFailed`, which names that
 log and quotes the lines that explain the failure.
@@ -33,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kubedruid.certs import bundle
+from kubedruid.druid import jvm
 from kubedruid.druid import properties as druid_props
 from kubedruid.druid import tls as druid_tls
 from kubedruid.druid.nodes import BROKERS, COORDINATORS, HISTORICALS, MIDDLE_MANAGERS, ROUTERS, NodeType
@@ -309,6 +313,9 @@ class LocalDruid:
         self.common = druid_props.parse(config_files["common.runtime.properties"])
         self.overrides, self.override_reasons = common_overrides(install, work, self.common, served=served)
         self.tls = self.common.get("druid.enableTlsPort") == "true"
+        self.addresses: dict[str, str] = {}  # name -> a loopback address other than 127.0.0.1 (point)
+        self.node_props: dict[str, dict[str, str]] = {}  # process -> system properties a test adds, from its next start
+        self.stock_dns_cache: set[str] = set()  # processes started without kubedruid's DNS cache time (the JVM's 30 s)
 
     # -- files --------------------------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -325,13 +332,29 @@ class LocalDruid:
             d = w / "conf" / n.name
             d.mkdir(parents=True, exist_ok=True)
             (d / "runtime.properties").write_text(self.config_files[f"{n.type.key}.properties"])
-        # Every name the processes look up; nothing else resolves (the JVM reads only this file).
-        names = ["localhost", socket.gethostname(), *self.hosts]
-        (w / "hosts").write_text("127.0.0.1 " + " ".join(dict.fromkeys(names)) + "\n")
+        self._write_hosts()
         if self.tls_files:
             self._write_tls()
         (w / "overrides.properties").write_text(
             "".join(f"# {r}\n" for r in self.override_reasons) + druid_props.render(self.overrides))
+
+    def _write_hosts(self) -> None:
+        # Every name the processes look up; nothing else resolves (the JVM reads only this file). Replaced by a
+        # rename: a JVM never reads half a file.
+        names = [n for n in dict.fromkeys(["localhost", socket.gethostname(), *self.hosts]) if n not in self.addresses]
+        text = "127.0.0.1 " + " ".join(names) + "\n" + "".join(f"{a} {n}\n" for n, a in self.addresses.items())
+        tmp = self.work / ".hosts.tmp"
+        tmp.write_text(text)
+        os.replace(tmp, self.work / "hosts")
+
+    def point(self, name: str, address: str | None) -> None:
+        """Moves `name` to another loopback address (None: back to 127.0.0.1), as DNS does for a pod that comes back
+        at a new address. A JVM sees it when its cached address for the name expires."""
+        if address is None:
+            self.addresses.pop(name, None)
+        else:
+            self.addresses[name] = address
+        self._write_hosts()
 
     def replace_tls_files(self, files: dict[str, bytes]) -> None:
         """Swap the key/trust stores the way the kubelet updates a Secret volume (atomic `..data` symlink swap)."""
@@ -419,6 +442,9 @@ class LocalDruid:
         cp = ":".join([str(self.work / "conf" / "_common"), str(self.work / "conf" / node.name),
                        f"{self.install.lib}/*"])
         flags = self._jvm_flags(memory, tmp)
+        if node.name not in self.stock_dns_cache:
+            flags.append(jvm.DNS_CACHE_FLAG)
+        system |= self.node_props.get(node.name, {})
         if node.type is COORDINATORS and "metadata" not in self.served:
             flags.append(f"-Dderby.stream.error.file={self.work / 'var' / 'derby.log'}")
         return [self._java(), *STRONG_ENCAPSULATION, *flags, *(f"-D{k}={v}" for k, v in system.items()),

@@ -16,19 +16,24 @@ Per Druid version, one story on one local cluster (ZooKeeper, coordinator-overlo
 5. Remove: the Druid re-rendered with TLS off; restarted; plaintext serves (SQL through the router), TLS ports closed.
 6. Leaving: a router told to stop (SIGTERM, as the kubelet does after the pod's preStop) still answers the query it
    is proxying to a broker that is slow to answer.
+7. Coming back elsewhere: a broker whose name moves to a new address (as a replaced pod's does) is reached there by
+   a router with kubedruid's JVM options; with the JVM's own DNS cache the router goes to the old address.
 
 A failure names the Druid log that explains it (harness.ProcessFailed quotes it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import itertools
+import json
 import os
 import re
 import secrets
 import signal
 import ssl
+import subprocess
 import threading
 import time
 from dataclasses import dataclass
@@ -37,6 +42,7 @@ import pytest
 
 from cryptography import x509
 
+from kubedruid.druid import jvm
 from kubedruid.druid import tls as druid_tls
 from kubedruid.druid import properties as druid_props
 from kubedruid.druid.nodes import BROKERS, COORDINATORS, ROUTERS
@@ -374,3 +380,73 @@ def test_a_stopping_router_answers_the_query_it_is_proxying(story):
     assert answer.get("rows") == [[1]], f"the router dropped the query it was proxying: {answer}"
     cluster.start(router)
     cluster.wait_healthy(router)
+
+
+@contextlib.contextmanager
+def _refused(address: str, port: int):
+    """Connections to address:port get a reset, as they do at a deleted pod's address once it is handed out again.
+    (A loopback address of this machine; the rule is removed on the way out.)"""
+    rule = ["OUTPUT", "-o", "lo", "-p", "tcp", "-d", address, "--dport", str(port),
+            "-j", "REJECT", "--reject-with", "tcp-reset"]
+    subprocess.run(["iptables", "-w", "-I", *rule], check=True, capture_output=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["iptables", "-w", "-D", *rule], check=True, capture_output=True)
+
+
+def _sql_through(cluster: harness.LocalDruid, router: harness.Node, auth) -> tuple[int, bytes]:
+    """What a client of the router gets for a query (status and body), whatever it is."""
+    body = json.dumps({"query": "SELECT 1 AS answered", "resultFormat": "array"}).encode()
+    return cluster.request(router, "POST", "/druid/v2/sql", body,
+                           headers={"Content-Type": "application/json", **harness.basic_auth(auth)})
+
+
+def test_a_router_reaches_a_broker_that_came_back_at_a_new_address(story):
+    """A replaced pod comes back under its name at a new address. The JVM keeps an address it looked up for 30 s: a
+    router that looked the broker up shortly before connects to the old address, and its client gets 502 (shown
+    here with the JVM's own cache). With kubedruid's JAVA_OPTS the router looks the name up again after a second
+    and reaches the broker at its new address (decision 0026). The broker listens on every loopback address; the
+    hosts file moves its name from one to another, where the old one now refuses connections; the broker closes
+    an idle connection after a second, so that each query makes the router open a new one."""
+    cluster = story.cluster
+    router, broker = cluster.node(ROUTERS.key), cluster.node(BROKERS.key)
+    old, new = "127.0.0.2", "127.0.0.3"
+    cluster.node_props[broker.name] = {"druid.server.http.maxIdleTime": "PT1S"}
+    cluster.restart(broker)
+    answers: dict[str, tuple[int, bytes]] = {}
+    log = cluster.procs[router.name].log
+    refused_at = 0  # where the router's log was when the stock router's query went out
+    try:
+        for label, stock in (("the JVM's own cache", True), ("kubedruid's JAVA_OPTS", False)):
+            cluster.point(broker.fqdn, old)
+            if stock:
+                cluster.stock_dns_cache.add(router.name)
+            else:
+                cluster.stock_dns_cache.discard(router.name)
+            cluster.restart(router)
+            # The router looks the broker up (its cache is new) and reaches it at the old address.
+            _eventually(lambda: _sql_through(cluster, router, story.auth)[0] == 200, logs=cluster.work / "logs",
+                        what=f"the router ({label}) to answer through the broker at {old}")
+            time.sleep(jvm.DNS_CACHE_SECONDS + 1.5)  # past kubedruid's cache time and the broker's idle time
+            cluster.point(broker.fqdn, new)
+            with _refused(old, cluster.port(broker)):
+                refused_at = log.stat().st_size if stock else refused_at
+                answers[label] = _sql_through(cluster, router, story.auth)
+    finally:
+        cluster.point(broker.fqdn, None)
+        cluster.stock_dns_cache.discard(router.name)
+        cluster.node_props.pop(broker.name, None)
+    stock_status, stock_body = answers["the JVM's own cache"]
+    assert stock_status == 502, f"with the JVM's own cache the router did not go to the old address: " \
+                                f"{stock_status} {stock_body[:200]!r}"
+    with open(log, "rb") as fh:
+        fh.seek(refused_at)
+        said = fh.read().decode(errors="replace")
+    assert "Exception handling request" in said and "java.net.ConnectException" in said, \
+        f"the router's 502 was not a refused connection to the broker (log {log})"
+    status, body = answers["kubedruid's JAVA_OPTS"]
+    assert (status, json.loads(body) if status == 200 else body[:300]) == (200, [[1]]), \
+        f"the router did not reach the broker at its new address; logs in {cluster.work / 'logs'}"
+    story.report["broker_back_at_a_new_address"] = (
+        f"the JVM's own cache: HTTP {stock_status} (the old address); with {jvm.DNS_CACHE_FLAG}: HTTP {status}")
