@@ -416,11 +416,11 @@ class LocalDruid:
         (self.work / "zk" / "logback.xml").write_text(LOGBACK)
         cmd = [self._java(), *self._jvm_flags(ZOOKEEPER_MEMORY, self.work / "var" / "tmp"),
                f"-Dlogback.configurationFile={self.work / 'zk' / 'logback.xml'}",
-               # ZooKeeper deletes an empty container node within a minute; Druid's discovery parents are such
-               # nodes, and a router whose watch started just before its broker's parent was deleted and created
-               # again never saw the broker ("no available brokers" after a restart of every process, once on
-               # 28.0.0; the Curator cache does not watch a recreated parent, cf. apache/druid#6597). The tier
-               # restarts every process several times: its parents stay.
+               # ZooKeeper deletes an empty container node within a minute (the discovery parents a Curator cache
+               # creates are such nodes). Once on 28.0.0, after a restart of every process, a router's broker
+               # watcher initialized with 0 nodes 0.7 s after the broker announced, and never saw it: a parent
+               # deleted and created again under a starting watch is the likely cause (inferred from the logs, cf.
+               # apache/druid#6597). The tier restarts every process several times: its parents stay.
                "-Dznode.container.checkIntervalMs=86400000",
                "-cp", f"{self.install.zookeeper_lib}/*", "org.apache.zookeeper.server.ZooKeeperServerMain", str(cfg)]
         proc = self._spawn("zookeeper", cmd, ZOOKEEPER_MEMORY)
