@@ -21,7 +21,10 @@ from lightkube import Client, KubeConfig
 from kubedruid.devcluster import plane as plane_mod
 from kubedruid.devcluster.binaries import plane_binaries
 from kubedruid.devcluster.install import install_kubedruid
+from kubedruid.devcluster import node
 from tests.integration.conftest import OperatorProcess, Plane
+
+from .pod_logs import PodLogArchive
 
 ROOT = Path(__file__).resolve().parents[2]
 # The newest line whose default configuration (basic security, MySQL metadata, S3 deep storage) resolves completely
@@ -49,6 +52,15 @@ def node_plane(tmp_path_factory) -> Plane:
     yield Plane(layout.state_dir, layout.kubeconfig, plane_binaries(real_node=True).kubectl())
     if not reuse:
         plane_mod.down(layout.state_dir)
+
+
+@pytest.fixture(scope="session")
+def pod_log_archive(node_plane) -> PodLogArchive:
+    """The logs of every pod the tier's node runs, kept also after the pod is gone (tests/node/pod_logs.py), in
+    <state>/pod-log-archive."""
+    layout = node.load_or_create_layout(plane_mod.load_or_create_layout(node_plane.state_dir, real_node=True))
+    with PodLogArchive(layout.pod_logs, node_plane.state_dir / "pod-log-archive") as archive:
+        yield archive
 
 
 @pytest.fixture(scope="session")

@@ -29,6 +29,7 @@ from tests.druid_log import LEADER_CALL_FAILED, LOG_TIME
 from .conftest import NODE_DRUID_VERSION, REPORT
 from .druid import DruidView, PodRolls, PublishedBundle, tiny_ingestion_spec, wait
 from .load import QueryLoad
+from .pod_logs import PodLogArchive
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -50,8 +51,8 @@ def guide_manifest() -> str:
 class Story:
     """The guide's Druid and what the tests learned about it on the way (CA files, figures)."""
 
-    def __init__(self, plane, workdir: Path, operator_log: Path):
-        self.plane, self.workdir, self.operator_log = plane, workdir, operator_log
+    def __init__(self, plane, workdir: Path, operator_log: Path, pod_logs: PodLogArchive):
+        self.plane, self.workdir, self.operator_log, self.pod_logs = plane, workdir, operator_log, pod_logs
         self.view = DruidView(plane.kubectl, NS, DB, workdir)
         self.bundle = PublishedBundle(self.view, workdir / "published-ca.crt")
 
@@ -77,6 +78,7 @@ class Story:
         since = _now_rfc3339()
         started, epoch = time.monotonic(), time.time()
         forwarding_waits = self.forwarding_waits()
+        closed_before = self._closed_ports(self.view.pods())
         with PodRolls(self.view) as rolls, QueryLoad(lambda: self.view.router_endpoint(self.bundle.file()),
                                                       COUNT_SQL, self.view.admin_auth(), interval=0.5,
                                                       check=sql_check) as load:
@@ -94,7 +96,8 @@ class Story:
                    "rolls": rolls.rolls(), "pods": len(rolls.seen),
                    "away_s": {p: [[round(a - epoch, 1), round(b - epoch, 1)] for a, b in spans]
                               for p, spans in rolls.away.items() if spans},
-                   **self.peer_calls(since, rolls),
+                   **self.peer_calls(since, rolls, closed_before),
+                   "pod_logs": str(self.pod_logs.archive),  # every pod's, the replaced ones' too
                    # times the operator found a new Service port not forwarded yet though its endpoints were ready
                    "forwarding_waits": self.forwarding_waits() - forwarding_waits}
         REPORT.setdefault("ops", {})[label] = figures
@@ -117,42 +120,43 @@ class Story:
     def forwarding_waits(self) -> int:
         return self.operator_log.read_text(errors="replace").count("kube-proxy does not forward")
 
-    def peer_calls(self, since: str, rolls: PodRolls) -> dict:
-        """Failed calls between Druid nodes in every Druid pod's log since `since` (the previous container's too):
-        any TLS or PKIX error, and any connection refused, except
+    def peer_calls(self, since: str, rolls: PodRolls, closed_before: dict[str, int]) -> dict:
+        """Failed calls between Druid nodes in every Druid pod's log since `since`, of every pod the op replaced
+        too (the archive keeps them): any TLS or PKIX error, and any connection refused, except
         - by a pod that was being restarted at that moment (a stopping process refuses whatever its TLS settings);
-        - on a port the op closed, after the pod that served it last restarted, in a call of Druid's leader client,
-          which then looks the leader up again: it keeps the leader's URL, scheme and port included, until a call
-          to it fails, so a node that learnt the coordinator's TLS URL before the coordinator restarted without TLS
-          is refused once, then finds the plaintext URL (docs/real-node.md); these are counted apart.
+        - on a port the op closed, after the pod that served it last restarted, or on a port already closed when
+          the op began (`closed_before`: a node polls the coordinator once a minute, so its refusal can fall in the
+          op after the one that closed the port), in a call of Druid's leader client, which then looks the leader
+          up again: it keeps the leader's URL, scheme and port included, until a call to it fails, so a node that
+          learnt the coordinator's TLS URL before the coordinator restarted without TLS is refused once, then finds
+          the plaintext URL (docs/real-node.md); these are counted apart.
         Returns `peer_errors` (line -> count) and `leader_client_refusals` (how many were excused so)."""
         found: dict[str, int] = {}
         excused = {"restarting": 0, "leader client": 0}
         pods = self.view.pods()
         closed = self._closed_ports(pods)
-        for pod in pods:
-            for previous in (False, True):
-                args = ["-n", NS, "logs", pod.name, "-c", "druid", f"--since-time={since}"]
-                text = self.plane.kubectl(*args, *(["--previous"] if previous else []), check=False).stdout
-                stamp, event = None, ""
-                for line in text.splitlines():
-                    t = LOG_TIME.match(line)
-                    if t:  # a new log event; the lines after it until the next are its stack trace
-                        stamp = datetime.datetime.strptime(t.group(1), "%Y-%m-%dT%H:%M:%S").replace(
-                            tzinfo=datetime.timezone.utc).timestamp()
-                        event = line
-                    m = PEER_ERROR.search(line)
-                    if not m:
+        current = {p.uid for p in pods}
+        for log in self.pod_logs.logs(NS, "druid", since=_rfc3339_seconds(since)):
+            where = log.pod if log.uid in current else f"{log.pod} (replaced, uid {log.uid[:8]})"
+            stamp, event = None, ""
+            for _, line in log.lines:
+                t = LOG_TIME.match(line)
+                if t:  # a new log event; the lines after it until the next are its stack trace
+                    stamp = datetime.datetime.strptime(t.group(1), "%Y-%m-%dT%H:%M:%S").replace(
+                        tzinfo=datetime.timezone.utc).timestamp()
+                    event = line
+                m = PEER_ERROR.search(line)
+                if not m:
+                    continue
+                if m.group(0).startswith("Connection refused"):
+                    target = REFUSED_BY.search(line)
+                    why = target and stamp is not None and _refusal_expected(
+                        target.group(1), int(target.group(2) or 0), stamp, event, rolls, closed, closed_before)
+                    if why:
+                        excused[why] += 1
                         continue
-                    if m.group(0).startswith("Connection refused"):
-                        target = REFUSED_BY.search(line)
-                        why = target and stamp is not None and _refusal_expected(
-                            target.group(1), int(target.group(2) or 0), stamp, event, rolls, closed)
-                        if why:
-                            excused[why] += 1
-                            continue
-                    key = f"{pod.name}: {line.strip()[:160]}"
-                    found[key] = found.get(key, 0) + 1
+                key = f"{where}: {line.strip()[:160]}"
+                found[key] = found.get(key, 0) + 1
         return {"peer_errors": found, "leader_client_refusals": excused["leader client"]}
 
     def _closed_ports(self, pods: list) -> dict[str, int]:
@@ -174,13 +178,14 @@ REFUSED_BY = re.compile(r"Connection refused: ([a-z0-9-]+)\.[^\s:]*(?::(\d+))?")
 
 
 def _refusal_expected(target: str, port: int, at: float, event: str, rolls: PodRolls,
-                      closed: dict[str, int]) -> str | None:
+                      closed: dict[str, int], closed_before: dict[str, int]) -> str | None:
     """Why a refusal by `target` on `port` at `at` is no failed call (see Story.peer_calls), or None."""
     if rolls.was_away(target, at):
         return "restarting"
+    if closed.get(target) != port or not LEADER_CALL_FAILED.search(event):
+        return None
     closed_since = rolls.last_away_start(target)
-    if (closed.get(target) == port and closed_since is not None and at >= closed_since
-            and LEADER_CALL_FAILED.search(event)):
+    if closed_before.get(target) == port or (closed_since is not None and at >= closed_since):
         return "leader client"
     return None
 
@@ -198,8 +203,8 @@ def _rows_counted(rows: list) -> bool:
 
 
 @pytest.fixture(scope="module")
-def story(node_plane, operator, tmp_path_factory) -> Story:
-    s = Story(node_plane, tmp_path_factory.mktemp("guide"), operator.log)
+def story(node_plane, operator, pod_log_archive, tmp_path_factory) -> Story:
+    s = Story(node_plane, tmp_path_factory.mktemp("guide"), operator.log, pod_log_archive)
     s.apply(text=guide_manifest())
     s.apply(EXAMPLES / "s3-local.yaml")  # the guide's MinIO, played by a local S3 server (examples/s3-local.yaml)
     return s
@@ -287,7 +292,8 @@ def _assert_uninterrupted(figures: dict, rolls: int, label: str) -> None:
     # A string, which pytest prints whole (a tuple it shortens): where each failure fell among the restarts.
     assert figures["queries_failed"] == 0, json.dumps(
         {"op": label, "errors": figures["errors"], "error_samples": figures["error_samples"],
-         "pods away (s)": figures["away_s"], "steps (s)": figures.get("steps_s")}, indent=1)
+         "pods away (s)": figures["away_s"], "steps (s)": figures.get("steps_s"),
+         "pod logs": figures.get("pod_logs")}, indent=1)
     assert figures["queries_sent"] >= figures["wall_s"] / 0.5 * 0.8, (label, "the client kept its pace")
     assert not figures["peer_errors"], (label, figures["peer_errors"])
     assert set(figures["rolls"].values()) == {rolls}, (label, figures["rolls"])

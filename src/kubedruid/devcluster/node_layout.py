@@ -113,6 +113,11 @@ class NodeLayout:
         return self.root / "resolv.conf"
 
     @property
+    def pod_logs(self) -> Path:
+        """The kubelet's podLogsDir: not /var/log/pods, everything of the node in its state dir."""
+        return self.root / "pod-logs"
+
+    @property
     def host_state(self) -> Path:
         """What `up` found on the host before changing it (restored by `down`)."""
         return self.root / "host.json"
@@ -236,7 +241,7 @@ def kubelet_config(layout: NodeLayout, plane_ca: Path) -> dict:
                          "imagefs.available": "1%"},
         "imageGCHighThresholdPercent": 100,
         "maxPods": 110,
-        "podLogsDir": str(layout.root / "pod-logs"),  # not /var/log/pods: everything of the node in its state dir
+        "podLogsDir": str(layout.pod_logs),
         "serializeImagePulls": False,
         "staticPodPath": "",
     }
