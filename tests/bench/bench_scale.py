@@ -3,18 +3,18 @@ process, on kwok. Prints figures against issue 13's targets; asserts nothing (te
 the functional facts at N = 30).
 
     .venv/bin/python -m tests.bench.bench_scale [--druids 300] [--dir STATE_DIR] [--changes 50]
-        [--foreign-secrets 10000] [--tls-ops 50] [--idle 60]
+        [--foreign-secrets 10000] [--tls-ops 50] [--idle 60] [--go-operator CHECKOUT]
 
 Figures: time until all are Ready, the operator's CPU seconds per Druid and the plane's CPU meanwhile (which part
 was the bottleneck); operator RSS; CPU and writes in an idle minute; apiserver requests per reconcile; spec change ->
 PetSet updated (p50, p99); the same with foreign Secrets in other namespaces; concurrent ReconfigureTLS add ops and
-their overhead (wall / the slowest Druid's certificate issue + its pods' restart-to-Ready).
+their overhead (wall / the slowest Druid's certificate issue + its pods' restart-to-Ready). With --go-operator, the
+Go operator (tests/bench/go_operator.py) with as many Druids of its own on the same plane, measured alike.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import secrets
@@ -31,9 +31,11 @@ from pathlib import Path
 
 from lightkube import ALL_NS, Client, KubeConfig, codecs
 from lightkube.core.exceptions import ApiError
-from lightkube.generic_resource import create_global_resource
+from lightkube.generic_resource import create_global_resource, create_namespaced_resource
 from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.core_v1 import Event, Namespace, Node, Pod, Secret, ServiceAccount
+from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
+from lightkube.resources.apps_v1 import StatefulSet
+from lightkube.resources.core_v1 import ConfigMap, Event, Namespace, Node, Pod, Secret, Service, ServiceAccount
 from lightkube.types import PatchType
 
 from kubedruid.devcluster import plane
@@ -45,8 +47,9 @@ from kubedruid.druid.nodes import RESTART_ORDER
 from kubedruid.certs.pki import make_ca
 from kubedruid.kube.conditions import parse_rfc3339
 from tests.integration.conftest import OperatorProcess, Plane
-from tests.integration.helpers import Certificate, Druid, PetSet, resource_versions, scale_druid_manifest
+from tests.integration.helpers import OWNED_KINDS, Certificate, Druid, PetSet, resource_versions, scale_druid_manifest
 from tests.integration.test_ops import Ops
+from tests.bench import go_operator
 
 TARGETS = {"rss_mib": 250, "rss_foreign_mib": 300, "idle_cpu_pct": 1.0, "idle_writes": 0, "p99_s": 1.0,
            "tls_overhead": 1.2}
@@ -56,6 +59,8 @@ NAMESPACES = 10  # Druids spread over this many namespaces, as a platform team's
 CHANGE_ANNOTATION = "kubedruid.dev/bench-change"
 ClusterIssuer = create_global_resource("cert-manager.io", "v1", "ClusterIssuer", "clusterissuers")
 WRITE_VERBS = ('verb="apply"', 'verb="create"', 'verb="patch"', 'verb="delete"')
+GoDruid = create_namespaced_resource("druid.apache.org", "v1alpha1", "Druid", "druids")
+GO_OWNED_KINDS = (GoDruid, StatefulSet, Service, ConfigMap)  # what the Go operator writes for a Druid
 
 
 # -- measuring processes -------------------------------------------------------------------------------------------
@@ -154,6 +159,10 @@ class Bench:
         self.druids = [(self.namespaces[i % NAMESPACES], f"d{i:04d}") for i in range(args.druids)]
         self.operator = OperatorProcess(Plane(layout.state_dir, layout.kubeconfig, plane_binaries().kubectl()),
                                         layout.state_dir / "bench-operator.log")
+        self.go = go_operator.GoOperator(Path(args.go_operator).resolve(), layout.kubeconfig,
+                                         layout.state_dir / "go-operator.log") if args.go_operator else None
+        self.go_namespaces = [f"go-{i}" for i in range(NAMESPACES)]
+        self.go_druids = [(self.go_namespaces[i % NAMESPACES], f"g{i:04d}") for i in range(args.druids)]
 
     def say(self, text: str) -> None:
         print(text, flush=True)
@@ -210,31 +219,96 @@ class Bench:
         self.say(f"  apiserver requests per reconcile: {per:.2f} ({writes:.2f} writes); reads answered by the "
                  f"informers per reconcile: {cached:.1f}")
 
+    def go_provision(self) -> None:
+        """The Go operator's Druids, as many as kubedruid's, until it reports each one's nodes Ready."""
+        for crd in self.go.crds():
+            self.kube.apply(codecs.from_dict(crd), force=True)
+            _wait(lambda: any(c.type == "Established" and c.status == "True" for c in self.kube.get(
+                CustomResourceDefinition, crd["metadata"]["name"]).status.conditions or []), 60,
+                f"{crd['metadata']['name']} established")
+        for ns in self.go_namespaces:
+            self.kube.apply(Namespace(metadata=ObjectMeta(name=ns)), force=True)
+        self.go.start()
+        pid = self.go.proc.pid
+        meter = CpuMeter({"go operator": pid, **{s.name: s.pid for s in plane.status(self.layout.state_dir) if s.pid}})
+        cpu0 = cpu_seconds(pid)
+        meter.start()
+        started = time.monotonic()
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda d: self.kube.create(codecs.from_dict(go_operator.druid_manifest(d[1], d[0]))),
+                          self.go_druids))
+
+        def all_ready() -> bool:
+            assert self.go.proc.poll() is None, f"the Go operator exited; its log is {self.go.log}"
+            return sum(go_operator.is_ready(d) for d in self.kube.list(GoDruid, namespace=ALL_NS)
+                       if d.metadata.namespace in self.go_namespaces) == len(self.go_druids)
+
+        _wait(all_ready, self.args.ready_timeout, f"the Go operator's {len(self.go_druids)} Druids Ready", interval=5)
+        took = time.monotonic() - started
+        shares = meter.stop()
+        cpu = cpu_seconds(pid) - cpu0
+        busiest = sorted(shares.items(), key=lambda kv: -kv[1])
+        self.say(f"the Go operator ({go_operator.REPOSITORY}, {go_operator.settings()}): its {len(self.go_druids)} "
+                 f"Druids Ready after {took:.0f} s; {cpu:.0f} CPU s = {cpu / len(self.go_druids):.2f} CPU s per Druid; "
+                 f"CPU meanwhile: "
+                 + ", ".join(f"{n} {s * 100:.0f}%" for n, s in busiest))
+
     def idle(self, label: str) -> None:
+        """kubedruid's idle minute and, over the same minute, the Go operator's."""
         time.sleep(15)
-        pid = self.operator.proc.pid
-        before = resource_versions(self.kube, self.namespaces)
+        subjects = [("operator", self.operator.proc.pid, self.namespaces, OWNED_KINDS,
+                     lambda: sum(v for k, v in metrics(self.operator.probe_port).items()
+                                 if k.startswith("kubedruid_apiserver_requests_total")))]
+        if self.go:
+            subjects.append(("the Go operator", self.go.proc.pid, self.go_namespaces, GO_OWNED_KINDS,
+                             self.go.requests))
+        before = {name: (resource_versions(self.kube, spaces, kinds), requests())
+                  for name, _, spaces, kinds, requests in subjects}
         events = {(e.metadata.namespace, e.metadata.name) for e in self.kube.list(Event, namespace=ALL_NS)}
-        scraped = metrics(self.operator.probe_port)
-        cpu0, t0 = cpu_seconds(pid), time.monotonic()
+        cpu0, t0 = {name: cpu_seconds(pid) for name, pid, *_ in subjects}, time.monotonic()
         time.sleep(self.args.idle)
-        cpu = (cpu_seconds(pid) - cpu0) / (time.monotonic() - t0) * 100
-        after = resource_versions(self.kube, self.namespaces)
-        new_events = sum(1 for e in self.kube.list(Event, namespace=ALL_NS)
-                         if (e.metadata.namespace, e.metadata.name) not in events
-                         and e.metadata.namespace in self.namespaces)
-        changed = sum(1 for k, v in before.items() if after.get(k) != v)
-        requests = sum(v - scraped.get(k, 0) for k, v in metrics(self.operator.probe_port).items()
-                       if k.startswith("kubedruid_apiserver_requests_total"))
-        rss = rss_mib(pid)
+        cpu1, wall = {name: cpu_seconds(pid) for name, pid, *_ in subjects}, time.monotonic() - t0
+        new_events = [e.metadata.namespace for e in self.kube.list(Event, namespace=ALL_NS)
+                      if (e.metadata.namespace, e.metadata.name) not in events]
         rss_target = TARGETS["rss_foreign_mib" if "foreign" in label else "rss_mib"]
-        self.say(f"{label}: operator RSS {rss:.0f} MiB ({rss / rss_target:.2f} x the {rss_target} MiB target); "
-                 f"idle {self.args.idle:.0f} s: CPU {cpu:.2f}% of a core ({cpu / TARGETS['idle_cpu_pct']:.2f} x the "
-                 f"1% target), objects written {changed} of {len(before)}, events {new_events}, apiserver requests "
-                 f"{requests:.0f}")
+        for name, pid, spaces, kinds, requests in subjects:
+            versions_before, requests_before = before[name]
+            cpu = (cpu1[name] - cpu0[name]) / wall * 100
+            after = resource_versions(self.kube, spaces, kinds)
+            changed = sum(1 for k, v in versions_before.items() if after.get(k) != v)
+            rss = rss_mib(pid)
+            self.say(f"{label}: {name} RSS {rss:.0f} MiB ({rss / rss_target:.2f} x the {rss_target} MiB target); "
+                     f"idle {self.args.idle:.0f} s: CPU {cpu:.2f}% of a core ({cpu / TARGETS['idle_cpu_pct']:.2f} x "
+                     f"the 1% target), objects written {changed} of {len(versions_before)}, events "
+                     f"{sum(ns in spaces for ns in new_events)}, apiserver requests {requests() - requests_before:.0f}")
 
     def changes(self, label: str) -> None:
         """Each change: a new annotation on one Druid's routers podTemplate; done when the routers PetSet has it."""
+        scraped = metrics(self.operator.probe_port)
+        latencies = self._latencies(label, self.druids, PetSet, lambda name: f"{name}-routers", lambda ns, name, value:
+                                    self.kube.patch(Druid, name, {"spec": {"topology": {"routers": {"podTemplate": {
+                                        "metadata": {"annotations": {CHANGE_ANNOTATION: value}}}}}}},
+                                        namespace=ns, patch_type=PatchType.MERGE))
+        per, writes, cached = requests_per_reconcile(scraped, metrics(self.operator.probe_port))
+        p99 = percentile(latencies, 99)
+        self.say(f"{label}: spec change -> PetSet updated over {len(latencies)} changes: p50 "
+                 f"{statistics.median(latencies) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms ({p99 / TARGETS['p99_s']:.2f}"
+                 f" x the 1 s target); apiserver requests per reconcile {per:.2f} ({writes:.2f} writes)")
+
+    def go_changes(self, label: str) -> None:
+        """The same changes on the Go operator's Druids: its routers' podAnnotations; done when their StatefulSet
+        has it."""
+        latencies = self._latencies(label, self.go_druids, StatefulSet,
+                                    lambda name: go_operator.statefulset_name(name, "routers"),
+                                    lambda ns, name, value: self.kube.patch(
+                                        GoDruid, name, {"spec": {"nodes": {"routers": {"podAnnotations": {
+                                            CHANGE_ANNOTATION: value}}}}}, namespace=ns, patch_type=PatchType.MERGE))
+        self.say(f"{label}: the Go operator, spec change -> StatefulSet updated over {len(latencies)} changes: p50 "
+                 f"{statistics.median(latencies) * 1000:.0f} ms, p99 {percentile(latencies, 99) * 1000:.0f} ms")
+
+    def _latencies(self, label: str, druids: list[tuple[str, str]], workload, workload_of, patch) -> list[float]:
+        """Seconds from each change's patch until a watch of `workload` sees its annotation in the pod template of
+        `workload_of(druid)`; one change at a time, over different Druids."""
         seen: dict[tuple[str, str], tuple[str, float]] = {}
         ready = threading.Event()
 
@@ -242,30 +316,22 @@ class Bench:
         def watch() -> None:
             client = Client(KubeConfig.from_file(self.kubeconfig))
             ready.set()
-            for _, ps in client.watch(PetSet, namespace=ALL_NS):
-                value = (((ps.get("spec") or {}).get("template") or {}).get("metadata") or {}).get(
-                    "annotations", {}).get(CHANGE_ANNOTATION)
-                if value is not None:
-                    seen[(ps.metadata.namespace, ps.metadata.name)] = (value, time.monotonic())
+            for _, obj in client.watch(workload, namespace=ALL_NS):
+                if (value := _template_annotations(obj).get(CHANGE_ANNOTATION)) is not None:
+                    seen[(obj.metadata.namespace, obj.metadata.name)] = (value, time.monotonic())
 
         threading.Thread(target=watch, daemon=True).start()
         ready.wait()
         time.sleep(2)
-        scraped = metrics(self.operator.probe_port)
         latencies = []
         for i in range(self.args.changes):
-            ns, name = self.druids[(i * 7919) % len(self.druids)]
-            value = f"{label}-{i}"
+            ns, name = druids[(i * 7919) % len(druids)]
+            key, value = (ns, workload_of(name)), f"{label}-{i}"
             t0 = time.monotonic()
-            self.kube.patch(Druid, name, {"spec": {"topology": {"routers": {"podTemplate": {"metadata": {
-                "annotations": {CHANGE_ANNOTATION: value}}}}}}}, namespace=ns, patch_type=PatchType.MERGE)
-            _wait(lambda: seen.get((ns, f"{name}-routers"), ("", 0))[0] == value, 60, f"change {i}", interval=0.005)
-            latencies.append(seen[(ns, f"{name}-routers")][1] - t0)
-        per, writes, cached = requests_per_reconcile(scraped, metrics(self.operator.probe_port))
-        p99 = percentile(latencies, 99)
-        self.say(f"{label}: spec change -> PetSet updated over {len(latencies)} changes: p50 "
-                 f"{statistics.median(latencies) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms ({p99 / TARGETS['p99_s']:.2f}"
-                 f" x the 1 s target); apiserver requests per reconcile {per:.2f} ({writes:.2f} writes)")
+            patch(ns, name, value)
+            _wait(lambda: seen.get(key, ("", 0))[0] == value, 60, f"change {i}", interval=0.005)
+            latencies.append(seen[key][1] - t0)
+        return latencies
 
     def foreign_secrets(self) -> None:
         n = self.args.foreign_secrets
@@ -402,6 +468,15 @@ def _gaps_summary(gaps: list[tuple[str, str, float]]) -> str:
             + ", ".join(parts) + rolls)
 
 
+def _template_annotations(workload) -> dict:
+    """The pod template's annotations of a PetSet (a generic resource: a dict) or a StatefulSet (a typed model)."""
+    if isinstance(workload, dict):
+        return ((((workload.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("annotations")
+                or {})
+    meta = workload.spec.template.metadata if workload.spec and workload.spec.template else None
+    return (meta.annotations if meta else None) or {}
+
+
 def _until_the_plane_stops(watch):
     """A watch thread of the bench ends quietly when the plane goes down at the end."""
     def run(*args):
@@ -512,26 +587,6 @@ class Recorder:
                 f"their union {union:.0f} s; by pod: {', '.join(f'{pod} {n}' for pod, n in per_pod)})")
 
 
-GO_OPERATOR = "github.com/datainfrahq/druid-operator"
-
-
-def go_operator_availability() -> str:
-    """Whether the Go module proxy serves the Go operator (the only way these machines could build it)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            got = subprocess.run(["go", "mod", "download", "-json", f"{GO_OPERATOR}@latest"], cwd=tmp, timeout=120,
-                                 capture_output=True, text=True, env={**os.environ, "GOFLAGS": "-mod=mod"})
-        except (OSError, subprocess.TimeoutExpired) as e:
-            return f"not run: {e}"
-    if got.returncode != 0:
-        try:
-            why = json.loads(got.stdout)["Error"].replace("\n\t", " ")
-        except (ValueError, KeyError):
-            why = (got.stdout + got.stderr).strip() or f"exit {got.returncode}"
-        return f"not run: the Go module proxy does not serve it ({why})"
-    return "the proxy serves it now, but this bench does not run it yet"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--druids", type=int, default=300)
@@ -541,6 +596,9 @@ def main() -> None:
     parser.add_argument("--tls-ops", type=int, default=50)
     parser.add_argument("--idle", type=float, default=60.0)
     parser.add_argument("--ready-timeout", type=float, default=7200.0)
+    parser.add_argument("--go-operator", metavar="CHECKOUT",
+                        help=f"a checkout of {go_operator.REPOSITORY} built there (`go build -o "
+                             f"{go_operator.BINARY} .`): run it beside kubedruid (tests/bench/go_operator.py)")
     args = parser.parse_args()
 
     state = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="kubedruid-scale-")) / "plane"
@@ -553,18 +611,30 @@ def main() -> None:
     finished = False
     try:
         bench.provision()
+        if bench.go:
+            bench.go_provision()
         bench.idle("after provisioning")
         bench.changes("changes")
+        if bench.go:
+            bench.go_changes("changes")
         if args.foreign_secrets:
             bench.foreign_secrets()
             bench.idle(f"with {args.foreign_secrets} foreign Secrets")
             bench.changes("changes with foreign Secrets")
+            if bench.go:
+                bench.go_changes("changes with foreign Secrets")
+        if bench.go:  # measured; its resyncs (every Druid every 10 s) would load the plane under the ops
+            bench.go.stop()
         if args.tls_ops:
             bench.tls_ops()
-        print(f"the Go operator ({GO_OPERATOR}) side by side: {go_operator_availability()}")
+        if not bench.go:
+            print(f"the Go operator ({go_operator.REPOSITORY}) side by side: not run (--go-operator; "
+                  f"tests/bench/go_operator.py says how to build it)")
         finished = True
     finally:
         bench.operator.stop()
+        if bench.go:
+            bench.go.stop()
         if not args.dir:
             plane.down(state.resolve())
             if finished:  # its etcd holds every object of the run (750 MB at 1,000 Druids)

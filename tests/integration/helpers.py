@@ -75,7 +75,7 @@ def scale_druid_manifest(name: str, namespace: str) -> dict:
 OWNED_KINDS = (Druid, PetSet, Certificate, StatefulSet, Service, Secret)
 
 
-def resource_versions(kube, namespaces: list[str]) -> dict[tuple[str, str, str], str]:
-    """(kind, namespace, name) -> resourceVersion of every object of OWNED_KINDS in `namespaces`."""
+def resource_versions(kube, namespaces: list[str], kinds=OWNED_KINDS) -> dict[tuple[str, str, str], str]:
+    """(kind, namespace, name) -> resourceVersion of every object of `kinds` in `namespaces`."""
     return {(res.__name__, ns, o.metadata.name): o.metadata.resourceVersion
-            for ns in namespaces for res in OWNED_KINDS for o in kube.list(res, namespace=ns)}
+            for ns in namespaces for res in kinds for o in kube.list(res, namespace=ns)}
