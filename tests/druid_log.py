@@ -3,10 +3,23 @@ tests/druid/harness.LOG4J2), in one place for the real-node and the real-Druid t
 
 from __future__ import annotations
 
+import datetime
 import re
 
-# The first line of a log event (a stack trace's lines follow it without a time); group 1: its second.
-LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)")
+# The first line of a log event (a stack trace's lines follow it without a time); group 1: its second, group 2: its
+# milliseconds.
+LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:,(\d{3}))?")
+
+
+def log_time(line: str) -> float | None:
+    """The epoch time of a log event's first line, to the millisecond; None for the lines that follow it."""
+    m = LOG_TIME.match(line)
+    if not m:
+        return None
+    second = datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc)
+    return second.timestamp() + int(m.group(2) or 0) / 1000
+
+
 # Druid's leader client (DruidLeaderClient, 28.0.0 and 33.0.0): a call to the leader it knew failed, after which it
 # looks the leader up again. Groups: the URL, its scheme, host and port.
 LEADER_CALL_FAILED = re.compile(r"DruidLeaderClient - Request\[((\w+)://([^/:\]]+):(\d+)[^\]]*)\] failed\.")

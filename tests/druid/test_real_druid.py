@@ -25,7 +25,6 @@ A failure names the Druid log that explains it (harness.ProcessFailed quotes it)
 from __future__ import annotations
 
 import contextlib
-import datetime
 import itertools
 import json
 import os
@@ -48,7 +47,7 @@ from kubedruid.druid import properties as druid_props
 from kubedruid.druid.nodes import BROKERS, COORDINATORS, ROUTERS
 from kubedruid.specs import names
 
-from tests.druid_log import LEADER_CALL_FAILED, LOG_TIME
+from tests.druid_log import LEADER_CALL_FAILED, LOG_TIME, log_time
 from tests.waiting import eventually
 
 from . import harness, model
@@ -270,12 +269,6 @@ def _answered(lines: list[str], url: tuple[str, str, str]) -> list[int]:
             and m.group(5) == "200"]
 
 
-def _log_time(line: str) -> float:
-    """The epoch time of a Druid log line (harness.LOG4J2: ISO 8601 with a comma, the JVM's timezone UTC)."""
-    return datetime.datetime.strptime(line[:23], "%Y-%m-%dT%H:%M:%S,%f").replace(
-        tzinfo=datetime.timezone.utc).timestamp()
-
-
 def test_a_router_follows_the_coordinator_from_its_closed_tls_port_to_plaintext(story):
     """Druid's leader client keeps the URL (scheme and port) of the coordinator it last reached until a call to it
     fails. A removal's closing roll restarts the coordinator plaintext-only while the others still serve both
@@ -311,7 +304,7 @@ def test_a_router_follows_the_coordinator_from_its_closed_tls_port_to_plaintext(
     first_answer = _answered(lines, plain_url)[0]
     for i, call in failed:
         assert call.group(2, 3, 4) == tls_url, f"a call failed on another URL than the closed TLS port: {lines[i]}"
-        at = _log_time(lines[i])
+        at = log_time(lines[i])
         assert at > back, f"the call failed {at - began:.1f} s after the coordinator began restarting (it was back " \
                           f"after {back - began:.1f} s): a poll fell inside the restart, not after it"
         assert i < first_answer, f"a call failed after the coordinator answered on plaintext: {lines[i]}"
@@ -324,8 +317,8 @@ def test_a_router_follows_the_coordinator_from_its_closed_tls_port_to_plaintext(
     assert rows == [1]
     story.report["leader_client_after_the_coordinator_closed_tls"] = (
         f"{len(failed)} call(s) failed at https://...:{coordinator.type.tls_port} "
-        f"{_log_time(lines[failed[0][0]]) - back:.0f} s after the restart, the same poll answered at "
-        f"http://...:{coordinator.type.plain_port} {_log_time(lines[first_answer]) - _log_time(lines[failed[-1][0]]):.3f}"
+        f"{log_time(lines[failed[0][0]]) - back:.0f} s after the restart, the same poll answered at "
+        f"http://...:{coordinator.type.plain_port} {log_time(lines[first_answer]) - log_time(lines[failed[-1][0]]):.3f}"
         f" s later; no poll failed")
 
 

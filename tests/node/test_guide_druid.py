@@ -6,7 +6,6 @@ the op promises. The client's figures per op (sent, failed, longest gap) and the
 
 from __future__ import annotations
 
-import datetime
 import http.client
 import json
 import os
@@ -23,8 +22,9 @@ from cryptography import x509
 from kubedruid.certs import bundle
 from kubedruid.certs.pki import make_ca
 from kubedruid.druid.nodes import BY_KEY
+from kubedruid.kube.conditions import get_condition, now_rfc3339, parse_rfc3339
 
-from tests.druid_log import LEADER_CALL_FAILED, LOG_TIME
+from tests.druid_log import LEADER_CALL_FAILED, log_time
 
 from .conftest import NODE_DRUID_VERSION, REPORT
 from .druid import DruidView, PodRolls, PublishedBundle, tiny_ingestion_spec, wait
@@ -75,7 +75,7 @@ class Story:
         """Runs `action`, then waits for `done()` (a phase name or None) while a client queries the router
         Service every 0.5 s, following the port it advertises and trusting the CA bundle the operator publishes;
         returns the figures: queries, failures, longest gap, rolls counted from pod UIDs, wall time."""
-        since = _now_rfc3339()
+        since = now_rfc3339()
         started, epoch = time.monotonic(), time.time()
         forwarding_waits = self.forwarding_waits()
         closed_before = self._closed_ports(self.view.pods())
@@ -111,7 +111,7 @@ class Story:
                                   sql_check)
         self.last_ops = json.loads(self.plane.kubectl("-n", NS, "get", "druidopsrequest", name, "-o", "json").stdout)
         # the op's steps on the clock of the error samples and away_s, for a failure to be placed (to the second)
-        figures["steps_s"] = [f"{_rfc3339_seconds(c['lastTransitionTime']) - figures['epoch']:.0f} {c['type']}"
+        figures["steps_s"] = [f"{parse_rfc3339(c['lastTransitionTime']).timestamp() - figures['epoch']:.0f} {c['type']}"
                               for c in self.last_ops["status"].get("conditions") or []]
         if figures["phase"] != "Successful":
             raise AssertionError(f"{label} ended {figures['phase']}:\n{yaml.safe_dump(self.last_ops['status'])}")
@@ -136,15 +136,12 @@ class Story:
         pods = self.view.pods()
         closed = self._closed_ports(pods)
         current = {p.uid for p in pods}
-        for log in self.pod_logs.logs(NS, "druid", since=_rfc3339_seconds(since)):
+        for log in self.pod_logs.logs(NS, "druid", since=parse_rfc3339(since).timestamp()):
             where = log.pod if log.uid in current else f"{log.pod} (replaced, uid {log.uid[:8]})"
             stamp, event = None, ""
             for _, line in log.lines:
-                t = LOG_TIME.match(line)
-                if t:  # a new log event; the lines after it until the next are its stack trace
-                    stamp = datetime.datetime.strptime(t.group(1), "%Y-%m-%dT%H:%M:%S").replace(
-                        tzinfo=datetime.timezone.utc).timestamp()
-                    event = line
+                if (at := log_time(line)) is not None:  # a new log event; the lines until the next: its trace
+                    stamp, event = at, line
                 m = PEER_ERROR.search(line)
                 if not m:
                     continue
@@ -190,12 +187,6 @@ def _refusal_expected(target: str, port: int, at: float, event: str, rolls: PodR
     return None
 
 
-def _rfc3339_seconds(stamp: str) -> float:
-    return datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc).timestamp()
-
-
-def _now_rfc3339() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _rows_counted(rows: list) -> bool:
@@ -352,7 +343,7 @@ def test_a_cert_manager_renewal_reaches_every_pod_without_restarts(story, operat
                             "--type=merge", "-p", json.dumps({"status": {"conditions": [{
                                 "type": "Issuing", "status": "True", "reason": "ManuallyTriggered",
                                 "message": "Certificate re-issuance manually triggered",
-                                "lastTransitionTime": _now_rfc3339()}]}}))
+                                "lastTransitionTime": now_rfc3339()}]}}))
 
     def served_everywhere():
         value = mismatch()
@@ -507,4 +498,4 @@ def _druid_jvms(story, node_type: str, service: str) -> list[int]:
 
 
 def _condition(obj: dict, type_: str) -> dict | None:
-    return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == type_), None)
+    return get_condition((obj.get("status") or {}).get("conditions"), type_)
