@@ -2,9 +2,9 @@
 kubedruid on the bench's plane with as many Druids of its own.
 
 It is not built here: the Go module proxy does not serve it (`go mod download` answers 403 at every version), and none
-of its code may enter this repository or a build of it. Whoever has a checkout of it (the search tool's `fetch`
-brings one) builds it there with `go build -o druid-operator .` (its dependencies come from the Go module proxy) and
-passes the checkout to `bench_scale --go-operator DIR`; the bench applies its CRDs from that checkout and starts the
+of its code may enter this repository or a build of it. Whoever has a checkout of its repository builds it there
+with `go build -o druid-operator .` (its dependencies come from the Go module proxy) and passes the checkout to
+`bench_scale --go-operator DIR`; the bench applies its CRDs from that checkout and starts the
 binary as a user would, with its defaults (every Druid reconciled again each RECONCILE_WAIT, 10 s; one reconcile at
 a time, MAX_CONCURRENT_RECONCILES 1) unless the bench's environment sets those variables.
 """
