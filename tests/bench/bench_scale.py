@@ -418,6 +418,12 @@ class Bench:
         self.say(f"  operator requests to the apiserver while the ops ran: {total:.0f}, {total / count:.0f} an op, "
                  f"{total / max(restarted, 1):.1f} a pod restart; most: " +
                  ", ".join(f"{labels} {v:.0f}" for v, labels in top))
+        # Before the floor begins: from the requests' creation until each op asked cert-manager for its certificates.
+        start_ups = sorted(at - started for d in targets if (at := recorder.first_certificate(*d)) is not None)
+        if start_ups:
+            self.say(f"  from the requests' creation to each Druid's first Certificate: median "
+                     f"{statistics.median(start_ups):.1f} s, max {start_ups[-1]:.1f} s (the slowest Druid's "
+                     f"{(recorder.first_certificate(*slowest) or started) - started:.1f} s)")
         self.say("  " + recorder.breakdown(*slowest) + f"; its op {self._op_seconds(*slowest):.0f} s: "
                  + ", ".join(f"{step} {seconds:.0f} s" for step, seconds in self._op_steps(*slowest)))
         self.say("  " + _gaps_summary([g for d in targets for g in recorder.gaps(*d)]))
@@ -545,6 +551,11 @@ class Recorder:
             ready = [c for c in (cert.get("status") or {}).get("conditions") or [] if c["type"] == "Ready"]
             if ready and ready[0]["status"] == "True" and stamps[1] is None:
                 stamps[1] = now
+
+    def first_certificate(self, namespace: str, druid: str) -> float | None:
+        """When the watch first saw one of the Druid's Certificates (time.monotonic()): its op's start-up is over."""
+        return min((created for (ns, name), (created, _) in self.certs.items()
+                    if ns == namespace and name.startswith(f"{druid}-")), default=None)
 
     def _issue(self, namespace: str, druid: str) -> float:
         return max((r - c for (ns, name), (c, r) in self.certs.items()
