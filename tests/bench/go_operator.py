@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.integration.conftest import free_port
+from tests.integration.conftest import free_port, stop_process
 
 REPOSITORY = "github.com/datainfrahq/druid-operator"
 API_VERSION = "druid.apache.org/v1alpha1"
@@ -106,13 +106,8 @@ class GoOperator:
                 env={**os.environ, "KUBECONFIG": str(self.kubeconfig)}, stdout=log, stderr=subprocess.STDOUT)
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        if self.proc is not None:
+            stop_process(self.proc)
 
     def requests(self) -> float:
         """Requests its clients sent to the apiserver so far (client-go's own counter on its metrics endpoint)."""

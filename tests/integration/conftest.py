@@ -118,11 +118,7 @@ class OperatorProcess:
         self.proc.wait(timeout=15)
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_process(self.proc)
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
@@ -138,6 +134,15 @@ def webhook_refuses_a_probe(plane) -> bool:
     (the CRD cannot know the versions), so the apiserver reached an operator's webhook."""
     refused = plane.kubectl("create", "--dry-run=server", "-f", "-", stdin=WEBHOOK_PROBE, check=False)
     return refused.returncode != 0 and "0.0.0-probe" in refused.stderr
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    """SIGTERM, as a node drains; SIGKILL after 15 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def free_port() -> int:
