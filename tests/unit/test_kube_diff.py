@@ -9,7 +9,7 @@ import pytest
 
 from kubedruid.api import Druid, apply_defaults
 from kubedruid.druid.properties import ClusterConfig, MetadataStore
-from kubedruid.kube.diff import is_subset
+from kubedruid.kube.diff import is_subset, merge_patched
 from kubedruid.specs import cluster
 
 
@@ -172,3 +172,16 @@ def test_secret_string_data_matches_the_stored_data():
     # so is a missing file
     del changed["data"]["brokers.properties"]
     assert not is_subset(desired, changed)
+
+
+def test_a_merge_patch_applied_here_leaves_what_the_apiserver_would():
+    druid = {"metadata": {"name": "d", "annotations": {"mode": "client-trust", "keep": "x"}},
+             "spec": {"enableSSL": False, "tls": {"issuerRef": {"name": "a"}}, "replicas": 1}}
+    patch = {"metadata": {"annotations": {"mode": None, "new": "y"}},
+             "spec": {"enableSSL": True, "tls": {"issuerRef": {"name": "b"}}, "replicas": None}}
+    assert merge_patched(druid, patch) == {
+        "metadata": {"name": "d", "annotations": {"keep": "x", "new": "y"}},
+        "spec": {"enableSSL": True, "tls": {"issuerRef": {"name": "b"}}}}
+    assert druid["metadata"]["annotations"]["mode"] == "client-trust", "the object itself is left as it was"
+    assert merge_patched(druid, {}) == druid
+    assert merge_patched({"a": {"b": 1}}, {"a": [1, 2]}) == {"a": [1, 2]}, "a list replaces, never merges"

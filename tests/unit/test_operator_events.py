@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from kubedruid.controllers.operator import Controllers
-from kubedruid.controllers.ops.steps import CERTIFICATE_EVENTS, NO_EVENTS, POD_EVENTS
+from kubedruid.controllers.ops.steps import CERTIFICATE_EVENTS, ENDPOINT_EVENTS, NO_EVENTS, POD_EVENTS
 from kubedruid.specs import names
 
 NS, DB = "demo", "dc"
@@ -89,6 +89,13 @@ def _certificate() -> dict:
     return {**_owned("Certificate"), "apiVersion": "cert-manager.io/v1"}
 
 
+def _endpoint_slice() -> dict:
+    """As the EndpointSlice controller writes it: the Service's labels copied."""
+    slice_ = {**_owned("EndpointSlice"), "apiVersion": "discovery.k8s.io/v1"}
+    slice_["metadata"]["labels"] = {**slice_["metadata"]["labels"], "kubernetes.io/service-name": f"{DB}-brokers"}
+    return slice_
+
+
 def _druid() -> dict:
     return {"apiVersion": names.DRUID_API, "kind": "Druid", "metadata": {"name": DB, "namespace": NS},
             "spec": {"version": "28.0.1"}}
@@ -99,6 +106,7 @@ EVENTS = {  # what happens around a Druid during an op: (handler, event type, ob
     "a Secret of ours written": ("on_owned", "MODIFIED", _owned("Secret")),
     "a Service of ours written": ("on_owned", "MODIFIED", _owned("Service")),
     "cert-manager's Certificate status": ("on_certificate", "MODIFIED", _certificate()),
+    "a Service's endpoints": ("on_endpoint_slice", "MODIFIED", _endpoint_slice()),
     "the Druid": ("on_druid", "MODIFIED", _druid()),
     "a request": ("on_ops_request", "ADDED", _request(None)),
 }
@@ -108,6 +116,7 @@ EVENTS = {  # what happens around a Druid during an op: (handler, event type, ob
     (None, set(EVENTS)),  # no pass has said what it waits for, or it may be anything
     (POD_EVENTS, {"a pod back in service", "the Druid", "a request"}),
     (CERTIFICATE_EVENTS, {"a Secret of ours written", "cert-manager's Certificate status", "the Druid", "a request"}),
+    (ENDPOINT_EVENTS, {"a Service's endpoints", "the Druid", "a request"}),
     (NO_EVENTS, {"the Druid", "a request"}),
 ])
 def test_a_waiting_op_is_woken_by_what_it_waits_for_and_by_its_druid_and_requests(waiting_on, wakes_on):
@@ -152,3 +161,10 @@ def test_an_event_during_a_pass_runs_it_again_only_if_the_wait_it_ended_with_may
     assert asyncio.run(manager.reconcile(NS, DB)) == again
     assert woken_at_once == [False], "the pass's end decides, not the event"
     assert manager.wakes(NS, DB, "Pod") is (waits_on is None or "Pod" in waits_on), "between passes: the wait"
+
+
+def test_a_services_endpoints_concern_only_a_running_op_not_the_provisioner():
+    c = _controllers()
+    c.on_endpoint_slice("MODIFIED", _endpoint_slice())
+    assert c.druids.idle() and c.petsets.idle()
+    assert not c.ops.idle()

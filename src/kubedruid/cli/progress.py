@@ -29,6 +29,14 @@ def _key(c: dict, index: int) -> tuple[str, int]:
     return (c.get("lastTransitionTime") or "", index)
 
 
+def _evicted_next(conds: list[dict]) -> set[str]:
+    """The GetPod and EvictPod conditions of a pod whose EvictPod is False: the pod evicted next (the operator names
+    it with the previous pod's eviction), not the one being restarted yet."""
+    coming = {str(c["type"]).split("--", 1)[1] for c in conds
+              if str(c.get("type", "")).startswith("EvictPod--") and c.get("status") != "True"}
+    return {f"{prefix}{pod}" for pod in coming for prefix in ("GetPod--", "EvictPod--")}
+
+
 def _fingerprint(c: dict) -> tuple:
     return (c.get("status"), c.get("reason"), c.get("message"), c.get("lastTransitionTime"))
 
@@ -51,8 +59,9 @@ class Tracker:
         """Takes a new version of the request; says whether anything shown changed."""
         before = self.view()
         conds = conditions(ops)
+        next_up = _evicted_next(conds)
         changed = [(c, i) for i, c in enumerate(conds)
-                   if self._seen.get(c.get("type")) != _fingerprint(c) and c.get("type") != PLAN]
+                   if self._seen.get(c.get("type")) != _fingerprint(c) and c.get("type") not in (PLAN, *next_up)]
         plan = next((c for c in conds if c.get("type") == PLAN), None)
         if plan:
             self.plan = f"{plan.get('reason')}: {plan.get('message')}"
@@ -60,8 +69,9 @@ class Tracker:
         if changed:
             in_order = [c.get("type") for c, _ in sorted(changed, key=lambda ci: _key(*ci))]
             self.step, self.passed = in_order[-1], in_order[:-1]
-        self._seen = {c.get("type"): _fingerprint(c) for c in conds}
-        pod_conds = [(c, i) for i, c in enumerate(conds) if str(c.get("type", "")).startswith(POD_STEPS)]
+        self._seen = {c.get("type"): _fingerprint(c) for c in conds if c.get("type") not in next_up}
+        pod_conds = [(c, i) for i, c in enumerate(conds)
+                     if str(c.get("type", "")).startswith(POD_STEPS) and c.get("type") not in next_up]
         if pod_conds:
             newest = max(pod_conds, key=lambda ci: _key(*ci))[0]
             self.pod = newest["type"].split("--", 1)[1]

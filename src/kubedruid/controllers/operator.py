@@ -135,6 +135,12 @@ class Controllers:
         if (druid := _druid_of(obj)) is not None:
             self.druid_changed(obj["metadata"]["namespace"], druid, kind=obj.get("kind"))
 
+    def on_endpoint_slice(self, _type: str, obj: dict) -> None:
+        """A Service of ours has other endpoints: only a running op waits for that (a restarted pod in service)."""
+        if (druid := _druid_of(obj)) is not None and \
+                self.ops_manager.wakes(obj["metadata"]["namespace"], druid, "EndpointSlice"):
+            self.ops.add((obj["metadata"]["namespace"], druid))
+
     def on_certificate(self, type_: str, obj: dict) -> None:
         if (druid := _druid_of(obj)) is not None:
             namespace, name = _where(obj)
@@ -161,6 +167,8 @@ class Controllers:
             (Watched("v1", "Secret", "secrets", labels=ours), self.on_owned),
             (Watched("v1", "Service", "services", labels=ours), self.on_owned),
             (Watched("v1", "Service", "services", labels=dependency), self.on_dependency),
+            # The EndpointSlice controller copies a Service's labels to its slices.
+            (Watched("discovery.k8s.io/v1", "EndpointSlice", "endpointslices", labels=ours), self.on_endpoint_slice),
             (Watched("cert-manager.io/v1", "Certificate", "certificates", labels=ours), self.on_certificate),
             (Watched("cert-manager.io/v1", "Issuer", "issuers"), self.on_issuer),
             (Watched("cert-manager.io/v1", "ClusterIssuer", "clusterissuers", namespaced=False), self.on_issuer),

@@ -4,6 +4,7 @@ the apiserver adds (defaults, status, metadata it owns). Pure."""
 from __future__ import annotations
 
 import base64
+import copy
 from typing import Any
 
 # Metadata the apiserver or other controllers own; desired objects never carry them, and they never force a write.
@@ -35,3 +36,17 @@ def is_subset(desired: Any, actual: Any) -> bool:
     if isinstance(desired, (int, float)) and isinstance(actual, (int, float)):
         return desired == actual
     return desired == actual or (desired is not None and str(desired) == str(actual))
+
+
+def merge_patched(obj: Any, patch: Any) -> Any:
+    """What `obj` becomes under the JSON merge patch `patch` (RFC 7386), as the apiserver applies it: a null removes
+    a key, a dict merges into a dict, anything else replaces."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    out = dict(obj) if isinstance(obj, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = merge_patched(out.get(key), value)
+    return out

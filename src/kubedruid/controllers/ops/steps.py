@@ -7,7 +7,7 @@ import asyncio
 import base64
 import datetime
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from cryptography import x509
@@ -20,7 +20,7 @@ from kubedruid.druid import tls
 from kubedruid.druid.nodes import BY_KEY, HEALTH_PATH, HISTORICALS, NodeType
 from kubedruid.druid.tls import TLSMode
 from kubedruid.kube import conditions as cond
-from kubedruid.kube import forwarding
+from kubedruid.kube import diff, forwarding
 from kubedruid.kube.client import Kube
 from kubedruid.specs import cluster, names, petset_pods
 
@@ -45,6 +45,7 @@ class Wait:
 
 
 POD_EVENTS = frozenset({"Pod"})  # a pod came back in service
+ENDPOINT_EVENTS = frozenset({"EndpointSlice"})  # a Service's endpoints changed (a Ready pod became one)
 CERTIFICATE_EVENTS = frozenset({"Certificate", "Secret"})  # cert-manager issued (a Certificate, its Secret)
 NO_EVENTS = frozenset()  # only time tells (a grace, a poll of what no watch of ours sees)
 
@@ -323,27 +324,42 @@ async def update_petsets(ctx: StepContext) -> Wait | None:
     pods restarted next."""
     step = plans.UPDATE_PETSETS
     ctx.start(step, "Updating the Druid and its PetSets")
-    await _patch_druid(ctx, ctx.rendered_spec(), _mode_patch(ctx.druid, ctx.phase.mode))
-    db, inputs, _ = await ctx.provisioner.prepare(ctx.druid)
-    if db.spec.enableSSL:  # the pods about to restart mount the CA bundle: it holds the CA of their certificates
-        await ctx.provisioner.ensure_ca_bundle(ctx.druid, db)
     # A pod recreated after an eviction is built from the PetSet as it is then, so no need to wait for the PetSet
     # controller to observe the new template. During a roll that changes the mode the Services offer only ports
     # both modes serve (a port the roll closes stays until the roll reaches the Service's node type: RestartNodes);
-    # the new mode's once every pod runs it (UpdateServices, after the roll).
-    await ctx.provisioner.apply(db, inputs, service_schemes=ctx.op.plan.roll_service_schemes(ctx.phase, reached=None))
+    # the new mode's once every pod runs it (UpdateServices, after the roll). The pods about to restart mount the CA
+    # bundle: it holds the CA of their certificates.
+    await _write_druid_and_children(ctx, ctx.rendered_spec(), _mode_patch(ctx.druid, ctx.phase.mode),
+                                    ctx.op.plan.roll_service_schemes(ctx.phase, reached=None), ca_bundle=True)
     ctx.note(step, "True", plans.STEP_CONDITIONS[step], event=True)
     return None
 
 
-async def _patch_druid(ctx: StepContext, spec: dict, extra: dict) -> None:
-    """One merge patch: the Druid's spec becomes `spec` (keys it lacks are removed), plus `extra`."""
+async def _write_druid_and_children(ctx: StepContext, spec: dict, extra: dict,
+                                    service_schemes: Mapping[str, tuple[bool, ...]] | None = None,
+                                    ca_bundle: bool = False) -> None:
+    """The Druid's spec becomes `spec` (keys it lacks are removed), plus the metadata patch `extra`, and its
+    children (and, with `ca_bundle`, its CA bundle) are written from the Druid as patched. A changed spec is
+    patched first, so that the apiserver's validation of it comes before any child is written; a change of
+    annotations only goes with the children's writes (one round trip, not two): no pod restarts before the next
+    eviction, and a re-run writes the same."""
     patch = dict(extra)
     if spec != ctx.druid["spec"]:
         patch["spec"] = {**spec, **{k: None for k in ctx.druid["spec"] if k not in spec}}
-    if patch:
-        ns, name = ctx.druid["metadata"]["namespace"], ctx.druid["metadata"]["name"]
+    ns, name = ctx.druid["metadata"]["namespace"], ctx.druid["metadata"]["name"]
+    if "spec" in patch:
         ctx.druid = await ctx.kube.patch(names.DRUID_API, "Druid", name, patch, ns)
+        patch = {}
+    druid = diff.merge_patched(ctx.druid, patch)
+    db, inputs, _ = await ctx.provisioner.prepare(druid)
+    writes = [ctx.provisioner.apply(db, inputs, service_schemes=service_schemes)]
+    if ca_bundle and db.spec.enableSSL:
+        writes.append(ctx.provisioner.ensure_ca_bundle(druid, db))
+    if patch:
+        writes.append(ctx.kube.patch(names.DRUID_API, "Druid", name, patch, ns))
+    written = await asyncio.gather(*writes)
+    if patch:
+        ctx.druid = written[-1]
 
 
 async def finish(ctx: StepContext) -> Wait | None:
@@ -358,10 +374,8 @@ async def finish(ctx: StepContext) -> Wait | None:
             if names.TLS_MODE_ANNOTATION in annotations else {}
     else:
         extra = _mode_patch(ctx.druid, final)
-    await _patch_druid(ctx, target, extra)
     # The children match the declared spec by the time the op says Successful (the provisioner is still paused).
-    db, inputs, _ = await ctx.provisioner.prepare(ctx.druid)
-    await ctx.provisioner.apply(db, inputs)
+    await _write_druid_and_children(ctx, target, extra)
     return None
 
 
@@ -374,33 +388,22 @@ async def restart_nodes(ctx: StepContext) -> Wait | None:
     todo = [p for p in pods if not ctx.done(plans.pod_condition_types(p)[2])
             and not (ctx.phase.restart_only_stale and not _stale(ctx, p))]
     read = await _read_ahead(ctx, todo)
-    for pod_name in todo:
+    for i, pod_name in enumerate(todo):
         get_t, evict_t, check_t = plans.pod_condition_types(pod_name)
         pod = read.pods[pod_name] if pod_name in read.pods else await ctx.kube.get("v1", "Pod", pod_name, ns)
-        if ctx.condition(evict_t) is None:
-            if pod is None:
-                return ctx.wait_or_fail(step, f"pod {pod_name} to exist", on=POD_EVENTS)
-            node = plans.node_type_of(pod_name)
-            if node.has_primary_service and ctx.op.plan.closes_service_ports(ctx.phase):
-                if (wait := await clients_followed(ctx)) is not None:
-                    return wait
-                db, inputs, _ = await ctx.provisioner.prepare(ctx.druid)  # its Service drops the closing port
-                schemes = ctx.op.plan.roll_service_schemes(ctx.phase, reached=node)
-                await ctx.provisioner.apply_services(db, inputs, schemes)
-            if node is HISTORICALS and \
-                    not await _segments_handed_over(ctx):  # its peers first see every segment served elsewhere
-                if ctx.deadline(step) <= 0:
-                    raise Fail(step, f"{step}: timed out after {ctx.timeout_s:g}s waiting for the Coordinator and "
-                                     f"every broker to see every segment fully replicated before evicting {pod_name}")
-                return Wait(after=2.0, on=NO_EVENTS)
-            # The pod's UID is written before the eviction: a re-run after a crash evicts only that pod, once.
-            await ctx.record_many([
-                (get_t, "True", plans.pod_message("get pod", pod_name), "", True),
-                (evict_t, "False", plans.pod_message("evict pod", pod_name, "False", pod["metadata"]["uid"]), "", False)])
         evicted = ctx.condition(evict_t)
-        old_uid = plans.recorded_uid(evicted["message"])
-        if evicted["status"] != "True":
-            if pod is not None and pod["metadata"]["uid"] == old_uid and not pod["metadata"].get("deletionTimestamp"):
+        if evicted is None and pod is None:
+            return ctx.wait_or_fail(step, f"pod {pod_name} to exist", on=POD_EVENTS)
+        old_uid = plans.recorded_uid(evicted["message"]) if evicted else pod["metadata"]["uid"]
+        if evicted is None or evicted["status"] != "True":
+            present = pod is not None and pod["metadata"]["uid"] == old_uid and \
+                not pod["metadata"].get("deletionTimestamp")
+            if present and (wait := await _ready_to_evict(ctx, read, pod_name)) is not None:
+                return wait
+            if evicted is None:
+                # The pod's UID is written before the eviction: a re-run after a crash evicts only that pod, once.
+                await ctx.record_many(_to_evict(pod_name, old_uid))
+            if present:
                 try:
                     await ctx.kube.client.create(_eviction(pod_name, ns), name=pod_name, namespace=ns)
                 except ApiError as e:
@@ -409,9 +412,13 @@ async def restart_nodes(ctx: StepContext) -> Wait | None:
                             evict_t, f"a PodDisruptionBudget to allow evicting {pod_name}")
                     if e.status.code != 404:
                         raise
+            # The next pod's UID goes with this write, so its eviction, once this pod is back, needs none before it.
+            following = todo[i + 1] if i + 1 < len(todo) else None
             await ctx.record_many([
                 (evict_t, "True", plans.pod_message("evict pod", pod_name, uid=old_uid), "", False),
-                (check_t, "False", plans.pod_message("check pod running", pod_name, "False"), "", False)])
+                (check_t, "False", plans.pod_message("check pod running", pod_name, "False"), "", False),
+                *(_to_evict(following, read.pods[following]["metadata"]["uid"])
+                  if following and read.pods.get(following) and _unrecorded(ctx, following) else [])])
             await ctx.event(ctx.ops, "Normal", plans.pod_message("evict pod", pod_name),
                             plans.pod_message("evict pod", pod_name))
             return ctx.wait_or_fail(check_t, f"pod {pod_name} to be Ready again after its eviction", on=POD_EVENTS)
@@ -419,18 +426,49 @@ async def restart_nodes(ctx: StepContext) -> Wait | None:
             slices = read.slices.get(pod_name)
             if slices is None:
                 slices = await _endpoint_slices(ctx, plans.node_type_of(pod_name))
-            if not _serving_endpoint(pod, slices):  # no event of ours says when: look again shortly
-                return Wait(after=1.0, on=NO_EVENTS) if ctx.deadline(check_t) > 0 else ctx.wait_or_fail(
-                    check_t, f"pod {pod_name} to be a ready endpoint of its Service")
-            # Written with the next pod's UID, or when the pass ends.
+            if not _serving_endpoint(pod, slices):  # the EndpointSlice controller's turn: its write wakes us
+                return Wait(after=1.0, on=ENDPOINT_EVENTS) if ctx.deadline(check_t) > 0 else ctx.wait_or_fail(
+                    check_t, f"pod {pod_name} to be a ready endpoint of its Service", on=ENDPOINT_EVENTS)
+            # Written with the next pod's eviction, or when the pass ends.
             ctx.note(check_t, "True", plans.pod_message("check pod running", pod_name), "", True)
             if _same_petset(pods, pod_name):  # the next eviction would leave the Service only this pod
                 await ctx.flush()
                 await asyncio.sleep(cluster.KUBE_PROXY_TURN_S)
-                read = _ReadAhead({}, {})  # read again after the wait
+                read = _ReadAhead({}, {}, {})  # read again after the wait
             continue
         return ctx.wait_or_fail(check_t, f"pod {pod_name} to be Ready again after its eviction", on=POD_EVENTS)
     ctx.note(step, "True", plans.STEP_CONDITIONS[step], event=True)
+    return None
+
+
+def _to_evict(pod_name: str, uid: str) -> list[tuple]:
+    """The conditions that name the pod to evict next, by its UID (KubeDB's GetPod, and EvictPod not yet True)."""
+    get_t, evict_t, _ = plans.pod_condition_types(pod_name)
+    return [(get_t, "True", plans.pod_message("get pod", pod_name), "", True),
+            (evict_t, "False", plans.pod_message("evict pod", pod_name, "False", uid), "", False)]
+
+
+def _unrecorded(ctx: StepContext, pod_name: str) -> bool:
+    return ctx.condition(plans.pod_condition_types(pod_name)[1]) is None
+
+
+async def _ready_to_evict(ctx: StepContext, read: "_ReadAhead", pod_name: str) -> Wait | None:
+    """What must hold before the pod leaves: in a roll that closes a port of a client Service, clients had their
+    grace and the Service no longer offers that port; a historical's segments are served elsewhere, as the
+    Coordinator and every broker see it. A Wait while not."""
+    step = plans.RESTART_NODES
+    node = plans.node_type_of(pod_name)
+    if node.has_primary_service and ctx.op.plan.closes_service_ports(ctx.phase):
+        if (wait := await clients_followed(ctx)) is not None:
+            return wait
+        db, inputs, _ = await ctx.provisioner.prepare(ctx.druid)  # its Service drops the closing port
+        await ctx.provisioner.apply_services(db, inputs, ctx.op.plan.roll_service_schemes(ctx.phase, reached=node))
+    if node is HISTORICALS and not (read.handed_over[pod_name] if pod_name in read.handed_over
+                                     else await _segments_handed_over(ctx)):
+        if ctx.deadline(step) <= 0:
+            raise Fail(step, f"{step}: timed out after {ctx.timeout_s:g}s waiting for the Coordinator and "
+                             f"every broker to see every segment fully replicated before evicting {pod_name}")
+        return Wait(after=2.0, on=NO_EVENTS)
     return None
 
 
@@ -438,24 +476,32 @@ async def restart_nodes(ctx: StepContext) -> Wait | None:
 class _ReadAhead:
     pods: dict[str, dict | None]
     slices: dict[str, list[dict]]  # by pod: the EndpointSlices of its client Service
+    handed_over: dict[str, bool]  # by historical about to be evicted: whether its segments are served elsewhere
 
 
 async def _read_ahead(ctx: StepContext, todo: list[str]) -> _ReadAhead:
-    """The pod the roll is at and, if it was evicted, the next pod and the first one's client Service's
-    EndpointSlices: what a hand-over from one pod to the next needs, read at once (one round trip, not three)."""
+    """The pod the roll is at; if it was evicted, its client Service's EndpointSlices; the pod evicted next and the
+    one after it (whose UID goes with that eviction); for a historical about to be evicted whether Druid sees its
+    segments served elsewhere: what a hand-over from one pod to the next needs, read at once (one round trip, not
+    four)."""
     if not todo:
-        return _ReadAhead({}, {})
+        return _ReadAhead({}, {}, {})
     ns = ctx.druid["metadata"]["namespace"]
     first = todo[0]
     evicted = ctx.condition(plans.pod_condition_types(first)[1])
     returning = evicted is not None and evicted["status"] == "True"
-    names_ = todo[:2] if returning else todo[:1]
-    reads = [ctx.kube.get("v1", "Pod", name, ns) for name in names_]
+    names_ = todo[:3] if returning else todo[:2]
+    reads = {name: ctx.kube.get("v1", "Pod", name, ns) for name in names_}
     node = plans.node_type_of(first)
     if returning and node.has_primary_service:
-        reads.append(_endpoint_slices(ctx, node))
-    out = await asyncio.gather(*reads)
-    return _ReadAhead(dict(zip(names_, out)), {first: out[len(names_)]} if len(out) > len(names_) else {})
+        reads["slices"] = _endpoint_slices(ctx, node)
+    evicted_next = (todo[1] if len(todo) > 1 else None) if returning else first
+    if evicted_next is not None and plans.node_type_of(evicted_next) is HISTORICALS and \
+            not ctx.done(plans.pod_condition_types(evicted_next)[1]):
+        reads["handed over"] = _segments_handed_over(ctx)
+    out = dict(zip(reads, await asyncio.gather(*reads.values())))
+    return _ReadAhead({name: out[name] for name in names_}, {first: out["slices"]} if "slices" in out else {},
+                      {evicted_next: out["handed over"]} if "handed over" in out else {})
 
 
 async def _segments_handed_over(ctx: StepContext) -> bool:
@@ -604,10 +650,10 @@ async def update_services(ctx: StepContext) -> Wait | None:
     services = cluster.services(db, inputs)
     written = await ctx.provisioner.apply_services(db, inputs)
     missing = await _ports_without_endpoints(ctx, services)
-    waiting_for = "ready endpoints of"
+    waiting_for, on = "ready endpoints of", ENDPOINT_EVENTS
     if not missing:
         missing = await _ports_not_forwarded(ctx, services, written)
-        waiting_for = "kube-proxy to forward (ready endpoints, but no connection through the ClusterIP)"
+        waiting_for, on = "kube-proxy to forward (ready endpoints, but no connection through the ClusterIP)", NO_EVENTS
         if missing:
             log.info("%s/%s: kube-proxy does not forward %s yet", ctx.druid["metadata"]["namespace"],
                      ctx.druid["metadata"]["name"], ", ".join(missing))
@@ -615,7 +661,7 @@ async def update_services(ctx: StepContext) -> Wait | None:
         if ctx.deadline(plans.RESTART_NODES) <= 0:  # the roll's step ended when the pods were back
             raise Fail(plans.RESTART_NODES, f"timed out after {ctx.timeout_s:g}s waiting for {waiting_for} "
                                             f"{', '.join(missing)}")
-        return Wait(after=0.5, on=NO_EVENTS)
+        return Wait(after=0.5, on=on)
     return None
 
 
@@ -628,7 +674,9 @@ async def _ports_not_forwarded(ctx: StepContext, services: list[dict], written: 
     checked = [(svc, node) for svc in services
                if (node := BY_KEY.get(svc["metadata"]["labels"].get(names.ROLE_LABEL, ""))) is not None
                and svc["spec"].get("clusterIP") != "None"]
-    lives = await asyncio.gather(*(ctx.kube.get("v1", "Service", svc["metadata"]["name"], ns) for svc, _ in checked))
+    # A Service keeps the ClusterIP it was given: the informers' copy says it without a round trip.
+    lives = await asyncio.gather(*(ctx.provisioner.kube.get("v1", "Service", svc["metadata"]["name"], ns,
+                                                            ours=svc["metadata"]["labels"]) for svc, _ in checked))
     targets = []
     for (svc, node), live in zip(checked, lives):
         cluster_ip = ((live or {}).get("spec") or {}).get("clusterIP")
@@ -666,9 +714,8 @@ async def settle_tls_mode(ctx: StepContext) -> Wait | None:
                            ctx.druid["metadata"].get("annotations")) is not TLSMode.CLIENT_TRUST \
             or ctx.druid["spec"].get("enableSSL"):
         return None
-    await _patch_druid(ctx, ctx.druid["spec"], {"metadata": {"annotations": {names.TLS_MODE_ANNOTATION: None}}})
-    db, inputs, _ = await ctx.provisioner.prepare(ctx.druid)
-    await ctx.provisioner.apply(db, inputs)
+    await _write_druid_and_children(ctx, ctx.druid["spec"],
+                                    {"metadata": {"annotations": {names.TLS_MODE_ANNOTATION: None}}})
     return None
 
 
