@@ -205,17 +205,15 @@ class OpsManager:
         db_name = ops["spec"]["databaseRef"]["name"]
 
         if _phase(ops) != "Progressing":
-            if _phase(ops) == "":
-                ops = await self._set_status(ops, "Pending", [])
-            failed = await self._preflight(ops, druid)
-            if not failed and self._may_start(ops, druid):
-                failed = await preflight.first_failure(preflight.START_CHECKS, self.kube, ops, druid,
-                                                       classify(ops, _current_mode(druid)))
+            starting = druid is not None and self._may_start(ops, druid)
+            failed = await self._preflight(ops, druid, preflight.START_CHECKS if starting else ())
             if failed:
                 check, problem = failed
                 return await self._fail(ops, druid, preflight.CONDITION_PREFIX + check,
                                         f"pre-flight check {check}: {problem}", resume=False)
-            if not self._may_start(ops, druid):
+            if not starting:
+                if _phase(ops) == "":  # a request that can start at once goes to Progressing directly
+                    await self._set_status(ops, "Pending", [])
                 return None  # the Druid's next status change enqueues us again
             op = classify(ops, _current_mode(druid))
             first_msg, _ = REQUEST_MESSAGES[op.request_type]
@@ -282,8 +280,10 @@ class OpsManager:
         await ctx.flush()  # the last steps' conditions and events come before Successful's
         return await self._succeed(ctx.ops, druid)
 
-    async def _preflight(self, ops: dict, druid: dict | None) -> tuple[str, str] | None:
-        """(check, message) of the first pre-flight check that fails (preflight.py), before anything is paused."""
+    async def _preflight(self, ops: dict, druid: dict | None,
+                         starting: tuple[preflight.Check, ...] = ()) -> tuple[str, str] | None:
+        """(check, message) of the first pre-flight check that fails (preflight.py), before anything is paused;
+        `starting`: the checks of an op about to start, after the request's own."""
         ns, db = ops["metadata"]["namespace"], ops["spec"]["databaseRef"]["name"]
         if ops["spec"]["type"] not in SUPPORTED_REQUESTS:
             return "RequestSupported", (f"ops request type {ops['spec']['type']} is not supported by kubedruid "
@@ -292,7 +292,7 @@ class OpsManager:
             return "DatabaseFound", f"spec.databaseRef {ns}/{db}, is invalid or not found"
         if druid["metadata"].get("deletionTimestamp"):
             return "DatabaseFound", f"Druid {ns}/{db} is being deleted"
-        return await preflight.first_failure(preflight.REQUEST_CHECKS, self.kube, ops, druid,
+        return await preflight.first_failure(preflight.REQUEST_CHECKS + starting, self.kube, ops, druid,
                                              classify(ops, _current_mode(druid)))
 
     def _may_start(self, ops: dict, druid: dict) -> bool:

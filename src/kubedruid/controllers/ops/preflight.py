@@ -10,6 +10,7 @@ privateKey.rotationPolicy. Whether pods reload or restart is in the plan (`kubed
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 from collections.abc import Awaitable, Callable
@@ -118,8 +119,8 @@ async def _evictions_allowed(i: Inputs) -> str | None:
     if i.op.plan.rolls == 0:
         return None
     db = i.druid["metadata"]["name"]
-    pods = await i.kube.list("v1", "Pod", i.namespace, labels=names.selector_labels(db))
-    budgets = await i.kube.list("policy/v1", "PodDisruptionBudget", i.namespace)
+    pods, budgets = await asyncio.gather(i.kube.list("v1", "Pod", i.namespace, labels=names.selector_labels(db)),
+                                         i.kube.list("policy/v1", "PodDisruptionBudget", i.namespace))
     for pdb in budgets:
         selected = [p["metadata"]["name"] for p in pods
                     if _selects((pdb.get("spec") or {}).get("selector"), p["metadata"].get("labels") or {})]
@@ -162,10 +163,15 @@ START_CHECKS = (
 
 async def first_failure(checks: tuple[Check, ...], kube: Kube, ops: dict, druid: dict,
                         op: OpType) -> tuple[str, str] | None:
-    """(check name, message) of the first of `checks` that fails, or None."""
+    """(check name, message) of the first of `checks` that fails, or None. They run at once (each reads, none
+    writes: an op's start waits one round trip, not one a check), and are judged in order, as if one by one: the
+    first failure is reported, and a check's error counts only if every check before it passed."""
     inputs = Inputs(kube, ops, druid, op)
-    for check in checks:
-        if (message := await check.run(inputs)) is not None:
-            return check.name, message
+    outcomes = await asyncio.gather(*(check.run(inputs) for check in checks), return_exceptions=True)
+    for check, outcome in zip(checks, outcomes):
+        if isinstance(outcome, BaseException):
+            raise outcome
+        if outcome is not None:
+            return check.name, outcome
     return None
 
