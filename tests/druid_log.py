@@ -23,3 +23,23 @@ def log_time(line: str) -> float | None:
 # Druid's leader client (DruidLeaderClient, 28.0.0 and 33.0.0): a call to the leader it knew failed, after which it
 # looks the leader up again. Groups: the URL, its scheme, host and port.
 LEADER_CALL_FAILED = re.compile(r"DruidLeaderClient - Request\[((\w+)://([^/:\]]+):(\d+)[^\]]*)\] failed\.")
+
+# Netty's warning about an exception no handler of the channel took: Druid's HTTP client logs a failed connect so too,
+# as an event of its own, beside the failure of the call that made it (a DruidLeaderClient one, say).
+NETTY_UNHANDLED = re.compile(r"SimpleChannelUpstreamHandler - EXCEPTION, please implement")
+# The failure and Netty's warning of one call are logged within this much of each other.
+SAME_CALL_S = 1.0
+
+
+def leader_call_of(event: str, at: float, pod: str, port: int, leader_failures: list[tuple[float, str]]) -> str:
+    """The event that a refusal by `pod` on `port`, logged under `event` at `at`, belongs to. Netty's warning is the
+    call's own echo: the leader-client failure of a call to that pod and port logged within SAME_CALL_S of it, if
+    any, stands for it. Any other event stands for itself. `leader_failures`: (time, event) of the log's
+    LEADER_CALL_FAILED events."""
+    if not NETTY_UNHANDLED.search(event):
+        return event
+    for when, line in leader_failures:
+        m = LEADER_CALL_FAILED.search(line)
+        if abs(when - at) <= SAME_CALL_S and m.group(3).split(".")[0] == pod and int(m.group(4)) == port:
+            return line
+    return event

@@ -24,7 +24,7 @@ from kubedruid.certs.pki import make_ca
 from kubedruid.druid.nodes import BY_KEY
 from kubedruid.kube.conditions import get_condition, now_rfc3339, parse_rfc3339
 
-from tests.druid_log import LEADER_CALL_FAILED, log_time
+from tests.druid_log import LEADER_CALL_FAILED, leader_call_of, log_time
 
 from .conftest import NODE_DRUID_VERSION, REPORT
 from .druid import DruidView, PodRolls, PublishedBundle, tiny_ingestion_spec, wait
@@ -129,7 +129,8 @@ class Story:
           op after the one that closed the port), in a call of Druid's leader client, which then looks the leader
           up again: it keeps the leader's URL, scheme and port included, until a call to it fails, so a node that
           learnt the coordinator's TLS URL before the coordinator restarted without TLS is refused once, then finds
-          the plaintext URL (docs/real-node.md); these are counted apart.
+          the plaintext URL (docs/real-node.md); these are counted apart. Netty's own warning of such a refused
+          connect (tests/druid_log.leader_call_of) is the same call.
         Returns `peer_errors` (line -> count) and `leader_client_refusals` (how many were excused so)."""
         found: dict[str, int] = {}
         excused = {"restarting": 0, "leader client": 0}
@@ -138,6 +139,8 @@ class Story:
         current = {p.uid for p in pods}
         for log in self.pod_logs.logs(NS, "druid", since=parse_rfc3339(since).timestamp()):
             where = log.pod if log.uid in current else f"{log.pod} (replaced, uid {log.uid[:8]})"
+            leader_failures = [(at, line) for _, line in log.lines
+                               if LEADER_CALL_FAILED.search(line) and (at := log_time(line)) is not None]
             stamp, event = None, ""
             for _, line in log.lines:
                 if (at := log_time(line)) is not None:  # a new log event; the lines until the next: its trace
@@ -147,8 +150,10 @@ class Story:
                     continue
                 if m.group(0).startswith("Connection refused"):
                     target = REFUSED_BY.search(line)
+                    pod, port = (target.group(1), int(target.group(2) or 0)) if target else ("", 0)
                     why = target and stamp is not None and _refusal_expected(
-                        target.group(1), int(target.group(2) or 0), stamp, event, rolls, closed, closed_before)
+                        pod, port, stamp, leader_call_of(event, stamp, pod, port, leader_failures), rolls, closed,
+                        closed_before)
                     if why:
                         excused[why] += 1
                         continue
