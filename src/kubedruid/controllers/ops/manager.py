@@ -212,8 +212,8 @@ class OpsManager:
                 return await self._fail(ops, druid, preflight.CONDITION_PREFIX + check,
                                         f"pre-flight check {check}: {problem}", resume=False)
             if not starting:
-                if _phase(ops) == "":  # a request that can start at once goes to Progressing directly
-                    await self._set_status(ops, "Pending", [])
+                if _phase(ops) == "":  # only a request that waits is marked Pending; one that can start goes
+                    await self._set_status(ops, "Pending", [])  # to Progressing directly
                 return None  # the Druid's next status change enqueues us again
             op = classify(ops, _current_mode(druid))
             first_msg, _ = REQUEST_MESSAGES[op.request_type]
