@@ -14,7 +14,7 @@ from kubedruid.devcluster import kwok_stages, plane
 from kubedruid.devcluster.layout import COMPONENTS, Binaries, PlaneLayout, Ports, command
 from kubedruid.certs.pki import make_plane_pki
 
-LAYOUT = PlaneLayout(Path("/state"), Ports(2379, 2380, 6443, 10257, 10259, 10247, 9403))
+LAYOUT = PlaneLayout(Path("/state"), Ports(2379, 2380, 6443, 10257, 10259, 10247, 9403, 9404))
 BINS = Binaries(Path("/k8s"), Path("/etcd"), Path("/kwok"), Path("/cm"))
 
 
@@ -56,6 +56,14 @@ spec:
 """
 
 
+def test_claims_are_bound_by_our_binder_not_kwoks_one_at_a_time_stages():
+    names = [Path(f).stem for f in kwok_stages.STAGE_FILES]
+    assert "pvc-provision" not in names and "pv-bind" not in names  # volumes.KwokBinder, many at once
+    assert {"pvc-delete", "pv-delete"} <= set(names)  # a deleted claim's volume is still released and removed
+    argv = command("kwok-volumes", LAYOUT, BINS)
+    assert argv[1:5] == ["-m", "kubedruid.devcluster.volumes", "--kwok", "/state/admin.kubeconfig"]
+
+
 def test_pod_ready_stage_gets_delay_and_hold_pod_delete_a_delay_a_pod_may_ask_for():
     stages = list(yaml.safe_load_all(kwok_stages.assemble([POD_READY, POD_DELETE], default_delay_ms=1500)))
     ready, delete = stages
@@ -83,6 +91,18 @@ def test_plane_pki_admin_is_system_masters_and_apiserver_serves_loopback():
     assert "localhost" in sans.get_values_for_type(x509.DNSName)
     assert {str(ip) for ip in sans.get_values_for_type(x509.IPAddress)} == {"127.0.0.1", "10.96.0.1"}
     assert b"PRIVATE KEY" in made.service_account_key_pem and b"PUBLIC KEY" in made.service_account_pub_pem
+
+
+def test_a_plane_from_before_a_new_component_gets_a_port_for_it(tmp_path):
+    import json
+
+    ports = {k: v for k, v in LAYOUT.to_json()["ports"].items() if k != "kwok_volumes_health"}
+    (tmp_path / "plane.json").write_text(json.dumps({"ports": ports, "pod_ready_delay_ms": 1000}))
+    layout = plane.load_or_create_layout(tmp_path)
+    assert {k: getattr(layout.ports, k) for k in ports} == ports  # the running components keep theirs
+    assert layout.ports.kwok_volumes_health not in ports.values()
+    assert json.loads((tmp_path / "plane.json").read_text())["ports"]["kwok_volumes_health"] == \
+        layout.ports.kwok_volumes_health  # the next `dev up` finds the same
 
 
 def test_plane_ports_are_distinct_free_and_below_the_ephemeral_range(tmp_path, monkeypatch):

@@ -14,7 +14,7 @@ from kubedruid.devcluster.layout import Binaries
 
 NODE = nl.NodeLayout(Path("/state"), nl.NodePorts(10250, 10248, 10256, 10249, 8080, 8081))
 BINS = nl.NodeBinaries(Path("/k8s"), Path("/ctrd"), Path("/dns"))
-PLANE = PlaneLayout(Path("/state"), Ports(2379, 2380, 6443, 10257, 10259, 10247, 9403), real_node=True)
+PLANE = PlaneLayout(Path("/state"), Ports(2379, 2380, 6443, 10257, 10259, 10247, 9403, 9404), real_node=True)
 PLANE_BINS = Binaries(Path("/k8s"), Path("/etcd"), Path("/kwok"), Path("/cm"))
 
 
@@ -103,6 +103,7 @@ def test_isolation_rules_reject_everything_routed_off_the_bridge_and_routes_keep
 
 def test_real_node_plane_runs_no_kwok_and_authorizes_nodes():
     assert "kwok" not in PLANE.components and "kwok" not in REAL_NODE_PLANE_COMPONENTS
+    assert "kwok-volumes" not in PLANE.components  # the node's own provisioner makes its volumes
     api = command("kube-apiserver", PLANE, PLANE_BINS)
     assert "--authorization-mode=Node,RBAC" in api
     assert "--kubelet-preferred-address-types=InternalIP" in api
@@ -140,6 +141,33 @@ def test_a_claim_gets_a_local_volume_bound_to_it_on_the_node():
     claim.spec.storageClassName = "other"
     assert not volumes.ours(claim)  # another class's claims are someone else's
     assert nl.STORAGE_CLASS["provisioner"] == nl.VOLUME_PROVISIONER
+
+
+def test_a_kwok_claim_gets_a_volume_pre_bound_to_it_and_the_patches_that_bind_it():
+    from lightkube.models.core_v1 import PersistentVolumeClaimSpec, VolumeResourceRequirements
+    from lightkube.models.meta_v1 import ObjectMeta
+    from lightkube.resources.core_v1 import PersistentVolumeClaim
+
+    from kubedruid.devcluster import volumes
+
+    claim = PersistentVolumeClaim(
+        metadata=ObjectMeta(name="data-zk-0", namespace="demo", uid="5678"),
+        spec=PersistentVolumeClaimSpec(accessModes=["ReadWriteOnce"], storageClassName="kwok-volume",
+                                       resources=VolumeResourceRequirements(requests={"storage": "2Gi"})))
+    assert volumes.kwok_unbound(claim) and not volumes.ours(claim)  # kwok's class: the real node's leaves it
+    pv = volumes.kwok_volume(claim)
+    assert pv.metadata.name == "pvc-5678" and pv.spec.storageClassName == "kwok-volume"
+    assert (pv.spec.claimRef.namespace, pv.spec.claimRef.name, pv.spec.claimRef.uid) == ("demo", "data-zk-0", "5678")
+    assert pv.spec.capacity == {"storage": "2Gi"} and pv.spec.persistentVolumeReclaimPolicy == "Delete"
+    assert pv.spec.nodeAffinity is None  # any kwok node may run its pod
+    spec, status = volumes.bound_claim(claim)
+    assert spec["spec"] == {"volumeName": "pvc-5678"}
+    assert spec["metadata"]["annotations"]["pv.kubernetes.io/bind-completed"] == "yes"
+    assert status["status"] == {"phase": "Bound", "accessModes": ["ReadWriteOnce"], "capacity": {"storage": "2Gi"}}
+    claim.spec.volumeName = "pvc-5678"
+    assert not volumes.kwok_unbound(claim)  # bound already: no second volume
+    claim.spec.volumeName, claim.spec.storageClassName = None, "standard"
+    assert not volumes.kwok_unbound(claim)
 
 
 def test_the_volume_provisioners_command_line_names_the_interpreter_one_way():

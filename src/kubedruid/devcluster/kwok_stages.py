@@ -23,16 +23,15 @@ READY_DELAY_ANNOTATION = "kubedruid.dev/kwok-ready-delay"
 HOLD_NOT_READY_ANNOTATION = "kubedruid.dev/kwok-hold-not-ready"
 DELETE_DELAY_ANNOTATION = "kubedruid.dev/kwok-delete-delay"
 
-# Relative to the kwok module root: upstream's kustomize/stage/fast set plus dynamic volume provisioning.
+# Relative to the kwok module root: upstream's kustomize/stage/fast set plus the release and removal of volumes.
+# Claims are provisioned and bound by volumes.KwokBinder, many at once (kwok plays volume stages one at a time).
 STAGE_FILES = (
     "kustomize/stage/node/fast/node-initialize.yaml",
     "kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
     "kustomize/stage/pod/fast/pod-ready.yaml",
     "kustomize/stage/pod/fast/pod-complete.yaml",
     "kustomize/stage/pod/fast/pod-delete.yaml",
-    "kustomize/stage/volume/fast/pv-bind.yaml",
     "kustomize/stage/volume/fast/pv-delete.yaml",
-    "kustomize/stage/volume/fast/pvc-provision.yaml",
     "kustomize/stage/volume/fast/pvc-delete.yaml",
 )
 STORAGE_CLASS_FILE = "kustomize/stage/volume/fast/storage-class.yaml"

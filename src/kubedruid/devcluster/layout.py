@@ -1,9 +1,11 @@
-"""Where a local control plane keeps its state, and the command line of each component. Pure: no I/O."""
+"""Where a local control plane keeps its state, and the command line of each component. Pure: no I/O (but for
+finding this environment's interpreter)."""
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -16,10 +18,11 @@ CERT_MANAGER_NAMESPACE = "cert-manager"
 KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 KWOK_NODE_COUNT = 3
 
-# Start order; `dev down` stops them in reverse. A plane with a real node runs no kwok (node.py adds the node's
-# own components after these).
-COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "cert-manager")
-REAL_NODE_PLANE_COMPONENTS = tuple(c for c in COMPONENTS if c != "kwok")
+# Start order; `dev down` stops them in reverse. A plane with a real node runs neither kwok nor kwok's claim binder
+# (node.py adds the node's own components after these, its volume provisioner among them).
+COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "kwok-volumes",
+              "cert-manager")
+REAL_NODE_PLANE_COMPONENTS = tuple(c for c in COMPONENTS if c not in ("kwok", "kwok-volumes"))
 
 
 def default_state_dir() -> Path:
@@ -38,6 +41,7 @@ class Ports:
     scheduler: int
     kwok: int
     cert_manager_healthz: int
+    kwok_volumes_health: int
 
 
 @dataclass(frozen=True)
@@ -111,6 +115,13 @@ class PlaneLayout:
                    data.get("real_node", False))
 
 
+def python() -> str:
+    """This environment's interpreter under one name: `.venv/bin/python` (pytest) and `.venv/bin/python3.11` (the
+    kubedruid script) are the same, and a different name in the command line made `dev up` restart the component."""
+    named = Path(sys.prefix) / "bin" / "python3"
+    return str(named) if named.exists() else sys.executable
+
+
 def command(component: str, layout: PlaneLayout, bins: Binaries) -> list[str]:
     """The argv that starts one component; every listener is bound to loopback."""
     p, pki, kc = layout.ports, layout.pki, str(layout.kubeconfig)
@@ -164,6 +175,9 @@ def command(component: str, layout: PlaneLayout, bins: Binaries) -> list[str]:
             f"--cidr={POD_CIDR}", "--node-ip=10.0.0.1", "--node-lease-duration-seconds=40",
             f"--server-address=127.0.0.1:{p.kwok}",
         ]
+    if component == "kwok-volumes":
+        return [python(), "-m", "kubedruid.devcluster.volumes", "--kwok", kc,
+                f"--health-address=127.0.0.1:{p.kwok_volumes_health}"]
     if component == "cert-manager":
         return [
             str(bins.cert_manager / "cert-manager-controller"), f"--kubeconfig={kc}",
@@ -193,6 +207,7 @@ def health_url(component: str, layout: PlaneLayout) -> str:
         "kube-controller-manager": f"https://127.0.0.1:{p.controller_manager}/healthz",
         "kube-scheduler": f"https://127.0.0.1:{p.scheduler}/healthz",
         "kwok": f"http://127.0.0.1:{p.kwok}/healthz",
+        "kwok-volumes": f"http://127.0.0.1:{p.kwok_volumes_health}/healthz",
         "cert-manager": f"http://127.0.0.1:{p.cert_manager_healthz}/healthz",
     }[component]
 

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import yaml
 
 from .layout import POD_CIDR as KWOK_POD_CIDR
-from .layout import REAL_NODE_SERVICE_CIDR
+from .layout import REAL_NODE_SERVICE_CIDR, python
 
 NODE_NAME = "kubedruid-node"
 BRIDGE = "kubedruid0"
@@ -290,13 +289,6 @@ def corefile(layout: NodeLayout) -> str:
 
 def resolv_conf() -> str:
     return f"nameserver {CLUSTER_DNS_IP}\n"
-
-
-def python() -> str:
-    """This environment's interpreter under one name: `.venv/bin/python` (pytest) and `.venv/bin/python3.11` (the
-    kubedruid script) are the same, and a different name in the command line made `dev up` restart the component."""
-    named = Path(sys.prefix) / "bin" / "python3"
-    return str(named) if named.exists() else sys.executable
 
 
 def command(component: str, layout: NodeLayout, bins: NodeBinaries) -> list[str]:

@@ -106,7 +106,11 @@ def load_or_create_layout(state_dir: Path, pod_ready_delay_ms: int | None = None
                           real_node: bool = False) -> PlaneLayout:
     state_file = state_dir / "plane.json"
     if state_file.exists():
-        layout = PlaneLayout.from_json(state_dir, json.loads(state_file.read_text()))
+        data = json.loads(state_file.read_text())
+        if missing := [f for f in Ports.__dataclass_fields__ if f not in data["ports"]]:  # a plane from before
+            data["ports"] |= dict(zip(missing, free_ports(len(missing), avoid=data["ports"].values())))
+            state_file.write_text(json.dumps(data, indent=2))
+        layout = PlaneLayout.from_json(state_dir, data)
         if layout.real_node != real_node:
             have, want = ("a real node", "kwok nodes") if layout.real_node else ("kwok nodes", "a real node")
             raise RuntimeError(f"{state_dir} holds a plane with {have}; for {want} use another --dir "
@@ -363,7 +367,11 @@ def down(state_dir: Path) -> list[str]:
     state_file = state_dir / "plane.json"
     stopped = []
     if state_file.exists():
-        layout = PlaneLayout.from_json(state_dir, json.loads(state_file.read_text()))
+        data = json.loads(state_file.read_text())
+        if missing := [f for f in Ports.__dataclass_fields__ if f not in data["ports"]]:  # a plane from before
+            data["ports"] |= dict(zip(missing, free_ports(len(missing), avoid=data["ports"].values())))
+            state_file.write_text(json.dumps(data, indent=2))
+        layout = PlaneLayout.from_json(state_dir, data)
         if layout.real_node:
             from . import node
 
