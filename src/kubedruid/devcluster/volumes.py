@@ -199,10 +199,9 @@ class KwokBinder:
         spec, status = bound_claim(claim)
         ns, name = claim.metadata.namespace, claim.metadata.name
         self.client.patch(PersistentVolumeClaim, name, spec, namespace=ns, patch_type=PatchType.MERGE)
-        self.client.patch(PersistentVolumeClaim, name, status, namespace=ns, patch_type=PatchType.MERGE,
-                          subresource="status")
-        self.client.patch(PersistentVolume, volume.metadata.name, {"status": {"phase": "Bound"}},
-                          patch_type=PatchType.MERGE, subresource="status")
+        self.client.patch(PersistentVolumeClaim.Status, name, status, namespace=ns, patch_type=PatchType.MERGE)
+        self.client.patch(PersistentVolume.Status, volume.metadata.name, {"status": {"phase": "Bound"}},
+                          patch_type=PatchType.MERGE)
 
     def run(self, health_port: int, health_host: str) -> None:
         _serve_health(health_port, health_host)
@@ -238,7 +237,7 @@ def _serve_health(port: int, host: str = "127.0.0.1") -> None:
 
 def main(argv: list[str]) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per request
+    logging.getLogger("httpx2").setLevel(logging.WARNING)  # lightkube's HTTP client: not a line per request
     if argv[0] == "--kwok":
         kubeconfig, (host, port) = argv[1], argv[2].removeprefix("--health-address=").rsplit(":", 1)
         KwokBinder(Client(KubeConfig.from_file(kubeconfig), field_manager="kubedruid-kwok-volumes")).run(
