@@ -131,3 +131,42 @@ def test_two_replicas_never_act_at_once_and_the_follower_takes_over(plane, tmp_p
     finally:
         if first.poll() is None:
             first.kill()
+
+
+def _cached_pods(operator) -> int:
+    status, body = _get(f"http://127.0.0.1:{operator.probe_port}/metrics")
+    assert status == 200
+    return int(float(next(line.rsplit(" ", 1)[1] for line in body.splitlines()
+                          if line.startswith('kubedruid_cached_objects{kind="Pod"}'))))
+
+
+def test_the_operator_holds_kubedbs_pods_and_not_another_softwares(kube, namespace, operator):
+    """Every StatefulSet's pods carry the pod-name label our PetSet pods carry: the operator must not hold those of
+    other software (at 1,000 Druids, 5,000 of another operator's pods took it from 185 to 226 MiB)."""
+    from lightkube import ALL_NS
+    from lightkube.resources.core_v1 import Pod
+
+    from kubedruid.kube.cache import EXISTS
+    from kubedruid.specs.petset_pods import POD_NAME_LABEL
+
+    other = {"app": "other-software"}
+    kube.create(codecs.from_dict({
+        "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "other", "namespace": namespace},
+        "spec": {"replicas": 3, "serviceName": "other", "podManagementPolicy": "Parallel",
+                 "selector": {"matchLabels": other},
+                 "template": {"metadata": {"labels": other},
+                              "spec": {"containers": [{"name": "c", "image": "registry.invalid/other:1"}]}}}}))
+    kubedb = {"app.kubernetes.io/managed-by": "kubedb.com", "app.kubernetes.io/instance": "held"}
+    kube.create(codecs.from_dict({  # a pod as our PetSet controller makes them
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "held-0", "namespace": namespace, "labels": {**kubedb, POD_NAME_LABEL: "held-0"}},
+        "spec": {"containers": [{"name": "c", "image": "registry.invalid/druid:1"}]}}))
+    wait_for(lambda: len([p for p in kube.list(Pod, namespace=namespace, labels=other)
+                          if (p.status.phase or "") == "Running"]) == 3, what="the other software's 3 pods Running")
+
+    def held_is_kubedbs() -> bool:
+        kubedbs = len(list(kube.list(Pod, namespace=ALL_NS, labels={"app.kubernetes.io/managed-by": "kubedb.com",
+                                                                    POD_NAME_LABEL: EXISTS})))
+        return kubedbs >= 1 and _cached_pods(operator) == kubedbs
+
+    wait_for(held_is_kubedbs, what="the operator holding KubeDB's pods only")

@@ -243,3 +243,22 @@ def test_current_revision_waits_for_missing_pods():
 def test_collision_count_is_kept():
     ps = make_petset(replicas=1, status={"collisionCount": 2, "currentRevision": "x"})
     assert pp.status(ps, [])["collisionCount"] == 2
+
+
+def test_only_kubedbs_petset_pods_are_watched_and_others_are_looked_at_again():
+    """The operator's pod informer holds KubeDB's pods only: another software's StatefulSet pods carry the pod-name
+    label too. A PetSet whose pods it does not hold is run all the same, looked at again on a timer."""
+    from kubedruid.controllers import petset
+    from kubedruid.kube.cache import matches
+    from kubedruid.specs import names
+
+    foreign = make_petset()
+    assert not petset.pods_watched(foreign)
+    assert not matches(pp.pod(foreign, 0), petset.WATCHED_POD_LABELS)
+    druids = make_petset()
+    druids["spec"]["template"]["metadata"]["labels"] |= names.selector_labels("dc")
+    assert petset.pods_watched(druids)
+    assert matches(pp.pod(druids, 0), petset.WATCHED_POD_LABELS)  # the pod it builds is one the informer holds
+    statefulset_pod = {"metadata": {"labels": {"app": "other", pp.POD_NAME_LABEL: "other-0"}}}
+    assert not matches(statefulset_pod, petset.WATCHED_POD_LABELS)
+    assert petset.UNWATCHED_PODS_RECHECK_S > 0

@@ -19,7 +19,7 @@ import kopf
 from kubedruid.kube.cache import EXISTS, Cache, Informer, Watched
 from kubedruid.kube.client import Kube
 from kubedruid.specs import dependencies, petset_pods
-from kubedruid.specs.petset_pods import PETSET_API, POD_NAME_LABEL
+from kubedruid.specs.petset_pods import PETSET_API
 
 from . import admission, health, petset
 from .leader import LeaderElection
@@ -161,7 +161,7 @@ class Controllers:
             (Watched("catalog.kubedb.com/v1alpha1", "DruidVersion", "druidversions", namespaced=False),
              self.on_druid_version),
             (Watched(PETSET_API, "PetSet", "petsets"), self.on_petset),
-            (Watched("v1", "Pod", "pods", labels={POD_NAME_LABEL: EXISTS}), self.on_pod),
+            (Watched("v1", "Pod", "pods", labels=petset.WATCHED_POD_LABELS), self.on_pod),
             (Watched("ops.kubedb.com/v1alpha1", "DruidOpsRequest", "druidopsrequests"), self.on_ops_request),
             (Watched("apps/v1", "StatefulSet", "statefulsets", labels=dependency), self.on_dependency),
             (Watched("v1", "Secret", "secrets", labels=ours), self.on_owned),

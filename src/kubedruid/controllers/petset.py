@@ -3,13 +3,17 @@
 Pods `<petset>-<ordinal>` are created in order (OrderedReady: the next only once the previous are Ready; Parallel:
 all at once), with their claims from `volumeClaimTemplates`. A deleted or evicted pod is recreated from the current
 template; a template change restarts nothing by itself (OnDelete: the ops-manager restarts pods by eviction).
+
+The operator watches KubeDB's pods only (`WATCHED_POD_LABELS`): a PetSet whose template lacks KubeDB's label is still
+run, its pods read from the apiserver, and looked at again every `UNWATCHED_PODS_RECHECK_S`, as no pod event of it
+reaches us.
 """
 
 from __future__ import annotations
 
 import logging
 
-from kubedruid.kube.cache import EXISTS
+from kubedruid.kube.cache import EXISTS, labels_match
 from kubedruid.kube.client import Kube
 from kubedruid.specs import petset_pods
 
@@ -18,6 +22,10 @@ log = logging.getLogger("kubedruid.petset")
 CRD_NAME = "petsets.apps.k8s.appscode.com"
 OWNER_LABEL = "app.kubernetes.io/part-of"  # set on the CRDs kubedruid generates (deploy/crds)
 OWNER_VALUE = "kubedruid"
+# The pods the operator's informer holds. Other software's StatefulSet pods carry the pod-name label too: held, 5,000
+# of another operator's beside 1,000 Druids took the operator from 185 to 226 MiB.
+WATCHED_POD_LABELS = {"app.kubernetes.io/managed-by": "kubedb.com", petset_pods.POD_NAME_LABEL: EXISTS}
+UNWATCHED_PODS_RECHECK_S = 10.0
 
 
 def crd_is_ours(crd: dict | None) -> bool:
@@ -35,10 +43,17 @@ async def owned_pods(kube: Kube, petset: dict) -> list[dict]:
     return [p for p in pods if any(o.get("uid") == uid for o in p["metadata"].get("ownerReferences") or [])]
 
 
-async def reconcile(kube: Kube, namespace: str, name: str) -> None:
+def pods_watched(petset: dict) -> bool:
+    """Whether the operator's pod informer holds this PetSet's pods (their events wake it). Pure."""
+    labels = ((petset["spec"].get("template") or {}).get("metadata") or {}).get("labels") or {}
+    return labels_match({**labels, petset_pods.POD_NAME_LABEL: "-"}, WATCHED_POD_LABELS)
+
+
+async def reconcile(kube: Kube, namespace: str, name: str) -> float | None:
+    """Returns when to look again (None: on the next event)."""
     petset = await kube.get(petset_pods.PETSET_API, "PetSet", name, namespace)
     if petset is None or petset["metadata"].get("deletionTimestamp"):
-        return  # pods go with it through their owner references (garbage collector)
+        return None  # pods go with it through their owner references (garbage collector)
     pods = {p["metadata"]["name"]: p for p in await owned_pods(kube, petset)}
     replicas = petset["spec"].get("replicas", 1)
     ordered = (petset["spec"].get("podManagementPolicy") or "OrderedReady") == "OrderedReady"
@@ -72,3 +87,4 @@ async def reconcile(kube: Kube, namespace: str, name: str) -> None:
     old = petset.get("status") or {}
     if any(old.get(k) != v for k, v in status.items()):
         await kube.patch(petset_pods.PETSET_API, "PetSet", name, {"status": status}, namespace, status=True)
+    return None if pods_watched(petset) else UNWATCHED_PODS_RECHECK_S
