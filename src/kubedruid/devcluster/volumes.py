@@ -54,20 +54,28 @@ def volume_name(claim_uid: str) -> str:
     return f"pvc-{claim_uid}"
 
 
-def desired_volume(claim: PersistentVolumeClaim, directory: Path, node: str) -> PersistentVolume:
-    """A `local` volume bound to `claim` on `node`, of the claim's size and access modes. Pure."""
+def pre_bound_volume(claim: PersistentVolumeClaim, provisioned_by: str, **source) -> PersistentVolume:
+    """A volume of the claim's size, access modes and class, pre-bound to it and removed with it; `source`: where its
+    data lives (and on which node). Pure."""
     return PersistentVolume(
-        metadata=ObjectMeta(name=volume_name(claim.metadata.uid), annotations={PROVISIONED_BY: VOLUME_PROVISIONER}),
+        metadata=ObjectMeta(name=volume_name(claim.metadata.uid), annotations={PROVISIONED_BY: provisioned_by}),
         spec=PersistentVolumeSpec(
             capacity={"storage": claim.spec.resources.requests["storage"]},
             accessModes=claim.spec.accessModes, persistentVolumeReclaimPolicy="Delete",
             storageClassName=claim.spec.storageClassName, volumeMode=claim.spec.volumeMode or "Filesystem",
-            local=LocalVolumeSource(path=str(directory)),
-            claimRef=ObjectReference(kind="PersistentVolumeClaim", namespace=claim.metadata.namespace,
-                                     name=claim.metadata.name, uid=claim.metadata.uid),
-            nodeAffinity=VolumeNodeAffinity(required=NodeSelector(nodeSelectorTerms=[NodeSelectorTerm(
-                matchExpressions=[NodeSelectorRequirement(key="kubernetes.io/hostname", operator="In",
-                                                          values=[node])])]))))
+            claimRef=ObjectReference(apiVersion="v1", kind="PersistentVolumeClaim",
+                                     namespace=claim.metadata.namespace, name=claim.metadata.name,
+                                     uid=claim.metadata.uid),
+            **source))
+
+
+def desired_volume(claim: PersistentVolumeClaim, directory: Path, node: str) -> PersistentVolume:
+    """A `local` volume bound to `claim` on `node`, of the claim's size and access modes. Pure."""
+    return pre_bound_volume(
+        claim, VOLUME_PROVISIONER, local=LocalVolumeSource(path=str(directory)),
+        nodeAffinity=VolumeNodeAffinity(required=NodeSelector(nodeSelectorTerms=[NodeSelectorTerm(
+            matchExpressions=[NodeSelectorRequirement(key="kubernetes.io/hostname", operator="In",
+                                                      values=[node])])])))
 
 
 def ours(claim: PersistentVolumeClaim) -> bool:
@@ -121,16 +129,8 @@ class Provisioner:
 
 def kwok_volume(claim: PersistentVolumeClaim) -> PersistentVolume:
     """The volume kwok's `pvc-provision` stage made for `claim`, pre-bound to it. Pure."""
-    return PersistentVolume(
-        metadata=ObjectMeta(name=volume_name(claim.metadata.uid), annotations={PROVISIONED_BY: KWOK_PROVISIONER}),
-        spec=PersistentVolumeSpec(
-            capacity={"storage": claim.spec.resources.requests["storage"]},
-            accessModes=claim.spec.accessModes, persistentVolumeReclaimPolicy="Delete",
-            storageClassName=claim.spec.storageClassName, volumeMode=claim.spec.volumeMode or "Filesystem",
-            hostPath=HostPathVolumeSource(path=f"/tmp/kwok-local-path-provisioner/{volume_name(claim.metadata.uid)}",
-                                          type="DirectoryOrCreate"),
-            claimRef=ObjectReference(apiVersion="v1", kind="PersistentVolumeClaim", namespace=claim.metadata.namespace,
-                                     name=claim.metadata.name, uid=claim.metadata.uid)))
+    return pre_bound_volume(claim, KWOK_PROVISIONER, hostPath=HostPathVolumeSource(
+        path=f"/tmp/kwok-local-path-provisioner/{volume_name(claim.metadata.uid)}", type="DirectoryOrCreate"))
 
 
 def bound_claim(claim: PersistentVolumeClaim) -> tuple[dict, dict]:
