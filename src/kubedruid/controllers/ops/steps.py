@@ -522,14 +522,8 @@ async def _endpoint_slices(ctx: StepContext, node: NodeType) -> list[dict]:
     """The EndpointSlices of the node type's client Service ([] for node types without one)."""
     if not node.has_primary_service:
         return []
-    return await ctx.kube.list("discovery.k8s.io/v1", "EndpointSlice", ctx.druid["metadata"]["namespace"],
-                               labels=_slice_labels(ctx, names.primary_service(ctx.druid["metadata"]["name"], node)))
-
-
-def _slice_labels(ctx: StepContext, service: str) -> dict:
-    """A Service's EndpointSlices, selected with the KubeDB labels they copy from it: the operator's informer, whose
-    event woke the op, answers (at 1,000 Druids, 50 ops listed them from the apiserver 1,473 times)."""
-    return {"kubernetes.io/service-name": service, **names.selector_labels(ctx.druid["metadata"]["name"])}
+    return await ctx.kube.list("discovery.k8s.io/v1", "EndpointSlice", ctx.druid["metadata"]["namespace"], labels={
+        "kubernetes.io/service-name": names.primary_service(ctx.druid["metadata"]["name"], node)})
 
 
 def _serving_endpoint(pod: dict, slices: list[dict]) -> bool:
@@ -707,8 +701,8 @@ async def _ports_without_endpoints(ctx: StepContext, services: list[dict]) -> li
     ns = ctx.druid["metadata"]["namespace"]
     checked = [svc for svc in services if svc["spec"].get("clusterIP") != "None"]  # governing: DNS only
     slices_by_service = await asyncio.gather(*(
-        ctx.kube.list("discovery.k8s.io/v1", "EndpointSlice", ns, labels=_slice_labels(ctx, svc["metadata"]["name"]))
-        for svc in checked))
+        ctx.kube.list("discovery.k8s.io/v1", "EndpointSlice", ns,
+                      labels={"kubernetes.io/service-name": svc["metadata"]["name"]}) for svc in checked))
     missing = []
     for svc, slices in zip(checked, slices_by_service):
         served = {port.get("name") for sl in slices for port in sl.get("ports") or []
