@@ -6,9 +6,9 @@ never to `hostPath` ones, so Druid (uid 1000, non-root, no capabilities) could n
 directories. Run as a process of the node (`python -m kubedruid.devcluster.volumes <kubeconfig> <dir> <health port>`);
 watch-driven; a claim's directory is removed with its volume when the claim is deleted (reclaim policy Delete).
 
-A kwok plane's claim binder (`python -m kubedruid.devcluster.volumes --kwok <kubeconfig> --health-address=<ip:port>`) does what
-kwok's `pvc-provision` and `pv-bind` stages did, many claims at once: kwok plays stages of kinds other than pods and
-nodes one at a time (`PlayStageParallelism: 1` in v0.8.0), four requests a claim, about 1.3 claims a second under
+A kwok plane's claim binder (`python -m kubedruid.devcluster.volumes --kwok <kubeconfig>
+--health-address=<ip:port>`) does what kwok's `pvc-provision` and `pv-bind` stages did, many claims at once: kwok
+plays stages of kinds other than pods and nodes one at a time (`PlayStageParallelism: 1` in v0.8.0), four requests a claim, about 1.3 claims a second under
 load, and 1,000 Druids need 2,000 claims (ZooKeeper and metadata storage). Nothing runs on a kwok volume: its
 `hostPath` is never made. kwok's `pvc-delete` and `pv-delete` stages still release and remove them.
 """
