@@ -8,9 +8,10 @@ watch-driven; a claim's directory is removed with its volume when the claim is d
 
 A kwok plane's claim binder (`python -m kubedruid.devcluster.volumes --kwok <kubeconfig>
 --health-address=<ip:port>`) does what kwok's `pvc-provision` and `pv-bind` stages did, many claims at once: kwok
-plays stages of kinds other than pods and nodes one at a time (`PlayStageParallelism: 1` in v0.8.0), four requests a claim, about 1.3 claims a second under
-load, and 1,000 Druids need 2,000 claims (ZooKeeper and metadata storage). Nothing runs on a kwok volume: its
-`hostPath` is never made. kwok's `pvc-delete` and `pv-delete` stages still release and remove them.
+plays stages of kinds other than pods and nodes one at a time (`PlayStageParallelism: 1` in v0.8.0), four requests
+a claim, about 1.3 claims a second under load, and 1,000 Druids need 2,000 claims (ZooKeeper and metadata storage).
+Nothing runs on a kwok volume: its `hostPath` is never made. kwok's `pvc-delete` and `pv-delete` stages still
+release and remove them.
 """
 
 from __future__ import annotations
