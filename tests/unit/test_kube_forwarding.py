@@ -126,3 +126,11 @@ def test_a_services_ports_are_reached_at_its_cluster_ip_the_tls_one_for_its_dns_
         ServicePort("10.96.0.7", 9088, "druid-cluster-routers:https", SERVICE)]
     assert forwarding.service_ports("druid-cluster-pods", "demo", "None", ports, "https") == []
     assert forwarding.service_ports("druid-cluster-routers", "demo", None, ports, "https") == []
+
+
+def test_kube_proxys_turn_counts_from_when_the_endpoints_were_seen_ready():
+    """Where forwarding cannot be observed, the op waits what is left of kube-proxy's turn after its failed check,
+    not the whole turn again."""
+    assert forwarding.turn_left(since=100.0, now=100.0, turn=2.0) == 2.0
+    assert abs(forwarding.turn_left(since=100.0, now=101.25, turn=2.0) - 0.75) < 1e-9
+    assert forwarding.turn_left(since=100.0, now=103.0, turn=2.0) == 0.0

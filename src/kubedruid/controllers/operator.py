@@ -39,8 +39,10 @@ MANAGED_BY = "app.kubernetes.io/managed-by"
 
 # Druids whose ops reconcile at once. A pass spends most of its time waiting on the apiserver (the steps read it
 # fresh), so with 4 workers 50 concurrent ops queued behind each other: their overhead (tests/bench/bench_scale.py,
-# 60 Druids, 50 add ops) was 1.68 with 4 workers, 1.54 with 8, 1.44 with 16 and 1.41 with 32.
-OPS_WORKERS = 16
+# 60 Druids, 50 add ops) was 1.68 with 4 workers, 1.54 with 8, 1.44 with 16 and 1.41 with 32. At 1,000 Druids an op's
+# first pass is 9 round trips (1.3-3.6 s): with 16 workers the last of 50 ops created at once began 7 s after the
+# first. Workers are coroutines, so there are more of them than the ops the bench runs at once.
+OPS_WORKERS = 64
 
 
 class Controllers:

@@ -70,6 +70,12 @@ async def answers(target: ServicePort, path: str, ca_pem: bytes | None, timeout:
     return len(parts) >= 2 and parts[0].startswith(b"HTTP/") and parts[1] == b"200"
 
 
+def turn_left(since: float, now: float, turn: float) -> float:
+    """Seconds of kube-proxy's `turn` still to wait at `now`, counted from `since` (the moment the endpoints it
+    forwards to were seen ready): 0 once it is over."""
+    return max(0.0, turn - (now - since))
+
+
 async def unforwarded(targets: Iterable[ServicePort], path: str, ca_pem: bytes | None) -> list[str] | None:
     """The labels of the ports whose health check is not answered; None when none is: from here Service addresses
     cannot be observed at all (no kube-proxy on this host, as on kwok, or a network policy), which says nothing

@@ -7,6 +7,7 @@ import asyncio
 import base64
 import datetime
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -657,7 +658,9 @@ async def update_services(ctx: StepContext) -> Wait | None:
     missing = await _ports_without_endpoints(ctx, services)
     waiting_for, on = "ready endpoints of", ENDPOINT_EVENTS
     if not missing:
-        missing = await _ports_not_forwarded(ctx, services, written)
+        # kube-proxy's turn counts from when every port was seen with ready endpoints, not after the check below
+        # (which, where nothing answers, spends forwarding.CHECK_TIMEOUT_S finding out).
+        missing = await _ports_not_forwarded(ctx, services, time.monotonic() if written else None)
         waiting_for, on = "kube-proxy to forward (ready endpoints, but no connection through the ClusterIP)", NO_EVENTS
         if missing:
             log.info("%s/%s: kube-proxy does not forward %s yet", ctx.druid["metadata"]["namespace"],
@@ -670,10 +673,10 @@ async def update_services(ctx: StepContext) -> Wait | None:
     return None
 
 
-async def _ports_not_forwarded(ctx: StepContext, services: list[dict], written: bool) -> list[str]:
+async def _ports_not_forwarded(ctx: StepContext, services: list[dict], endpoints_seen: float | None) -> list[str]:
     """`<service>:<port name>` of each port of the Druid's ClusterIP Services whose health check no pod answers
     through the ClusterIP. Where none is answered, forwarding cannot be observed from here: after a write kube-proxy
-    gets cluster.KUBE_PROXY_TURN_S instead."""
+    gets cluster.KUBE_PROXY_TURN_S instead, from `endpoints_seen` (time.monotonic(); None: nothing was written)."""
     ns = ctx.druid["metadata"]["namespace"]
     # Not the governing Service (DNS only) nor the stats Service (no Druid port).
     checked = [(svc, node) for svc in services
@@ -690,8 +693,8 @@ async def _ports_not_forwarded(ctx: StepContext, services: list[dict], written: 
     bundle_secret, _ = await ctx.provisioner.ca_bundle(apply_defaults(Druid.model_validate(ctx.druid)))
     missing = await forwarding.unforwarded(targets, HEALTH_PATH, bundle.pem_of(bundle_secret) or None)
     if missing is None:
-        if written:
-            await asyncio.sleep(cluster.KUBE_PROXY_TURN_S)
+        if endpoints_seen is not None:
+            await asyncio.sleep(forwarding.turn_left(endpoints_seen, time.monotonic(), cluster.KUBE_PROXY_TURN_S))
         return []
     return missing
 
