@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -19,6 +20,9 @@ from lightkube.models.meta_v1 import LabelSelector, ObjectMeta
 from lightkube.models.policy_v1 import PodDisruptionBudgetSpec
 from lightkube.resources.core_v1 import PersistentVolumeClaim, Pod
 from lightkube.resources.policy_v1 import PodDisruptionBudget
+
+from kubedruid.controllers.ops import steps
+from kubedruid.kube.client import Kube
 
 from .conftest import wait_for
 
@@ -111,3 +115,29 @@ def test_eviction_respects_pod_disruption_budget(kube, namespace):
             return e.status.code == 404
 
     wait_for(gone, what="evicted pod deleted")
+
+
+def test_an_ops_eviction_evicts_only_the_pod_whose_uid_the_op_recorded(plane, kube, namespace):
+    """The roll reads the pod to evict next from the informers (decision 0031); its eviction names the UID the op
+    recorded, so a pod that took the name since is left alone."""
+    kube.create(_pod("named"), namespace=namespace)
+    uid = wait_for(lambda: _pod_ready(kube, "named", namespace), what="pod named Ready").metadata.uid
+
+    def evict(recorded: str) -> bool:
+        async def call() -> bool:
+            return await steps.evict(Kube.from_kubeconfig(str(plane.kubeconfig)), "named", namespace, recorded)
+        return asyncio.run(call())
+
+    # The pod recorded is gone (another UID holds the name): nothing to evict, and the pod there now stays.
+    assert evict("00000000-0000-4000-8000-000000000000") is True
+    assert kube.get(Pod, "named", namespace=namespace).metadata.deletionTimestamp is None
+
+    assert evict(uid) is True
+
+    def gone_or_going():
+        try:
+            return kube.get(Pod, "named", namespace=namespace).metadata.deletionTimestamp is not None
+        except ApiError as e:
+            return e.status.code == 404
+
+    wait_for(gone_or_going, what="the recorded pod evicted")

@@ -26,7 +26,7 @@ def _context(grace_s: float, conditions: list[dict]) -> tuple[StepContext, list]
         events.append((kind, reason, message))
 
     add = OP_TYPES["AddTLS"]
-    ctx = StepContext(kube=None, provisioner=None, ops={"metadata": {"generation": 1},
+    ctx = StepContext(kube=None, informed=None, provisioner=None, ops={"metadata": {"generation": 1},
                                                         "status": {"conditions": conditions}},
                       druid={}, op=add, phase=CLOSING, timeout_s=300.0, event=event,
                       set_conditions=set_conditions, client_switch_grace_s=grace_s)

@@ -87,8 +87,9 @@ def _recorded_op(ops: dict, druid: dict) -> OpType:
 class OpsManager:
     def __init__(self, kube: Kube, provisioner: Provisioner,
                  client_switch_grace_s: float = plans.CLIENT_SWITCH_GRACE_S):
-        # Steps decide from what the apiserver says now (a step never acts on a view a few events old); the
-        # informers only tell which Druids have an unfinished op, so that the rest cost no request.
+        # Steps decide from what the apiserver says now (a step never acts on a view a few events old), apart from a
+        # roll's progress, which the events that woke the pass report (decision 0031); the informers also tell
+        # which Druids have an unfinished op, so that the rest cost no request.
         self.kube, self.informed, self.provisioner = kube.fresh, kube, provisioner
         self._events: set[asyncio.Task] = set()
         self.client_switch_grace_s = client_switch_grace_s
@@ -244,8 +245,8 @@ class OpsManager:
         if not any(cond.get_condition(ops["status"]["conditions"], s) for p in op.plan.phases for s in p.steps):
             await self._event(ops, "Normal", "Successful", f"Successfully paused Druid database: {ns}/{db_name} "
                               f"for DruidOpsRequest: {name}")
-        ctx = StepContext(kube=self.kube, provisioner=self.provisioner, ops=ops, druid=druid, op=op,
-                          phase=op.plan.phases[0], timeout_s=timeout, event=self._event,
+        ctx = StepContext(kube=self.kube, informed=self.informed, provisioner=self.provisioner, ops=ops, druid=druid,
+                          op=op, phase=op.plan.phases[0], timeout_s=timeout, event=self._event,
                           set_conditions=lambda c: self._set_status(ops, "Progressing", c),
                           client_switch_grace_s=self.client_switch_grace_s)
         for index, phase in enumerate(op.plan.phases):

@@ -59,7 +59,8 @@ class Fail(Exception):
 
 @dataclass
 class StepContext:
-    kube: Kube
+    kube: Kube  # reads the apiserver: what a step decides on
+    informed: Kube | None  # reads the informers: what the events that woke the pass reported (_read_ahead)
     provisioner: Provisioner
     ops: dict
     druid: dict
@@ -409,22 +410,23 @@ async def restart_nodes(ctx: StepContext) -> Wait | None:
             if evicted is None:
                 # The pod's UID is written before the eviction: a re-run after a crash evicts only that pod, once.
                 await ctx.record_many(_to_evict(pod_name, old_uid))
-            if present:
-                try:
-                    await ctx.kube.client.create(_eviction(pod_name, ns), name=pod_name, namespace=ns)
-                except ApiError as e:
-                    if e.status.code == 429:  # a PodDisruptionBudget forbids it now; try again shortly
-                        return Wait(after=2.0, on=NO_EVENTS) if ctx.deadline(step) > 0 else ctx.wait_or_fail(
-                            evict_t, f"a PodDisruptionBudget to allow evicting {pod_name}")
-                    if e.status.code != 404:
-                        raise
-            # The next pod's UID goes with this write, so its eviction, once this pod is back, needs none before it.
+            # The next pod's UID goes with this eviction's write, so its eviction, once this pod is back, needs none
+            # before it. It is read from the apiserver (it is recorded) while the eviction goes.
             following = todo[i + 1] if i + 1 < len(todo) else None
+            calls = {}
+            if present:
+                calls["evicted"] = evict(ctx.kube, pod_name, ns, old_uid)
+            if following and _unrecorded(ctx, following):
+                calls["following"] = ctx.kube.get("v1", "Pod", following, ns)
+            answers = dict(zip(calls, await asyncio.gather(*calls.values())))
+            if answers.get("evicted") is False:  # a PodDisruptionBudget forbids it now; try again shortly
+                return Wait(after=2.0, on=NO_EVENTS) if ctx.deadline(step) > 0 else ctx.wait_or_fail(
+                    evict_t, f"a PodDisruptionBudget to allow evicting {pod_name}")
             await ctx.record_many([
                 (evict_t, "True", plans.pod_message("evict pod", pod_name, uid=old_uid), "", False),
                 (check_t, "False", plans.pod_message("check pod running", pod_name, "False"), "", False),
-                *(_to_evict(following, read.pods[following]["metadata"]["uid"])
-                  if following and read.pods.get(following) and _unrecorded(ctx, following) else [])])
+                *(_to_evict(following, answers["following"]["metadata"]["uid"])
+                  if answers.get("following") else [])])
             await ctx.event(ctx.ops, "Normal", plans.pod_message("evict pod", pod_name),
                             plans.pod_message("evict pod", pod_name))
             return ctx.wait_or_fail(check_t, f"pod {pod_name} to be Ready again after its eviction", on=POD_EVENTS)
@@ -486,28 +488,44 @@ class _ReadAhead:
 
 
 async def _read_ahead(ctx: StepContext, todo: list[str]) -> _ReadAhead:
-    """The pod the roll is at; if it was evicted, its client Service's EndpointSlices; the pod evicted next and the
-    one after it (whose UID goes with that eviction); for a historical about to be evicted whether Druid sees its
-    segments served elsewhere: what a hand-over from one pod to the next needs, read at once (one round trip, not
-    four)."""
+    """What a hand-over from one pod to the next needs, read at once: the pod the roll is at; if it was evicted,
+    its client Service's EndpointSlices; the pod evicted next; for a historical about to be evicted whether Druid
+    sees its segments served elsewhere.
+
+    Decision 0031: the roll's progress is read from the informers, whose events woke the pass: the replacement's
+    readiness and endpoint (facts that only a later event undoes, which a read from the apiserver could miss as
+    well), and the pod evicted next when its UID is recorded (the eviction carries that UID as a precondition, so
+    a view a few events old evicts no other pod). A UID about to be recorded is read from the apiserver."""
     if not todo:
         return _ReadAhead({}, {}, {})
     ns = ctx.druid["metadata"]["namespace"]
     first = todo[0]
     evicted = ctx.condition(plans.pod_condition_types(first)[1])
     returning = evicted is not None and evicted["status"] == "True"
-    names_ = todo[:3] if returning else todo[:2]
-    reads = {name: ctx.kube.get("v1", "Pod", name, ns) for name in names_}
+    evicted_next = (todo[1] if len(todo) > 1 else None) if returning else first
+    reads = {}
+    if returning:
+        reads[first] = _informed_pod(ctx, first)
+    if evicted_next is not None:
+        reads[evicted_next] = ctx.kube.get("v1", "Pod", evicted_next, ns) if _unrecorded(ctx, evicted_next) \
+            else _informed_pod(ctx, evicted_next)
+    names_ = list(reads)
     node = plans.node_type_of(first)
     if returning and node.has_primary_service:
         reads["slices"] = _endpoint_slices(ctx, node)
-    evicted_next = (todo[1] if len(todo) > 1 else None) if returning else first
     if evicted_next is not None and plans.node_type_of(evicted_next) is HISTORICALS and \
             not ctx.done(plans.pod_condition_types(evicted_next)[1]):
         reads["handed over"] = _segments_handed_over(ctx)
     out = dict(zip(reads, await asyncio.gather(*reads.values())))
     return _ReadAhead({name: out[name] for name in names_}, {first: out["slices"]} if "slices" in out else {},
                       {evicted_next: out["handed over"]} if "handed over" in out else {})
+
+
+async def _informed_pod(ctx: StepContext, pod_name: str) -> dict | None:
+    """The pod as the informers hold it (the apiserver's copy where they cannot answer)."""
+    reader = ctx.informed or ctx.kube
+    return await reader.get("v1", "Pod", pod_name, ctx.druid["metadata"]["namespace"], ours={
+        **names.selector_labels(ctx.druid["metadata"]["name"]), petset_pods.POD_NAME_LABEL: pod_name})
 
 
 async def _segments_handed_over(ctx: StepContext) -> bool:
@@ -520,11 +538,19 @@ async def _segments_handed_over(ctx: StepContext) -> bool:
 
 
 async def _endpoint_slices(ctx: StepContext, node: NodeType) -> list[dict]:
-    """The EndpointSlices of the node type's client Service ([] for node types without one)."""
+    """The EndpointSlices of the node type's client Service ([] for node types without one), as the informers hold
+    them (decision 0031)."""
     if not node.has_primary_service:
         return []
-    return await ctx.kube.list("discovery.k8s.io/v1", "EndpointSlice", ctx.druid["metadata"]["namespace"], labels={
-        "kubernetes.io/service-name": names.primary_service(ctx.druid["metadata"]["name"], node)})
+    return await _service_slices(ctx, names.primary_service(ctx.druid["metadata"]["name"], node))
+
+
+async def _service_slices(ctx: StepContext, service: str) -> list[dict]:
+    """A Service's EndpointSlices from the informers: selected with the KubeDB labels they copy from the Service as
+    well, which the informer's watch selects (the apiserver's where the informers cannot answer)."""
+    reader = ctx.informed or ctx.kube
+    return await reader.list("discovery.k8s.io/v1", "EndpointSlice", ctx.druid["metadata"]["namespace"], labels={
+        "kubernetes.io/service-name": service, **names.selector_labels(ctx.druid["metadata"]["name"])})
 
 
 def _serving_endpoint(pod: dict, slices: list[dict]) -> bool:
@@ -640,11 +666,31 @@ async def clients_followed(ctx: StepContext) -> Wait | None:
     return None
 
 
-def _eviction(pod: str, namespace: str):
-    from lightkube.models.meta_v1 import ObjectMeta
+def _eviction(pod: str, namespace: str, uid: str):
+    from lightkube.models.meta_v1 import DeleteOptions, ObjectMeta, Preconditions
     from lightkube.resources.core_v1 import Pod
 
-    return Pod.Eviction(metadata=ObjectMeta(name=pod, namespace=namespace))
+    return Pod.Eviction(metadata=ObjectMeta(name=pod, namespace=namespace),
+                        deleteOptions=DeleteOptions(preconditions=Preconditions(uid=uid)))
+
+
+async def evict(kube: Kube, pod: str, namespace: str, uid: str) -> bool:
+    """Evicts the pod if it is still the one with `uid` (PodDisruptionBudgets apply). True once that pod is evicted
+    or gone (another pod may hold its name: the apiserver refuses the precondition with 409); False while a budget
+    forbids it."""
+    try:
+        await kube.client.create(_eviction(pod, namespace, uid), name=pod, namespace=namespace)
+    except ApiError as e:
+        if e.status.code == 429:
+            return False
+        if e.status.code == 409:  # a refused precondition, or another conflict: the apiserver tells which
+            live = await kube.get("v1", "Pod", pod, namespace)
+            if live is not None and live["metadata"]["uid"] == uid:
+                raise
+            return True
+        if e.status.code != 404:
+            raise
+    return True
 
 
 async def update_services(ctx: StepContext) -> Wait | None:
@@ -700,12 +746,10 @@ async def _ports_not_forwarded(ctx: StepContext, services: list[dict], endpoints
 
 
 async def _ports_without_endpoints(ctx: StepContext, services: list[dict]) -> list[str]:
-    """`<service>:<port name>` of each port of the Druid's ClusterIP Services that no ready endpoint serves yet."""
-    ns = ctx.druid["metadata"]["namespace"]
+    """`<service>:<port name>` of each port of the Druid's ClusterIP Services that no ready endpoint serves yet (the
+    informers' EndpointSlices: decision 0031)."""
     checked = [svc for svc in services if svc["spec"].get("clusterIP") != "None"]  # governing: DNS only
-    slices_by_service = await asyncio.gather(*(
-        ctx.kube.list("discovery.k8s.io/v1", "EndpointSlice", ns,
-                      labels={"kubernetes.io/service-name": svc["metadata"]["name"]}) for svc in checked))
+    slices_by_service = await asyncio.gather(*(_service_slices(ctx, svc["metadata"]["name"]) for svc in checked))
     missing = []
     for svc, slices in zip(checked, slices_by_service):
         served = {port.get("name") for sl in slices for port in sl.get("ports") or []
