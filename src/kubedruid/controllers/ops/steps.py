@@ -494,8 +494,9 @@ async def _read_ahead(ctx: StepContext, todo: list[str]) -> _ReadAhead:
 
     Decision 0031: the roll's progress is read from the informers, whose events woke the pass: the replacement's
     readiness and endpoint (facts that only a later event undoes, which a read from the apiserver could miss as
-    well), and the pod evicted next when its UID is recorded (the eviction carries that UID as a precondition, so
-    a view a few events old evicts no other pod). A UID about to be recorded is read from the apiserver."""
+    well), and the pod evicted next while the informers show it with the UID recorded (the eviction carries that
+    UID as a precondition, so a view a few events old evicts no other pod). A UID about to be recorded, and a pod
+    the informers show otherwise, are read from the apiserver."""
     if not todo:
         return _ReadAhead({}, {}, {})
     ns = ctx.druid["metadata"]["namespace"]
@@ -507,8 +508,9 @@ async def _read_ahead(ctx: StepContext, todo: list[str]) -> _ReadAhead:
     if returning:
         reads[first] = _informed_pod(ctx, first)
     if evicted_next is not None:
-        reads[evicted_next] = ctx.kube.get("v1", "Pod", evicted_next, ns) if _unrecorded(ctx, evicted_next) \
-            else _informed_pod(ctx, evicted_next)
+        recorded = ctx.condition(plans.pod_condition_types(evicted_next)[1])
+        reads[evicted_next] = _recorded_pod(ctx, evicted_next, plans.recorded_uid(recorded["message"])) \
+            if recorded else ctx.kube.get("v1", "Pod", evicted_next, ns)
     names_ = list(reads)
     node = plans.node_type_of(first)
     if returning and node.has_primary_service:
@@ -526,6 +528,16 @@ async def _informed_pod(ctx: StepContext, pod_name: str) -> dict | None:
     reader = ctx.informed or ctx.kube
     return await reader.get("v1", "Pod", pod_name, ctx.druid["metadata"]["namespace"], ours={
         **names.selector_labels(ctx.druid["metadata"]["name"]), petset_pods.POD_NAME_LABEL: pod_name})
+
+
+async def _recorded_pod(ctx: StepContext, pod_name: str, uid: str) -> dict | None:
+    """A pod whose UID the op recorded: the informers' copy while it is that pod (its eviction names the UID), else
+    the apiserver's (a pod the informers have not shown yet, or gone and replaced: what the step must know for sure
+    before it leaves the pod out)."""
+    pod = await _informed_pod(ctx, pod_name)
+    if pod is not None and pod["metadata"]["uid"] == uid:
+        return pod
+    return await ctx.kube.get("v1", "Pod", pod_name, ctx.druid["metadata"]["namespace"])
 
 
 async def _segments_handed_over(ctx: StepContext) -> bool:
