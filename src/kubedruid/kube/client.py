@@ -4,7 +4,8 @@ Writes go through `ensure`, which reads first and writes (server-side apply, fie
 the desired fields differ from what the apiserver holds, so a resync over unchanged objects makes no write.
 
 Reads are answered from the informers (kube/cache.py) where they hold the kind; `fresh` is the same client reading
-only from the apiserver, for decisions that must not act on a view a few events old (the ops-manager's steps).
+only from the apiserver, for decisions that must not act on a view a few events old (the ops-manager's steps, but
+for a roll's progress: decision 0031).
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ class Fail(Exception):
 @dataclass
 class StepContext:
     kube: Kube  # reads the apiserver: what a step decides on
-    informed: Kube | None  # reads the informers: what the events that woke the pass reported (_read_ahead)
+    informed: Kube  # reads the informers (the apiserver where they cannot answer): a roll's progress, decision 0031
     provisioner: Provisioner
     ops: dict
     druid: dict
@@ -525,8 +525,7 @@ async def _read_ahead(ctx: StepContext, todo: list[str]) -> _ReadAhead:
 
 async def _informed_pod(ctx: StepContext, pod_name: str) -> dict | None:
     """The pod as the informers hold it (the apiserver's copy where they cannot answer)."""
-    reader = ctx.informed or ctx.kube
-    return await reader.get("v1", "Pod", pod_name, ctx.druid["metadata"]["namespace"], ours={
+    return await ctx.informed.get("v1", "Pod", pod_name, ctx.druid["metadata"]["namespace"], ours={
         **names.selector_labels(ctx.druid["metadata"]["name"]), petset_pods.POD_NAME_LABEL: pod_name})
 
 
@@ -560,8 +559,7 @@ async def _endpoint_slices(ctx: StepContext, node: NodeType) -> list[dict]:
 async def _service_slices(ctx: StepContext, service: str) -> list[dict]:
     """A Service's EndpointSlices from the informers: selected with the KubeDB labels they copy from the Service as
     well, which the informer's watch selects (the apiserver's where the informers cannot answer)."""
-    reader = ctx.informed or ctx.kube
-    return await reader.list("discovery.k8s.io/v1", "EndpointSlice", ctx.druid["metadata"]["namespace"], labels={
+    return await ctx.informed.list("discovery.k8s.io/v1", "EndpointSlice", ctx.druid["metadata"]["namespace"], labels={
         "kubernetes.io/service-name": service, **names.selector_labels(ctx.druid["metadata"]["name"])})
 
 
